@@ -1,0 +1,131 @@
+//! Authentication and authorization: the [`Verifier`] built once at start and the
+//! [`AuthedUser`] request guard.
+//!
+//! Invariant: an [`AuthedUser`] exists only for a request whose bearer token verified and
+//! whose path `<user_id>` equals the token's `sub`. It has no public constructor, so a
+//! function that takes one cannot be reached by an unverified request.
+
+mod verifier;
+
+use rocket::fairing::AdHoc;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::{Ignite, Rocket, Sentinel};
+
+use crate::config::AppConfig;
+use crate::error::{fail_guard, ApiError};
+
+pub use verifier::{mint_hs256, TokenError, Verifier};
+
+/// The verified user whose tasks this request may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthedUser {
+    id: String,
+}
+
+impl AuthedUser {
+    /// The user id (the token's `sub`, equal to the path's `<user_id>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Extracts the token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
+    let header = header.ok_or(ApiError::AuthRequired(
+        "Authentication required: send Authorization: Bearer <token>",
+    ))?;
+    let (scheme, token) = header.trim().split_once(' ').ok_or(ApiError::AuthRequired(
+        "Authorization header must be: Bearer <token>",
+    ))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::AuthRequired(
+            "Authorization header must be: Bearer <token>",
+        ));
+    }
+    Ok(token)
+}
+
+/// The matched route's path segment named `<name>`, found by name, not position, so the
+/// guard keeps working when mount points or routes change.
+fn path_param<'r>(request: &'r Request<'_>, name: &str) -> Option<&'r str> {
+    let pattern = format!("<{name}>");
+    let route = request.route()?;
+    let index = route
+        .uri
+        .unmounted_origin
+        .path()
+        .segments()
+        .position(|segment| segment == pattern)?;
+    request.routed_segment(index)
+}
+
+/// Checks the token and the path owner; shared by every way a token can arrive.
+pub fn authorize(request: &Request<'_>, token: Result<&str, ApiError>) -> Result<AuthedUser, ApiError> {
+    let verifier = request
+        .rocket()
+        .state::<Verifier>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("auth::stage() is not attached")))?;
+    let token = token?;
+    let sub = verifier.verify(token).map_err(|reason| {
+        tracing::warn!(%reason, "token refused");
+        ApiError::InvalidToken
+    })?;
+    let path_user = path_param(request, "user_id").ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("AuthedUser used on a route without <user_id>"))
+    })?;
+    if path_user != sub {
+        tracing::warn!(token_user = %sub, path_user = %path_user, "path user is not the token's user");
+        return Err(ApiError::Forbidden);
+    }
+    Ok(AuthedUser { id: sub })
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AuthedUser {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let token = bearer_token(request.headers().get_one("Authorization"));
+        match authorize(request, token) {
+            Ok(user) => Outcome::Success(user),
+            Err(error) => fail_guard(request, error),
+        }
+    }
+}
+
+impl Sentinel for AuthedUser {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        rocket.state::<Verifier>().is_none()
+    }
+}
+
+/// The auth module: builds the verifier from the validated configuration.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Authentication", |rocket| async {
+        let Some(config) = rocket.state::<AppConfig>() else {
+            tracing::error!("auth::stage() needs config::stage() attached before it");
+            return Err(rocket);
+        };
+        let verifier = Verifier::new(&config.auth);
+        Ok(rocket.manage(verifier))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        assert_eq!(bearer_token(Some("Bearer abc")).ok(), Some("abc"));
+        assert_eq!(bearer_token(Some("bearer abc")).ok(), Some("abc"));
+        assert_eq!(bearer_token(Some("BEARER   abc ")).ok(), Some("abc"));
+        for bad in [None, Some(""), Some("Bearer"), Some("Bearer "), Some("Basic abc"), Some("abc")] {
+            assert!(
+                matches!(bearer_token(bad), Err(ApiError::AuthRequired(_))),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! CORS with rocket_cors: exact origins from `ALLOWED_ORIGINS`, the contract's methods and
+//! headers, and the response headers a frontend needs to read.
+//!
+//! rocket_cors' fairing answers a request from an unlisted origin with 403. That is right
+//! for a preflight, but a plain request from elsewhere (a same-origin page, a server) should
+//! just get no `Access-Control-Allow-Origin`; the wrapper below lets those pass untouched.
+
+use std::collections::HashSet;
+
+use rocket::fairing::{self, AdHoc, Fairing, Info, Kind};
+use rocket::http::Method as HttpMethod;
+use rocket::{Build, Data, Request, Response, Rocket};
+use rocket_cors::{AllowedHeaders, AllowedOrigins, Cors, CorsOptions, Method};
+
+use crate::config::AppConfig;
+
+/// Request headers a browser may send.
+pub const ALLOWED_HEADERS: [&str; 4] = ["Authorization", "Content-Type", "If-Match", "If-None-Match"];
+
+/// Response headers a browser may read.
+pub const EXPOSED_HEADERS: [&str; 8] = [
+    "ETag",
+    "Location",
+    "Link",
+    "X-Total-Count",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "Retry-After",
+];
+
+/// Builds the rocket_cors configuration for `origins`.
+pub fn cors(origins: &[String]) -> Result<Cors, rocket_cors::Error> {
+    let methods = [
+        HttpMethod::Get,
+        HttpMethod::Post,
+        HttpMethod::Put,
+        HttpMethod::Patch,
+        HttpMethod::Delete,
+        HttpMethod::Options,
+        HttpMethod::Head,
+    ];
+    CorsOptions {
+        allowed_origins: AllowedOrigins::some_exact(origins),
+        allowed_methods: methods.into_iter().map(Method::from).collect(),
+        allowed_headers: AllowedHeaders::some(&ALLOWED_HEADERS),
+        allow_credentials: true,
+        expose_headers: EXPOSED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
+        max_age: Some(600),
+        ..CorsOptions::default()
+    }
+    .to_cors()
+}
+
+/// rocket_cors, except that non-preflight requests from unlisted origins pass untouched.
+struct CorsFairing {
+    inner: Cors,
+    origins: HashSet<String>,
+}
+
+/// Marks a request the inner fairing did not see.
+struct Bypassed(bool);
+
+impl CorsFairing {
+    fn bypasses(&self, request: &Request<'_>) -> bool {
+        let origin = request.headers().get_one("Origin");
+        request.method() != HttpMethod::Options
+            && origin.is_some_and(|origin| !self.origins.contains(origin))
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for CorsFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "CORS",
+            kind: Kind::Ignite | Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        self.inner.on_ignite(rocket).await
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {
+        let bypass = self.bypasses(request);
+        request.local_cache(|| Bypassed(bypass));
+        if !bypass {
+            self.inner.on_request(request, data).await;
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        if !request.local_cache(|| Bypassed(true)).0 {
+            self.inner.on_response(request, response).await;
+        }
+    }
+}
+
+/// The CORS module: needs the validated origins from `config::stage()`.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("CORS", |rocket| async {
+        let Some(origins) = rocket.state::<AppConfig>().map(|c| c.allowed_origins.clone()) else {
+            tracing::error!("cors::stage() needs config::stage() attached before it");
+            return Err(rocket);
+        };
+        match cors(&origins) {
+            Ok(inner) => Ok(rocket.attach(CorsFairing {
+                inner,
+                origins: origins.into_iter().collect(),
+            })),
+            Err(error) => {
+                tracing::error!(%error, "invalid CORS configuration");
+                Err(rocket)
+            }
+        }
+    })
+}

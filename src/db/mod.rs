@@ -1,0 +1,286 @@
+//! The database: one pool type over SQLite or PostgreSQL, chosen by the URL's scheme at
+//! start, owned by a `rocket_db_pools` fairing; embedded migrations per dialect.
+//!
+//! Store functions write one SQL text and let [`on_pool!`] compile it once per backend, so
+//! both databases run the same statement with native types.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use rocket_db_pools::Database;
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::Connection as _;
+
+use crate::config::{AppConfig, ConfigError};
+
+/// Runs `$body` with `$p` bound to the concrete sqlx pool of either backend.
+#[macro_export]
+macro_rules! on_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            $crate::db::AppPool::Sqlite($p) => $body,
+            $crate::db::AppPool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (`sqlite://PATH`).
+    Sqlite,
+    /// A PostgreSQL server (`postgres://…` or `postgresql://…`).
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from the URL scheme; anything else is refused, never guessed.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        match scheme.as_str() {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(ConfigError(
+                "DATABASE_URL must start with sqlite:// or postgres:// (other schemes are not supported)"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+/// The service's pool: a cheap, reference-counted handle to either backend's pool.
+#[derive(Debug, Clone)]
+pub enum AppPool {
+    /// SQLite.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// The database fairing and request guard (`&Db`).
+#[derive(Database)]
+#[database("todo")]
+pub struct Db(AppPool);
+
+/// Why the pool could not be created. Never carries the URL (it may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A setting under `databases.todo` is missing or wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The database refused or failed an operation.
+    #[error("{context}: {source}")]
+    Sqlx {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Pool settings: rocket_db_pools' keys plus what this service adds.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// The base settings (`url`, pool bounds, timeouts).
+    pub base: rocket_db_pools::Config,
+}
+
+impl PoolSettings {
+    /// Reads `databases.todo` from a figment focused on it.
+    pub fn from_figment(figment: &Figment) -> Result<Self, DbError> {
+        let base: rocket_db_pools::Config = figment.extract().map_err(|e| {
+            DbError::Config(format!("databases.todo: invalid setting {}", e.path.join(".")))
+        })?;
+        Ok(Self { base })
+    }
+
+    fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.base.connect_timeout.max(1))
+    }
+
+    fn options<DB: sqlx::Database>(&self) -> PoolOptions<DB> {
+        let max = u32::try_from(self.base.max_connections).unwrap_or(u32::MAX).max(1);
+        let min = self.base.min_connections.unwrap_or(0).min(max);
+        PoolOptions::new()
+            .max_connections(max)
+            .min_connections(min)
+            .acquire_timeout(self.acquire_timeout())
+            .idle_timeout(self.base.idle_timeout.map(Duration::from_secs))
+            // A ping on every checkout would double the round trips; only connections that
+            // sat idle long enough to have been dropped by a proxy are checked first.
+            .test_before_acquire(false)
+            .before_acquire(|conn: &mut DB::Connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(30) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+    }
+}
+
+impl AppPool {
+    /// Creates the pool without connecting: a database that is down at start only delays
+    /// the first queries, and the pool reconnects by itself after an outage.
+    pub fn connect_lazy(settings: &PoolSettings) -> Result<Self, DbError> {
+        let url = settings.base.url.as_str();
+        let backend =
+            Backend::from_url(url).map_err(|e| DbError::Config(e.0))?;
+        match backend {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(|_| DbError::Config("DATABASE_URL is not a valid sqlite:// URL".into()))?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(settings.acquire_timeout());
+                create_parent_dir(options.get_filename())?;
+                Ok(Self::Sqlite(settings.options().connect_lazy_with(options)))
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url).map_err(|_| {
+                    DbError::Config("DATABASE_URL is not a valid postgres:// URL".into())
+                })?;
+                Ok(Self::Postgres(settings.options().connect_lazy_with(options)))
+            }
+        }
+    }
+
+    /// Which backend this pool talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations of this pool's dialect.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Checks that the database answers, within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), sqlx::Error> {
+        let query = async {
+            on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(drop))
+        };
+        tokio::time::timeout(timeout, query)
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    /// Connections open and idle, for health and metrics.
+    pub fn size_and_idle(&self) -> (u32, usize) {
+        on_pool!(self, |p| (p.size(), p.num_idle()))
+    }
+}
+
+fn create_parent_dir(path: &std::path::Path) -> Result<(), DbError> {
+    let name = path.to_string_lossy();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(());
+    }
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent)
+            .map_err(|e| DbError::Config(format!("cannot create the SQLite folder: {e}"))),
+        _ => Ok(()),
+    }
+}
+
+#[rocket::async_trait]
+impl rocket_db_pools::Pool for AppPool {
+    type Connection = AppPool;
+    type Error = DbError;
+
+    async fn init(figment: &Figment) -> Result<Self, Self::Error> {
+        let settings = PoolSettings::from_figment(figment)?;
+        Self::connect_lazy(&settings)
+    }
+
+    async fn get(&self) -> Result<Self::Connection, Self::Error> {
+        Ok(self.clone())
+    }
+
+    async fn close(&self) {
+        on_pool!(self, |p| p.close().await);
+    }
+}
+
+async fn run_migrations(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    let wanted = rocket
+        .state::<AppConfig>()
+        .is_none_or(|config| config.migrate_on_start);
+    if !wanted {
+        return Ok(rocket);
+    }
+    let Some(db) = Db::fetch(&rocket) else {
+        tracing::error!("the database fairing is not attached");
+        return Err(rocket);
+    };
+    match db.0.migrate().await {
+        Ok(()) => {
+            tracing::info!(backend = ?db.0.backend(), "database migrations applied");
+            Ok(rocket)
+        }
+        Err(error) => {
+            tracing::error!(%error, "database migrations failed");
+            Err(rocket)
+        }
+    }
+}
+
+/// The database module: the pool fairing, then the migrations that need it.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Database", |rocket| async {
+        rocket
+            .attach(Db::init())
+            .attach(AdHoc::try_on_ignite("Database migrations", run_migrations))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_follows_the_url_scheme() {
+        assert_eq!(Backend::from_url("sqlite://data/x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(Backend::from_url("postgres://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://u@h/db").ok(), Some(Backend::Postgres));
+        assert!(Backend::from_url("mysql://u@h/db").is_err());
+        assert!(Backend::from_url("data/x.db").is_err());
+    }
+
+    #[test]
+    fn both_dialects_have_the_same_migrations() {
+        let names = |dir: &str| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let sqlite = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"));
+        let postgres = names(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres);
+    }
+}

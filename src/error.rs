@@ -1,0 +1,410 @@
+//! The one error type of the API, its JSON rendering, the catchers that give everything
+//! Rocket answers by itself the same shape, and the JSON body data guards.
+//!
+//! Invariant: a client only ever sees `{detail, error_code, field_errors}`; the cause of a
+//! 5xx goes to the log, never into the body.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Mutex;
+
+use rocket::data::{Data, FromData, Outcome as DataOutcome, ToByteUnit};
+use rocket::fairing::AdHoc;
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Field name → messages, rendered as `field_errors`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Collects field errors while a whole input is checked, so a client learns every problem at once.
+#[derive(Debug, Default)]
+pub struct FieldErrorsBuilder(FieldErrors);
+
+impl FieldErrorsBuilder {
+    /// Records one message for `field`.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// Unwraps a field result, recording its error and yielding `None` on failure.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.add(field, message)).ok()
+    }
+
+    /// `Ok(())` when nothing was recorded, else a 422 naming every field.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// Every way a request can fail, one variant per row of the contract's error table.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON, or not a JSON object.
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
+    /// 401: no bearer token.
+    #[error("authentication required: {0}")]
+    AuthRequired(&'static str),
+    /// 401: a token that does not verify.
+    #[error("invalid token")]
+    InvalidToken,
+    /// 403: the path names another user.
+    #[error("forbidden")]
+    Forbidden,
+    /// 404: no such task for this user, or no such route.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// 412: `If-Match` does not match.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// 413: the body is over the limit.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415: the body is not JSON by its content type.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// 422: fields or query parameters that break a rule.
+    #[error("validation failed: {0:?}")]
+    Validation(FieldErrors),
+    /// 429: over the per-user limit.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until the client may retry.
+        retry_after: u64,
+    },
+    /// 503: the database cannot be reached.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// 500: anything unexpected.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 for a single field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrorsBuilder::default();
+        errors.add(field, message);
+        Self::Validation(errors.0)
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> Status {
+        match self {
+            Self::MalformedJson(_) => Status::BadRequest,
+            Self::AuthRequired(_) | Self::InvalidToken => Status::Unauthorized,
+            Self::Forbidden => Status::Forbidden,
+            Self::NotFound(_) => Status::NotFound,
+            Self::PreconditionFailed => Status::PreconditionFailed,
+            Self::PayloadTooLarge => Status::PayloadTooLarge,
+            Self::UnsupportedMediaType => Status::UnsupportedMediaType,
+            Self::Validation(_) => Status::UnprocessableEntity,
+            Self::RateLimited { .. } => Status::TooManyRequests,
+            Self::Unavailable(_) => Status::ServiceUnavailable,
+            Self::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    /// The contract's `error_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::AuthRequired(_) => "auth_required",
+            Self::InvalidToken => "invalid_token",
+            Self::Forbidden => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Validation(_) => "validation_error",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The public part of the error: what the client may see.
+    pub fn public(&self) -> PublicError {
+        let detail = match self {
+            Self::MalformedJson(reason) => format!("Request body is not valid JSON: {reason}"),
+            Self::AuthRequired(reason) => (*reason).to_owned(),
+            Self::InvalidToken => "Token is invalid or expired".to_owned(),
+            Self::Forbidden => "You may only access your own tasks".to_owned(),
+            Self::NotFound(what) => (*what).to_owned(),
+            Self::PreconditionFailed => "The task has changed since it was read (If-Match)".to_owned(),
+            Self::PayloadTooLarge => "Request body is larger than 64 KiB".to_owned(),
+            Self::UnsupportedMediaType => "Request body must be application/json".to_owned(),
+            Self::Validation(_) => "Request has invalid fields".to_owned(),
+            Self::RateLimited { .. } => "Too many requests; slow down".to_owned(),
+            Self::Unavailable(_) => "The database is unavailable; try again shortly".to_owned(),
+            Self::Internal(_) => "An unexpected error occurred".to_owned(),
+        };
+        PublicError {
+            status: self.status(),
+            body: ErrorBody {
+                detail,
+                error_code: self.code(),
+                field_errors: match self {
+                    Self::Validation(errors) => errors.clone(),
+                    _ => FieldErrors::new(),
+                },
+            },
+            retry_after: match self {
+                Self::RateLimited { retry_after } => Some(*retry_after),
+                Self::Unavailable(_) => Some(5),
+                _ => None,
+            },
+        }
+    }
+
+    /// The error Rocket's own status codes stand for, when no guard said more.
+    pub fn for_status(status: Status) -> PublicError {
+        let (code, detail) = match status.code {
+            400 => ("bad_request", "The request could not be understood"),
+            401 => ("auth_required", "Authentication required"),
+            403 => ("forbidden", "Forbidden"),
+            404 => ("not_found", "No such resource"),
+            405 => ("method_not_allowed", "Method not allowed"),
+            412 => ("precondition_failed", "Precondition failed"),
+            413 => ("payload_too_large", "Request body is larger than 64 KiB"),
+            415 => ("unsupported_media_type", "Request body must be application/json"),
+            422 => ("validation_error", "Request has invalid parameters"),
+            429 => ("rate_limited", "Too many requests; slow down"),
+            503 => ("service_unavailable", "The service is unavailable; try again shortly"),
+            400..=499 => ("bad_request", "The request was refused"),
+            _ => ("internal_error", "An unexpected error occurred"),
+        };
+        PublicError {
+            status,
+            body: ErrorBody {
+                detail: detail.to_owned(),
+                error_code: code,
+                field_errors: FieldErrors::new(),
+            },
+            retry_after: (status.code == 503).then_some(5),
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            Self::Unavailable(error) => tracing::error!(error = %error, "database unavailable"),
+            Self::Internal(error) => tracing::error!(error = format!("{error:#}"), "internal error"),
+            _ => {}
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => Self::Unavailable(error),
+            _ => Self::Internal(anyhow::Error::new(error)),
+        }
+    }
+}
+
+/// Database errors that mean "cannot serve now" rather than "this query is wrong".
+fn is_unavailable(error: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = error.code() else {
+        return false;
+    };
+    // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes (low byte).
+    // PostgreSQL: class 08 (connection), 53 (resources), 57P0x (shutdown / crash recovery).
+    match code.parse::<i64>() {
+        Ok(sqlite_code) => matches!(sqlite_code & 0xff, 5 | 6),
+        Err(_) => code.starts_with("08") || code.starts_with("53") || code.starts_with("57P"),
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// A human-readable message.
+    pub detail: String,
+    /// A stable machine-readable code.
+    pub error_code: &'static str,
+    /// Field name → messages; empty when no field is at fault.
+    pub field_errors: FieldErrors,
+}
+
+/// What a client is told about an error: status, body and the headers that go with it.
+#[derive(Debug, Clone)]
+pub struct PublicError {
+    status: Status,
+    body: ErrorBody,
+    retry_after: Option<u64>,
+}
+
+impl PublicError {
+    /// Stashes this error for the catcher: guards cannot hand errors to catchers directly.
+    pub fn stash(self, request: &Request<'_>) {
+        let slot = request.local_cache(|| StashedError(Mutex::new(None)));
+        if let Ok(mut slot) = slot.0.lock() {
+            *slot = Some(self);
+        }
+    }
+
+    fn take_stashed(request: &Request<'_>) -> Option<Self> {
+        let slot = request.local_cache(|| StashedError(Mutex::new(None)));
+        slot.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+struct StashedError(Mutex<Option<PublicError>>);
+
+impl<'r> Responder<'r, 'static> for PublicError {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let json = serde_json::to_vec(&self.body).map_err(|_| Status::InternalServerError)?;
+        let mut response = Response::build();
+        response
+            .status(self.status)
+            .header(ContentType::JSON)
+            .header(Header::new("Cache-Control", "no-store"))
+            .sized_body(json.len(), Cursor::new(json));
+        if self.status == Status::Unauthorized {
+            response.header(Header::new("WWW-Authenticate", "Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.header(Header::new("Retry-After", seconds.to_string()));
+        }
+        response.ok()
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        self.log();
+        self.public().respond_to(request)
+    }
+}
+
+/// Fails a guard with `error`: logs it, stashes its public part for the catcher.
+pub fn fail_guard<T, E, F>(
+    request: &Request<'_>,
+    error: ApiError,
+) -> rocket::outcome::Outcome<T, (Status, E), F>
+where
+    E: From<ApiError>,
+{
+    error.log();
+    let status = error.status();
+    error.public().stash(request);
+    rocket::outcome::Outcome::Error((status, E::from(error)))
+}
+
+#[catch(default)]
+fn any_status(status: Status, request: &Request<'_>) -> PublicError {
+    match PublicError::take_stashed(request) {
+        Some(error) => error,
+        None => {
+            if status.code >= 500 {
+                tracing::error!(status = status.code, "request failed without an API error");
+            }
+            ApiError::for_status(status)
+        }
+    }
+}
+
+/// Registers the catcher that renders every status Rocket answers itself as the JSON shape.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Error catchers", |rocket| async {
+        rocket.register("/", catchers![any_status])
+    })
+}
+
+/// A JSON object body: checks the content type (415), size (413) and syntax (400).
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+/// Like [`JsonObject`], but an empty body is allowed and yields `None`.
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
+
+/// The body size limit when Rocket.toml does not set `limits.json`.
+pub const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
+
+async fn read_json_object(
+    request: &Request<'_>,
+    data: Data<'_>,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    if let Some(content_type) = request.content_type() {
+        let media = content_type.media_type();
+        let is_json = media.top() == "application"
+            && (media.sub() == "json" || media.sub().as_str().ends_with("+json"));
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    let limit = request
+        .limits()
+        .get("json")
+        .unwrap_or_else(|| DEFAULT_BODY_LIMIT.bytes());
+    let bytes = data
+        .open(limit)
+        .into_bytes()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("reading request body")))?;
+    if !bytes.is_complete() {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err(ApiError::MalformedJson("expected a JSON object".to_owned())),
+        Err(e) => Err(ApiError::MalformedJson(format!(
+            "{} at line {} column {}",
+            match e.classify() {
+                serde_json::error::Category::Eof => "unexpected end of input",
+                _ => "syntax error",
+            },
+            e.line(),
+            e.column()
+        ))),
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for OptionalJsonObject {
+    type Error = ApiError;
+
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
+        match read_json_object(request, data).await {
+            Ok(object) => DataOutcome::Success(Self(object)),
+            Err(error) => fail_guard(request, error),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for JsonObject {
+    type Error = ApiError;
+
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
+        match read_json_object(request, data).await {
+            Ok(Some(object)) => DataOutcome::Success(Self(object)),
+            Ok(None) => fail_guard(
+                request,
+                ApiError::MalformedJson("the body is empty; expected a JSON object".to_owned()),
+            ),
+            Err(error) => fail_guard(request, error),
+        }
+    }
+}

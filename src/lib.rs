@@ -1,0 +1,32 @@
+//! todo-api: the backend of a multi-user todo app.
+//!
+//! The service is a list of modules, each attached as one Rocket stage. Read [`rocket`] to
+//! see all of it.
+
+#[macro_use]
+extern crate rocket;
+
+pub mod auth;
+pub mod config;
+pub mod cors;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod tasks;
+pub mod telemetry;
+
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+
+/// Builds the service from `figment` (see [`config::figment`]).
+pub fn rocket(figment: Figment) -> Rocket<Build> {
+    rocket::custom(figment)
+        .attach(config::stage())
+        .attach(telemetry::stage())
+        .attach(db::stage())
+        .attach(auth::stage())
+        .attach(cors::stage())
+        .attach(tasks::stage())
+        .attach(health::stage())
+        .attach(error::stage())
+}

@@ -1,0 +1,12 @@
+//! Tasks: the model, its SQL and its routes under `/api/<user_id>/tasks`.
+
+pub mod model;
+mod routes;
+pub mod store;
+
+use rocket::fairing::AdHoc;
+
+/// The tasks module: mounts its routes under `/api`.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Tasks", |rocket| async { rocket.mount("/api", routes::routes()) })
+}

@@ -1,0 +1,370 @@
+//! Task domain and wire types. Input is parsed field by field from the JSON object, so a
+//! client learns every broken rule at once and a value that exists here is valid.
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, FieldErrorsBuilder};
+
+/// Longest title, in Unicode scalar values.
+pub const TITLE_MAX: usize = 200;
+/// Longest description, in Unicode scalar values.
+pub const DESCRIPTION_MAX: usize = 1000;
+/// Longest category, in Unicode scalar values.
+pub const CATEGORY_MAX: usize = 100;
+
+/// A task's priority; sorts low < medium < high.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Low.
+    Low,
+    /// Medium (the default).
+    #[default]
+    Medium,
+    /// High.
+    High,
+}
+
+impl Priority {
+    /// The stored rank (1, 2, 3), which sorts in the contract's order.
+    pub fn rank(self) -> i16 {
+        match self {
+            Self::Low => 1,
+            Self::Medium => 2,
+            Self::High => 3,
+        }
+    }
+
+    /// The priority of a stored rank.
+    pub fn from_rank(rank: i16) -> Option<Self> {
+        match rank {
+            1 => Some(Self::Low),
+            2 => Some(Self::Medium),
+            3 => Some(Self::High),
+            _ => None,
+        }
+    }
+
+    /// Parses the wire name (`low`, `medium`, `high`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "low" => Some(Self::Low),
+            "medium" => Some(Self::Medium),
+            "high" => Some(Self::High),
+            _ => None,
+        }
+    }
+}
+
+/// A trimmed title of 1 to 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    /// Parses a JSON value into a title.
+    pub fn parse(value: &Value) -> Result<Self, String> {
+        let Value::String(raw) = value else {
+            return Err(if value.is_null() {
+                "Title is required and cannot be empty".to_owned()
+            } else {
+                "Title must be a string".to_owned()
+            });
+        };
+        let title = raw.trim();
+        if title.is_empty() {
+            return Err("Title is required and cannot be empty".to_owned());
+        }
+        if title.chars().count() > TITLE_MAX {
+            return Err(format!("Title must be at most {TITLE_MAX} characters"));
+        }
+        Ok(Self(title.to_owned()))
+    }
+
+    /// The title text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn parse_description(value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) if text.chars().count() <= DESCRIPTION_MAX => Ok(Some(text.clone())),
+        Value::String(_) => Err(format!(
+            "Description must be at most {DESCRIPTION_MAX} characters"
+        )),
+        _ => Err("Description must be a string or null".to_owned()),
+    }
+}
+
+fn parse_category(value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) => {
+            let text = text.trim();
+            let chars = text.chars().count();
+            if chars == 0 || chars > CATEGORY_MAX {
+                Err(format!(
+                    "Category must be 1 to {CATEGORY_MAX} characters, or null"
+                ))
+            } else {
+                Ok(Some(text.to_owned()))
+            }
+        }
+        _ => Err("Category must be a string or null".to_owned()),
+    }
+}
+
+fn parse_completed(value: &Value) -> Result<bool, String> {
+    value
+        .as_bool()
+        .ok_or_else(|| "Completed must be true or false".to_owned())
+}
+
+fn parse_priority(value: &Value) -> Result<Priority, String> {
+    value
+        .as_str()
+        .and_then(Priority::parse)
+        .ok_or_else(|| "Priority must be one of: low, medium, high".to_owned())
+}
+
+/// Parses an RFC 3339 timestamp with any offset into UTC, truncated to microseconds so
+/// SQLite and PostgreSQL store and return the same value.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|at| at.with_timezone(&Utc).trunc_subsecs(6))
+}
+
+fn parse_due_at(value: &Value) -> Result<Option<DateTime<Utc>>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) => parse_timestamp(text).map(Some).ok_or_else(|| {
+            "Due date must be an RFC 3339 timestamp such as 2026-12-01T17:00:00Z".to_owned()
+        }),
+        _ => Err("Due date must be an RFC 3339 timestamp string or null".to_owned()),
+    }
+}
+
+/// How a body is read: what is required and what absence means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// POST: `title` required, absent fields take their defaults.
+    Create,
+    /// PUT: `title` required, absent optional fields keep their value.
+    Replace,
+    /// PATCH (merge patch): any subset; absent fields keep their value.
+    Patch,
+}
+
+/// The changes a body asks for. `None` keeps the stored value; for nullable fields
+/// `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskChanges {
+    /// New title.
+    pub title: Option<Title>,
+    /// New description, or `Some(None)` to clear it.
+    pub description: Option<Option<String>>,
+    /// New completion state.
+    pub completed: Option<bool>,
+    /// New priority.
+    pub priority: Option<Priority>,
+    /// New category, or `Some(None)` to clear it.
+    pub category: Option<Option<String>>,
+    /// New due date, or `Some(None)` to clear it.
+    pub due_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl TaskChanges {
+    /// Parses a JSON object body; unknown fields (such as `user_id` or `id`) are ignored.
+    pub fn parse(body: &Map<String, Value>, mode: InputMode) -> Result<Self, ApiError> {
+        let mut errors = FieldErrorsBuilder::default();
+        let title = match body.get("title") {
+            Some(value) => errors.check("title", Title::parse(value)),
+            None if mode == InputMode::Patch => None,
+            None => {
+                errors.add("title", "Title is required and cannot be empty");
+                None
+            }
+        };
+        let description = field(body, &mut errors, "description", parse_description);
+        let category = field(body, &mut errors, "category", parse_category);
+        let completed = field(body, &mut errors, "completed", parse_completed);
+        let priority = field(body, &mut errors, "priority", parse_priority);
+        let due_at = field(body, &mut errors, "due_at", parse_due_at);
+        errors.finish()?;
+        Ok(Self {
+            title,
+            description,
+            completed,
+            priority,
+            category,
+            due_at,
+        })
+    }
+
+    /// Whether the body asked for no change at all.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Parses `body[name]` when present, recording a failure under `name`.
+fn field<T>(
+    body: &Map<String, Value>,
+    errors: &mut FieldErrorsBuilder,
+    name: &str,
+    parse: fn(&Value) -> Result<T, String>,
+) -> Option<T> {
+    body.get(name).and_then(|value| errors.check(name, parse(value)))
+}
+
+/// A validated new task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Title.
+    pub title: Title,
+    /// Description.
+    pub description: Option<String>,
+    /// Completion state.
+    pub completed: bool,
+    /// Priority.
+    pub priority: Priority,
+    /// Category.
+    pub category: Option<String>,
+    /// Due date.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl NewTask {
+    /// Parses a POST body.
+    pub fn parse(body: &Map<String, Value>) -> Result<Self, ApiError> {
+        let changes = TaskChanges::parse(body, InputMode::Create)?;
+        let title = changes
+            .title
+            .ok_or_else(|| ApiError::field("title", "Title is required and cannot be empty"))?;
+        Ok(Self {
+            title,
+            description: changes.description.flatten(),
+            completed: changes.completed.unwrap_or(false),
+            priority: changes.priority.unwrap_or_default(),
+            category: changes.category.flatten(),
+            due_at: changes.due_at.flatten(),
+        })
+    }
+}
+
+/// A task as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Task {
+    /// Id, unique across users.
+    pub id: i64,
+    /// Owner.
+    pub user_id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Completion state.
+    pub completed: bool,
+    /// Priority.
+    pub priority: Priority,
+    /// Category.
+    pub category: Option<String>,
+    /// Due date.
+    #[serde(serialize_with = "serialize_optional_time")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// Creation time; never changes.
+    #[serde(serialize_with = "serialize_time")]
+    pub created_at: DateTime<Utc>,
+    /// Time of the last change.
+    #[serde(serialize_with = "serialize_time")]
+    pub updated_at: DateTime<Utc>,
+    /// Bumped by every change; the ETag.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// Formats a timestamp as the contract's RFC 3339 UTC with a `Z` suffix and microseconds.
+pub fn format_time(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn serialize_time<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_time(at))
+}
+
+fn serialize_optional_time<S: Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serialize_time(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// The current time as stored: UTC, truncated to microseconds.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn titles_are_trimmed_and_counted_in_characters() {
+        assert_eq!(Title::parse(&json!("  hi  ")).map(|t| t.0), Ok("hi".to_owned()));
+        assert!(Title::parse(&json!("é".repeat(200))).is_ok());
+        assert!(Title::parse(&json!("é".repeat(201))).is_err());
+        assert!(Title::parse(&json!("   ")).is_err());
+        assert!(Title::parse(&json!(5)).is_err());
+        assert!(Title::parse(&Value::Null).is_err());
+    }
+
+    #[test]
+    fn every_broken_field_is_reported_at_once() {
+        let body = object(json!({"title": "", "priority": "urgent", "completed": "yes",
+                                 "due_at": "tomorrow", "category": "", "description": 3}));
+        let Err(ApiError::Validation(errors)) = NewTask::parse(&body) else {
+            panic!("expected a validation error");
+        };
+        let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            ["category", "completed", "description", "due_at", "priority", "title"]
+        );
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_from_null() {
+        let changes = TaskChanges::parse(&object(json!({"category": null})), InputMode::Patch)
+            .unwrap_or_default();
+        assert_eq!(changes.category, Some(None));
+        assert_eq!(changes.description, None);
+        assert!(TaskChanges::parse(&object(json!({"title": null})), InputMode::Patch).is_err());
+        assert!(TaskChanges::parse(&object(json!({})), InputMode::Patch)
+            .is_ok_and(|c| c.is_empty()));
+    }
+
+    #[test]
+    fn due_dates_accept_any_offset_and_come_out_in_utc() {
+        let at = parse_timestamp("2026-12-01T18:00:00.1234567+01:00");
+        assert_eq!(
+            at.map(|at| format_time(&at)),
+            Some("2026-12-01T17:00:00.123456Z".to_owned())
+        );
+        assert_eq!(parse_timestamp("2026-12-01"), None);
+    }
+}

@@ -1,0 +1,264 @@
+//! Task SQL: one statement text per operation, run on either backend through `on_pool!`.
+//!
+//! Invariant: every statement filters by the verified user's id, so another user's task is
+//! indistinguishable from a missing one. Writes run in a transaction (which also makes
+//! SQLite commit a `RETURNING` statement reliably) and move `updated_at` and `version`.
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::AuthedUser;
+use crate::db::AppPool;
+use crate::error::ApiError;
+use crate::on_pool;
+
+use super::model::{now, NewTask, Priority, Task, TaskChanges};
+
+/// A task id from the path: a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskId(i64);
+
+impl TaskId {
+    /// The id's value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// A path id that is not a positive integer.
+#[derive(Debug, Clone, Copy)]
+pub struct InvalidTaskId;
+
+impl From<InvalidTaskId> for ApiError {
+    fn from(_: InvalidTaskId) -> Self {
+        ApiError::field("id", "Task id must be a positive integer")
+    }
+}
+
+impl<'a> rocket::request::FromParam<'a> for TaskId {
+    type Error = InvalidTaskId;
+
+    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
+        match param.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Self(id)),
+            _ => Err(InvalidTaskId),
+        }
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "id, user_id, title, description, completed, priority, category, due_at, \
+         created_at, updated_at, version"
+    };
+}
+
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
+);
+
+const GET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM tasks WHERE id = $1 AND user_id = $2"
+);
+
+const INSERT: &str = concat!(
+    "INSERT INTO tasks (user_id, title, description, completed, priority, category, due_at, \
+     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+    columns!()
+);
+
+// `CASE WHEN $flag THEN $value ELSE column END` tells "keep" from "set to null".
+const UPDATE: &str = concat!(
+    "UPDATE tasks SET title = COALESCE($3, title), \
+     description = CASE WHEN $4 THEN $5 ELSE description END, \
+     completed = COALESCE($6, completed), \
+     priority = COALESCE($7, priority), \
+     category = CASE WHEN $8 THEN $9 ELSE category END, \
+     due_at = CASE WHEN $10 THEN $11 ELSE due_at END, \
+     updated_at = $12, version = version + 1 \
+     WHERE id = $1 AND user_id = $2 RETURNING ",
+    columns!()
+);
+
+// One statement: the row lock makes concurrent toggles apply one after the other.
+const SET_COMPLETED: &str = concat!(
+    "UPDATE tasks SET completed = COALESCE($3, NOT completed), updated_at = $4, \
+     version = version + 1 WHERE id = $1 AND user_id = $2 RETURNING ",
+    columns!()
+);
+
+const DELETE: &str = "DELETE FROM tasks WHERE id = $1 AND user_id = $2";
+
+const DELETE_COMPLETED: &str = "DELETE FROM tasks WHERE user_id = $1 AND completed = TRUE";
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: i64,
+    user_id: String,
+    title: String,
+    description: Option<String>,
+    completed: bool,
+    priority: i16,
+    category: Option<String>,
+    due_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = ApiError;
+
+    fn try_from(row: TaskRow) -> Result<Self, ApiError> {
+        let priority = Priority::from_rank(row.priority).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "task {} has an unknown priority rank {}",
+                row.id,
+                row.priority
+            ))
+        })?;
+        Ok(Task {
+            id: row.id,
+            user_id: row.user_id,
+            title: row.title,
+            description: row.description,
+            completed: row.completed,
+            priority,
+            category: row.category,
+            due_at: row.due_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        })
+    }
+}
+
+fn to_task(row: Option<TaskRow>) -> Result<Option<Task>, ApiError> {
+    row.map(Task::try_from).transpose()
+}
+
+/// The user's tasks, newest first.
+#[tracing::instrument(skip_all, fields(user = %user.id()))]
+pub async fn list(db: &AppPool, user: &AuthedUser) -> Result<Vec<Task>, ApiError> {
+    let rows: Vec<TaskRow> = on_pool!(db, |p| sqlx::query_as(LIST)
+        .bind(user.id())
+        .fetch_all(p)
+        .await)?;
+    rows.into_iter().map(Task::try_from).collect()
+}
+
+/// One task of the user, or `None` (also when it belongs to someone else).
+#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<Task>, ApiError> {
+    let row: Option<TaskRow> = on_pool!(db, |p| sqlx::query_as(GET)
+        .bind(id.get())
+        .bind(user.id())
+        .fetch_optional(p)
+        .await)?;
+    to_task(row)
+}
+
+/// Runs one `RETURNING` statement in a transaction and yields its row, if any.
+macro_rules! write_returning {
+    ($db:expr, $query:expr) => {
+        on_pool!($db, |p| async {
+            let mut tx = p.begin().await?;
+            let row: Option<TaskRow> = $query.fetch_optional(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        }
+        .await)
+    };
+}
+
+/// Creates a task owned by the user.
+#[tracing::instrument(skip_all, fields(user = %user.id()))]
+pub async fn create(db: &AppPool, user: &AuthedUser, task: NewTask) -> Result<Task, ApiError> {
+    let at = now();
+    let row = write_returning!(
+        db,
+        sqlx::query_as(INSERT)
+            .bind(user.id())
+            .bind(task.title.as_str())
+            .bind(task.description.as_deref())
+            .bind(task.completed)
+            .bind(task.priority.rank())
+            .bind(task.category.as_deref())
+            .bind(task.due_at)
+            .bind(at)
+            .bind(at)
+    )?;
+    to_task(row)?.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("INSERT returned no row")))
+}
+
+/// Applies `changes` to one task of the user; `None` when there is no such task.
+#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+pub async fn update(
+    db: &AppPool,
+    user: &AuthedUser,
+    id: TaskId,
+    changes: TaskChanges,
+) -> Result<Option<Task>, ApiError> {
+    let row = write_returning!(
+        db,
+        sqlx::query_as(UPDATE)
+            .bind(id.get())
+            .bind(user.id())
+            .bind(changes.title.as_ref().map(|t| t.as_str()))
+            .bind(changes.description.is_some())
+            .bind(changes.description.flatten())
+            .bind(changes.completed)
+            .bind(changes.priority.map(Priority::rank))
+            .bind(changes.category.is_some())
+            .bind(changes.category.flatten())
+            .bind(changes.due_at.is_some())
+            .bind(changes.due_at.flatten())
+            .bind(now())
+    )?;
+    to_task(row)
+}
+
+/// Sets `completed` to `value`, or flips it when `value` is `None`, atomically.
+#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+pub async fn set_completed(
+    db: &AppPool,
+    user: &AuthedUser,
+    id: TaskId,
+    value: Option<bool>,
+) -> Result<Option<Task>, ApiError> {
+    let row = write_returning!(
+        db,
+        sqlx::query_as(SET_COMPLETED)
+            .bind(id.get())
+            .bind(user.id())
+            .bind(value)
+            .bind(now())
+    )?;
+    to_task(row)
+}
+
+/// Deletes one task of the user; `false` when there was no such task.
+#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+pub async fn delete(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<bool, ApiError> {
+    let deleted = on_pool!(db, |p| sqlx::query(DELETE)
+        .bind(id.get())
+        .bind(user.id())
+        .execute(p)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(deleted > 0)
+}
+
+/// Deletes every completed task of the user and returns how many went.
+#[tracing::instrument(skip_all, fields(user = %user.id()))]
+pub async fn delete_completed(db: &AppPool, user: &AuthedUser) -> Result<u64, ApiError> {
+    let deleted = on_pool!(db, |p| sqlx::query(DELETE_COMPLETED)
+        .bind(user.id())
+        .execute(p)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(deleted)
+}
