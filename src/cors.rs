@@ -94,6 +94,12 @@ impl Fairing for CorsFairing {
         if !request.local_cache(|| Bypassed(true)).0 {
             self.inner.on_response(request, response).await;
         }
+        // Whether CORS headers appear depends on Origin, so caches must key on it.
+        let vary = response.headers().get("Vary").collect::<Vec<_>>().join(", ");
+        if !vary.split(',').any(|v| v.trim().eq_ignore_ascii_case("origin")) {
+            let vary = if vary.is_empty() { "Origin".to_owned() } else { format!("{vary}, Origin") };
+            response.set_raw_header("Vary", vary);
+        }
     }
 }
 

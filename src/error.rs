@@ -212,6 +212,8 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
+            // The wire conversation broke off (e.g. a connection cut mid-handshake).
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
             sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => Self::Unavailable(error),
             _ => Self::Internal(anyhow::Error::new(error)),

@@ -1,0 +1,145 @@
+//! The bearer token rules: every refused token is a 401 with the contract's body and
+//! `WWW-Authenticate: Bearer`; a path naming another user is a 403; 401 comes before 403,
+//! which comes before 404 and 422.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rocket::http::{Header as HttpHeader, Method, Status};
+use serde_json::{json, Value};
+
+use crate::helpers::{on_both_databases, TestApp, TEST_SECRET};
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn sign(claims: &Value, secret: &str, alg: Algorithm) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        signature
+    )
+}
+
+/// Tokens that must be refused, each with the reason.
+fn bad_tokens() -> Vec<(String, &'static str)> {
+    let valid = json!({"sub": "alice", "exp": now() + 600});
+    let hs256 = |claims: Value| sign(&claims, TEST_SECRET, Algorithm::HS256);
+    let good_signature = hs256(valid.clone()).rsplit('.').next().unwrap().to_owned();
+    vec![
+        (hs256(json!({"sub": "alice", "exp": now() - 120})), "expired beyond the leeway"),
+        (hs256(json!({"sub": "alice", "exp": now() + 600, "nbf": now() + 120})), "not yet valid"),
+        (hs256(json!({"sub": "alice"})), "no exp"),
+        (hs256(json!({"exp": now() + 600})), "no sub"),
+        (hs256(json!({"sub": "", "exp": now() + 600})), "empty sub"),
+        (hs256(json!({"sub": 42, "exp": now() + 600})), "sub not a string"),
+        (hs256(json!({"sub": "alice", "exp": "tomorrow"})), "exp not a number"),
+        (sign(&valid, "another-secret-that-is-also-long-enough-0123", Algorithm::HS256), "wrong secret"),
+        (sign(&valid, TEST_SECRET, Algorithm::HS512), "HS512: algorithm is pinned to HS256"),
+        (unsigned(&json!({"alg": "none", "typ": "JWT"}), &valid, ""), "alg none"),
+        (unsigned(&json!({"alg": "None"}), &valid, ""), "alg None"),
+        (unsigned(&json!({"alg": "RS256", "typ": "JWT"}), &valid, &good_signature), "RS256 header over an HMAC signature"),
+        (unsigned(&json!({"alg": "HS256"}), &json!({"sub": "mallory", "exp": now() + 600}), &good_signature), "claims swapped under a valid signature"),
+        ("not-a-jwt".to_owned(), "garbage"),
+        ("a.b.c".to_owned(), "three garbage parts"),
+    ]
+}
+
+fn assert_401(response: &crate::helpers::TestResponse, code: &str, reason: &str) {
+    assert_eq!(response.status, Status::Unauthorized, "{reason}: {}", response.text);
+    assert_eq!(response.error_code(), code, "{reason}");
+    assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"), "{reason}");
+    assert!(!response.text.contains("eyJ"), "{reason}: the body never echoes a token");
+}
+
+async fn raw(app: &TestApp, authorization: &str, path: &str) -> crate::helpers::TestResponse {
+    let mut request = app.client.get(path.to_owned());
+    request.add_header(HttpHeader::new("Authorization", authorization.to_owned()));
+    crate::helpers::read(request.dispatch().await).await
+}
+
+on_both_databases! {
+    async fn every_refused_token_is_a_401_invalid_token(app) {
+        for (token, reason) in bad_tokens() {
+            let response = app.request(Method::Get, "/api/alice/tasks", Some(&token), None).await;
+            assert_401(&response, "invalid_token", reason);
+        }
+    }
+
+    async fn a_missing_or_non_bearer_header_is_auth_required(app) {
+        let token = app.token("alice");
+        let none = app.request(Method::Get, "/api/alice/tasks", None, None).await;
+        assert_401(&none, "auth_required", "no header");
+        for header in [format!("Basic {token}"), format!("Token {token}"), token.clone(), "Bearer".to_owned(), "Bearer   ".to_owned()] {
+            assert_401(&raw(&app, &header, "/api/alice/tasks").await, "auth_required", &header);
+        }
+        let in_query = app.request(Method::Get, &format!("/api/alice/tasks?access_token={token}"), None, None).await;
+        assert_401(&in_query, "auth_required", "a token in the query string is not accepted");
+    }
+
+    async fn the_bearer_scheme_is_case_insensitive(app) {
+        let token = app.token("alice");
+        for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+            let response = raw(&app, &format!("{scheme} {token}"), "/api/alice/tasks").await;
+            assert_eq!(response.status, Status::Ok, "{scheme}");
+        }
+    }
+
+    async fn a_token_within_the_clock_leeway_is_accepted(app) {
+        let claims = json!({"sub": "alice", "exp": now() - 10, "nbf": now() + 10, "iat": now()});
+        let token = sign(&claims, TEST_SECRET, Algorithm::HS256);
+        let response = app.request(Method::Get, "/api/alice/tasks", Some(&token), None).await;
+        assert_eq!(response.status, Status::Ok, "{}", response.text);
+    }
+
+    async fn every_endpoint_needs_a_token_and_the_right_user(app) {
+        let task = app.create_task("alice", json!({"title": "t"})).await;
+        let id = task["id"].as_i64().unwrap();
+        let body = json!({"title": "x"});
+        let endpoints: Vec<(Method, String, Option<&Value>)> = vec![
+            (Method::Get, "/api/alice/tasks".into(), None),
+            (Method::Post, "/api/alice/tasks".into(), Some(&body)),
+            (Method::Delete, "/api/alice/tasks?completed=true".into(), None),
+            (Method::Get, format!("/api/alice/tasks/{id}"), None),
+            (Method::Put, format!("/api/alice/tasks/{id}"), Some(&body)),
+            (Method::Patch, format!("/api/alice/tasks/{id}"), Some(&body)),
+            (Method::Patch, format!("/api/alice/tasks/{id}/complete"), None),
+            (Method::Delete, format!("/api/alice/tasks/{id}"), None),
+        ];
+        let bob = app.token("bob");
+        for (method, path, body) in &endpoints {
+            let anonymous = app.request(*method, path, None, *body).await;
+            assert_401(&anonymous, "auth_required", path);
+            let expired = sign(&json!({"sub": "alice", "exp": now() - 300}), TEST_SECRET, Algorithm::HS256);
+            assert_401(&app.request(*method, path, Some(&expired), *body).await, "invalid_token", path);
+            let forbidden = app.request(*method, path, Some(&bob), *body).await;
+            assert_eq!(forbidden.status, Status::Forbidden, "{method} {path}");
+            assert_eq!(forbidden.error_code(), "forbidden");
+        }
+        let after = app.call("alice", Method::Get, &format!("/api/alice/tasks/{id}"), None).await.json();
+        assert_eq!(after, task, "no refused request changed anything");
+    }
+
+    async fn checks_run_401_then_403_then_404_or_422(app) {
+        let bob = app.token("bob");
+        // Invalid body and unknown id, but no token: 401.
+        let response = app.request(Method::Put, "/api/alice/tasks/999999", None, Some(&json!({"title": ""}))).await;
+        assert_eq!(response.status, Status::Unauthorized);
+        // Token for another user: 403 before 404 / 422.
+        let response = app.request(Method::Put, "/api/alice/tasks/999999", Some(&bob), Some(&json!({"title": ""}))).await;
+        assert_eq!(response.status, Status::Forbidden);
+        let response = app.request(Method::Get, "/api/alice/tasks/abc", Some(&bob), None).await;
+        assert_eq!(response.status, Status::Forbidden);
+        // The right user: now 404 and 422 are reported.
+        let response = app.call("bob", Method::Get, "/api/bob/tasks/999999", None).await;
+        assert_eq!(response.status, Status::NotFound);
+        let response = app.call("bob", Method::Post, "/api/bob/tasks", Some(&json!({"title": ""}))).await;
+        assert_eq!(response.status, Status::UnprocessableEntity);
+    }
+}

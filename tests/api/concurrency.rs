@@ -1,0 +1,63 @@
+//! Concurrent use: many users at once, and atomic toggles.
+
+use rocket::futures::future::join_all;
+use rocket::http::{Method, Status};
+use serde_json::json;
+
+use crate::helpers::on_both_databases;
+
+on_both_databases! {
+    async fn a_hundred_mixed_requests_from_twenty_users_all_succeed(app) {
+        let users: Vec<String> = (0..20).map(|i| format!("user{i}")).collect();
+        let mut seeds = Vec::new();
+        for user in &users {
+            seeds.push(app.create_task(user, json!({"title": "seed"})).await["id"].as_i64().unwrap());
+        }
+        let requests = (0..100).map(|i| {
+            let user = &users[i % 20];
+            let seed = seeds[i % 20];
+            let app = &app;
+            async move {
+                let response = match i / 20 {
+                    0 | 1 | 2 => app.call(user, Method::Post, &format!("/api/{user}/tasks"),
+                                          Some(&json!({"title": format!("task {i}")}))).await,
+                    3 => app.call(user, Method::Get, &format!("/api/{user}/tasks"), None).await,
+                    _ => app.call(user, Method::Patch, &format!("/api/{user}/tasks/{seed}/complete"), None).await,
+                };
+                (i, user.clone(), response)
+            }
+        });
+        let responses = join_all(requests).await;
+        let mut created = Vec::new();
+        for (i, user, response) in responses {
+            assert!(response.status.code < 300, "request {i}: {} {}", response.status, response.text);
+            if response.status == Status::Created {
+                created.push((user, response.json()));
+            }
+        }
+        assert_eq!(created.len(), 60);
+        for (user, task) in &created {
+            let fetched = app.call(user, Method::Get, &format!("/api/{user}/tasks/{}", task["id"]), None).await;
+            assert_eq!(fetched.status, Status::Ok);
+            assert_eq!(fetched.json()["title"], task["title"]);
+        }
+        for (user, seed) in users.iter().zip(&seeds) {
+            let list = app.call(user, Method::Get, &format!("/api/{user}/tasks"), None).await.json();
+            assert_eq!(list.as_array().map(Vec::len), Some(4), "{user}: seed + 3 created");
+            let seed = app.call(user, Method::Get, &format!("/api/{user}/tasks/{seed}"), None).await.json();
+            assert_eq!(seed["completed"], true, "{user}: toggled exactly once");
+        }
+    }
+
+    async fn concurrent_toggles_never_lose_a_flip(app) {
+        let task = app.create_task("alice", json!({"title": "flip me"})).await;
+        let path = format!("/api/alice/tasks/{}/complete", task["id"]);
+        let flips = 25;
+        let responses = join_all((0..flips).map(|_| app.call("alice", Method::Patch, &path, None))).await;
+        assert!(responses.iter().all(|r| r.status == Status::Ok));
+        let after = app.call("alice", Method::Get, &format!("/api/alice/tasks/{}", task["id"]), None).await.json();
+        assert_eq!(after["completed"], flips % 2 == 1, "{flips} flips from false");
+        let trues = responses.iter().filter(|r| r.json()["completed"] == true).count();
+        assert_eq!(trues, 13, "each toggle saw the previous one's result");
+    }
+}

@@ -1,0 +1,338 @@
+//! The test harness: one fresh database per test (a temporary SQLite file, or a new
+//! PostgreSQL database on the server named by `TEST_DATABASE_URL`), the service built from
+//! the real figment, and helpers that speak the API.
+
+use std::sync::Once;
+
+use rocket::figment::providers::Serialized;
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Header, Method, Status};
+use rocket::local::asynchronous::Client;
+use serde_json::Value;
+use sqlx::Connection;
+
+/// The HS256 secret every test service uses.
+pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+
+/// Which database a test case runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each test body once on SQLite and once on PostgreSQL, each in its own database.
+macro_rules! on_both_databases {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[rocket::async_test]
+            async fn sqlite() {
+                let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                $body
+            }
+
+            #[rocket::async_test]
+            async fn postgres() {
+                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else { return };
+                $body
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_databases;
+
+/// Like `on_both_databases!`, for tests that start the service themselves (real sockets).
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[rocket::async_test]
+            async fn sqlite() {
+                let $backend = $crate::helpers::Backend::Sqlite;
+                $body
+            }
+
+            #[rocket::async_test]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_none() { return; }
+                let $backend = $crate::helpers::Backend::Postgres;
+                $body
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
+fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            todo_api::telemetry::init(&todo_api::config::LogConfig {
+                level: std::env::var("TEST_LOG").unwrap_or_else(|_| "debug".into()),
+                format: todo_api::config::LogFormat::Text,
+            });
+        }
+    });
+}
+
+/// The PostgreSQL server's URL, or `None` (after saying so) when none is configured.
+/// With `REQUIRE_POSTGRES=1` a missing server fails the test instead.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        }
+        _ => {
+            eprintln!("TEST_DATABASE_URL is not set: PostgreSQL case skipped");
+            None
+        }
+    }
+}
+
+/// Creates an empty database on the test server and returns its URL.
+pub async fn create_postgres_database(server_url: &str) -> String {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    let mut url = url::Url::parse(server_url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// The figment every test service starts from: Rocket.toml's debug profile, no process
+/// environment, the test secret and `url`.
+pub fn base_figment(url: &str) -> Figment {
+    todo_api::config::figment_with_env(|_| None)
+        .expect("figment")
+        .merge(Serialized::global("databases.todo.url", url))
+        .merge(Serialized::global("databases.todo.min_connections", 0))
+        .merge(Serialized::global("databases.todo.max_connections", 10))
+        .merge(Serialized::global("auth.secret", TEST_SECRET))
+        .merge(Serialized::global("shutdown.ctrlc", false))
+}
+
+/// A service under test with its own database.
+pub struct TestApp {
+    pub client: Client,
+    pub db_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A response, read whole.
+pub struct TestResponse {
+    pub status: Status,
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The body as JSON (`Value::Null` when empty or not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The contract's `error_code`, after checking the whole error shape.
+    pub fn error_code(&self) -> String {
+        assert_error_shape(&self.json());
+        self.json()["error_code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Asserts `body` is exactly `{detail, error_code, field_errors}` with the right types.
+pub fn assert_error_shape(body: &Value) {
+    let object = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["detail", "error_code", "field_errors"], "error body {body}");
+    assert!(object["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert!(object["error_code"].as_str().is_some_and(|c| !c.is_empty()), "{body}");
+    assert!(object["field_errors"].is_object(), "{body}");
+}
+
+impl TestApp {
+    /// A service on a fresh database of `backend` (PostgreSQL must be configured).
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |figment| figment).await
+    }
+
+    /// A PostgreSQL service, or `None` when no server is configured (see [`postgres_url`]).
+    pub async fn spawn_postgres() -> Option<TestApp> {
+        postgres_url()?;
+        Some(Self::spawn(Backend::Postgres).await)
+    }
+
+    /// A fresh database URL of `backend`, with the folder that keeps a SQLite file alive.
+    pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/todo.db", dir.path().display());
+                (url, Some(dir))
+            }
+            Backend::Postgres => {
+                let server = postgres_url().expect("TEST_DATABASE_URL");
+                (create_postgres_database(&server).await, None)
+            }
+        }
+    }
+
+    /// A service on a fresh database, with `adjust` applied to its figment.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(Figment) -> Figment) -> TestApp {
+        init_tracing();
+        let (db_url, dir) = Self::fresh_database(backend).await;
+        let figment = adjust(base_figment(&db_url));
+        let client = Client::tracked(todo_api::rocket(figment))
+            .await
+            .expect("the service ignites");
+        TestApp {
+            client,
+            db_url,
+            _dir: dir,
+        }
+    }
+
+    /// A valid token for `user`, valid for an hour.
+    pub fn token(&self, user: &str) -> String {
+        todo_api::auth::mint_hs256(TEST_SECRET, user, 3600).expect("token")
+    }
+
+    /// Sends a request with `user`'s token (if any) and an optional JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> TestResponse {
+        let mut request = self.client.req(method, path.to_owned());
+        if let Some(token) = token {
+            request.add_header(Header::new("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(body) = body {
+            request.add_header(ContentType::JSON);
+            request.set_body(body.to_string());
+        }
+        read(request.dispatch().await).await
+    }
+
+    /// `user` calls `method path` on their own behalf.
+    pub async fn call(&self, user: &str, method: Method, path: &str, body: Option<&Value>) -> TestResponse {
+        self.request(method, path, Some(&self.token(user)), body).await
+    }
+
+    /// Creates a task for `user`, asserting 201, and returns it.
+    pub async fn create_task(&self, user: &str, body: Value) -> Value {
+        let response = self
+            .call(user, Method::Post, &format!("/api/{user}/tasks"), Some(&body))
+            .await;
+        assert_eq!(response.status, Status::Created, "{}", response.text);
+        response.json()
+    }
+}
+
+/// Reads a local response whole.
+pub async fn read(response: rocket::local::asynchronous::LocalResponse<'_>) -> TestResponse {
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|h| (h.name().to_string(), h.value().to_string()))
+        .collect();
+    let text = response.into_string().await.unwrap_or_default();
+    TestResponse { status, headers, text }
+}
+
+/// A raw HTTP/1.1 exchange over a real socket: returns status, headers and body.
+pub async fn raw_http(port: u16, request: &str) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// A service listening on a real loopback socket.
+pub struct LiveServer {
+    pub port: u16,
+    shutdown: rocket::Shutdown,
+    task: tokio::task::JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl LiveServer {
+    /// Launches the service on an ephemeral port.
+    pub async fn start(backend: Backend, adjust: impl FnOnce(Figment) -> Figment) -> LiveServer {
+        init_tracing();
+        let (db_url, dir) = TestApp::fresh_database(backend).await;
+        let figment = adjust(
+            base_figment(&db_url)
+                .merge(Serialized::global("port", 0))
+                .merge(Serialized::global("address", "127.0.0.1")),
+        );
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let port_tx = std::sync::Mutex::new(Some(port_tx));
+        let rocket = todo_api::rocket(figment).attach(rocket::fairing::AdHoc::on_liftoff(
+            "test port",
+            move |rocket| {
+                Box::pin(async move {
+                    if let Some(tx) = port_tx.lock().ok().and_then(|mut tx| tx.take()) {
+                        let _ = tx.send(rocket.config().port);
+                    }
+                })
+            },
+        ));
+        let rocket = rocket.ignite().await.expect("the service ignites");
+        let shutdown = rocket.shutdown();
+        let task = tokio::spawn(async move {
+            let _ = rocket.launch().await;
+        });
+        let port = port_rx.await.expect("the service lifts off");
+        LiveServer {
+            port,
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the service and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.notify();
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: one binary (one link step), every database test on both databases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod config;
+mod cors;
+mod errors;
+mod health;
+mod outage;
+mod tasks_crud;
