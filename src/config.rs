@@ -7,13 +7,15 @@
 use std::fmt;
 
 use rocket::fairing::AdHoc;
-use rocket::figment::providers::Serialized;
+use rocket::figment::providers::{Format, Serialized, Toml};
 use rocket::figment::value::{Dict, Value};
 use rocket::figment::{Figment, Profile};
 use serde::Deserialize;
 
 /// The secret used when none is configured in the debug profile. Release refuses it.
 pub const DEV_SECRET: &str = "INSECURE-DEV-SECRET-do-not-use-in-production-0123456789";
+
+const EMBEDDED_ROCKET_TOML: &str = include_str!("../Rocket.toml");
 
 /// Shortest accepted `BETTER_AUTH_SECRET`, in characters.
 pub const MIN_SECRET_CHARS: usize = 32;
@@ -77,7 +79,9 @@ pub fn figment_with_env(env: impl Fn(&str) -> Option<String>) -> Result<Figment,
         set("migrate_on_start", migrate.into());
     }
 
-    let mut figment = rocket::Config::figment();
+    // Rocket.toml is also compiled in, beneath the file on disk: the binary keeps its
+    // profile defaults when started from another folder or shipped without the file.
+    let mut figment = rocket::Config::figment().join(Toml::string(EMBEDDED_ROCKET_TOML).nested());
     for (key, value) in overrides {
         figment = figment.merge(Serialized::global(&key, value));
     }
@@ -358,7 +362,9 @@ pub fn stage() -> AdHoc {
         match AppConfig::from_figment(rocket.figment()) {
             Ok(config) => {
                 if config.auth.dev_secret {
-                    tracing::warn!("using the built-in development secret: never do this in production");
+                    tracing::warn!(
+                        "using the built-in development secret: never do this in production"
+                    );
                 }
                 Ok(rocket.manage(config))
             }
@@ -384,7 +390,13 @@ mod tests {
             validate_origin("https://app.example.com"),
             Ok("https://app.example.com".to_owned())
         );
-        for bad in ["*", "localhost:3000", "http://x.com/path", "http://x.com/", "ftp://x.com"] {
+        for bad in [
+            "*",
+            "localhost:3000",
+            "http://x.com/path",
+            "http://x.com/",
+            "ftp://x.com",
+        ] {
             assert!(validate_origin(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -15,7 +15,8 @@ use rocket_cors::{AllowedHeaders, AllowedOrigins, Cors, CorsOptions, Method};
 use crate::config::AppConfig;
 
 /// Request headers a browser may send.
-pub const ALLOWED_HEADERS: [&str; 4] = ["Authorization", "Content-Type", "If-Match", "If-None-Match"];
+pub const ALLOWED_HEADERS: [&str; 4] =
+    ["Authorization", "Content-Type", "If-Match", "If-None-Match"];
 
 /// Response headers a browser may read.
 pub const EXPOSED_HEADERS: [&str; 8] = [
@@ -95,9 +96,20 @@ impl Fairing for CorsFairing {
             self.inner.on_response(request, response).await;
         }
         // Whether CORS headers appear depends on Origin, so caches must key on it.
-        let vary = response.headers().get("Vary").collect::<Vec<_>>().join(", ");
-        if !vary.split(',').any(|v| v.trim().eq_ignore_ascii_case("origin")) {
-            let vary = if vary.is_empty() { "Origin".to_owned() } else { format!("{vary}, Origin") };
+        let vary = response
+            .headers()
+            .get("Vary")
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !vary
+            .split(',')
+            .any(|v| v.trim().eq_ignore_ascii_case("origin"))
+        {
+            let vary = if vary.is_empty() {
+                "Origin".to_owned()
+            } else {
+                format!("{vary}, Origin")
+            };
             response.set_raw_header("Vary", vary);
         }
     }
@@ -106,7 +118,10 @@ impl Fairing for CorsFairing {
 /// The CORS module: needs the validated origins from `config::stage()`.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("CORS", |rocket| async {
-        let Some(origins) = rocket.state::<AppConfig>().map(|c| c.allowed_origins.clone()) else {
+        let Some(origins) = rocket
+            .state::<AppConfig>()
+            .map(|c| c.allowed_origins.clone())
+        else {
             tracing::error!("cors::stage() needs config::stage() attached before it");
             return Err(rocket);
         };

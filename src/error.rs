@@ -142,7 +142,9 @@ impl ApiError {
             Self::InvalidToken => "Token is invalid or expired".to_owned(),
             Self::Forbidden => "You may only access your own tasks".to_owned(),
             Self::NotFound(what) => (*what).to_owned(),
-            Self::PreconditionFailed => "The task has changed since it was read (If-Match)".to_owned(),
+            Self::PreconditionFailed => {
+                "The task has changed since it was read (If-Match)".to_owned()
+            }
             Self::PayloadTooLarge => "Request body is larger than 64 KiB".to_owned(),
             Self::UnsupportedMediaType => "Request body must be application/json".to_owned(),
             Self::Validation(_) => "Request has invalid fields".to_owned(),
@@ -171,17 +173,22 @@ impl ApiError {
     /// The error Rocket's own status codes stand for, when no guard said more.
     pub fn for_status(status: Status) -> PublicError {
         let (code, detail) = match status.code {
-            400 => ("bad_request", "The request could not be understood"),
             401 => ("auth_required", "Authentication required"),
             403 => ("forbidden", "Forbidden"),
             404 => ("not_found", "No such resource"),
             405 => ("method_not_allowed", "Method not allowed"),
             412 => ("precondition_failed", "Precondition failed"),
             413 => ("payload_too_large", "Request body is larger than 64 KiB"),
-            415 => ("unsupported_media_type", "Request body must be application/json"),
+            415 => (
+                "unsupported_media_type",
+                "Request body must be application/json",
+            ),
             422 => ("validation_error", "Request has invalid parameters"),
             429 => ("rate_limited", "Too many requests; slow down"),
-            503 => ("service_unavailable", "The service is unavailable; try again shortly"),
+            503 => (
+                "service_unavailable",
+                "The service is unavailable; try again shortly",
+            ),
             400..=499 => ("bad_request", "The request was refused"),
             _ => ("internal_error", "An unexpected error occurred"),
         };
@@ -199,7 +206,9 @@ impl ApiError {
     fn log(&self) {
         match self {
             Self::Unavailable(error) => tracing::error!(error = %error, "database unavailable"),
-            Self::Internal(error) => tracing::error!(error = format!("{error:#}"), "internal error"),
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error")
+            }
             _ => {}
         }
     }
@@ -357,11 +366,10 @@ async fn read_json_object(
         .limits()
         .get("json")
         .unwrap_or_else(|| DEFAULT_BODY_LIMIT.bytes());
-    let bytes = data
-        .open(limit)
-        .into_bytes()
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("reading request body")))?;
+    let bytes =
+        data.open(limit).into_bytes().await.map_err(|e| {
+            ApiError::Internal(anyhow::Error::new(e).context("reading request body"))
+        })?;
     if !bytes.is_complete() {
         return Err(ApiError::PayloadTooLarge);
     }

@@ -21,6 +21,8 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Probe `/health/live` of the service on this machine (for container health checks).
+    Healthcheck,
     /// Print an HS256 token for a user, signed with the configured secret.
     Token {
         /// The user id (the token's `sub`).
@@ -34,7 +36,10 @@ enum Command {
 
 fn parse_ttl(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -48,6 +53,29 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
         .filter(|n| *n > 0)
         .and_then(|n| n.checked_mul(scale))
         .ok_or_else(|| "use a positive number with s, m, h or d, such as 15m or 1h".to_owned())
+}
+
+/// One HTTP/1.1 GET of `/health/live` on loopback; the image needs no curl for this.
+async fn healthcheck(port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), probe)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if head.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!("answered {}", String::from_utf8_lossy(&head)))
+    }
 }
 
 #[rocket::main]
@@ -85,6 +113,16 @@ async fn main() -> ExitCode {
                 }
                 Err(error) => {
                     tracing::error!(%error, "migrations failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Healthcheck => {
+            let port = figment.extract_inner::<u16>("port").unwrap_or(8000);
+            match healthcheck(port).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("unhealthy: {error}");
                     ExitCode::FAILURE
                 }
             }

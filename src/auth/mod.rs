@@ -61,7 +61,10 @@ fn path_param<'r>(request: &'r Request<'_>, name: &str) -> Option<&'r str> {
 }
 
 /// Checks the token and the path owner; shared by every way a token can arrive.
-pub fn authorize(request: &Request<'_>, token: Result<&str, ApiError>) -> Result<AuthedUser, ApiError> {
+pub fn authorize(
+    request: &Request<'_>,
+    token: Result<&str, ApiError>,
+) -> Result<AuthedUser, ApiError> {
     let verifier = request
         .rocket()
         .state::<Verifier>()
@@ -72,7 +75,9 @@ pub fn authorize(request: &Request<'_>, token: Result<&str, ApiError>) -> Result
         ApiError::InvalidToken
     })?;
     let path_user = path_param(request, "user_id").ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("AuthedUser used on a route without <user_id>"))
+        ApiError::Internal(anyhow::anyhow!(
+            "AuthedUser used on a route without <user_id>"
+        ))
     })?;
     if path_user != sub {
         tracing::warn!(token_user = %sub, path_user = %path_user, "path user is not the token's user");
@@ -121,7 +126,14 @@ mod tests {
         assert_eq!(bearer_token(Some("Bearer abc")).ok(), Some("abc"));
         assert_eq!(bearer_token(Some("bearer abc")).ok(), Some("abc"));
         assert_eq!(bearer_token(Some("BEARER   abc ")).ok(), Some("abc"));
-        for bad in [None, Some(""), Some("Bearer"), Some("Bearer "), Some("Basic abc"), Some("abc")] {
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer "),
+            Some("Basic abc"),
+            Some("abc"),
+        ] {
             assert!(
                 matches!(bearer_token(bad), Err(ApiError::AuthRequired(_))),
                 "{bad:?} should be refused"

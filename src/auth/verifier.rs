@@ -99,7 +99,11 @@ impl Verifier {
 }
 
 /// Mints an HS256 token for `sub`, valid for `ttl_secs`: the `token` command's output.
-pub fn mint_hs256(secret: &str, sub: &str, ttl_secs: u64) -> Result<String, jsonwebtoken::errors::Error> {
+pub fn mint_hs256(
+    secret: &str,
+    sub: &str,
+    ttl_secs: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = MintedClaims {
         sub,

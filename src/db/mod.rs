@@ -41,7 +41,11 @@ pub enum Backend {
 impl Backend {
     /// Picks the backend from the URL scheme; anything else is refused, never guessed.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        let scheme = url.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        let scheme = url
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         match scheme.as_str() {
             "sqlite" => Ok(Self::Sqlite),
             "postgres" | "postgresql" => Ok(Self::Postgres),
@@ -98,7 +102,10 @@ impl PoolSettings {
     /// Reads `databases.todo` from a figment focused on it.
     pub fn from_figment(figment: &Figment) -> Result<Self, DbError> {
         let base: rocket_db_pools::Config = figment.extract().map_err(|e| {
-            DbError::Config(format!("databases.todo: invalid setting {}", e.path.join(".")))
+            DbError::Config(format!(
+                "databases.todo: invalid setting {}",
+                e.path.join(".")
+            ))
         })?;
         Ok(Self { base })
     }
@@ -108,7 +115,9 @@ impl PoolSettings {
     }
 
     fn options<DB: sqlx::Database>(&self) -> PoolOptions<DB> {
-        let max = u32::try_from(self.base.max_connections).unwrap_or(u32::MAX).max(1);
+        let max = u32::try_from(self.base.max_connections)
+            .unwrap_or(u32::MAX)
+            .max(1);
         let min = self.base.min_connections.unwrap_or(0).min(max);
         PoolOptions::new()
             .max_connections(max)
@@ -134,12 +143,13 @@ impl AppPool {
     /// the first queries, and the pool reconnects by itself after an outage.
     pub fn connect_lazy(settings: &PoolSettings) -> Result<Self, DbError> {
         let url = settings.base.url.as_str();
-        let backend =
-            Backend::from_url(url).map_err(|e| DbError::Config(e.0))?;
+        let backend = Backend::from_url(url).map_err(|e| DbError::Config(e.0))?;
         match backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
-                    .map_err(|_| DbError::Config("DATABASE_URL is not a valid sqlite:// URL".into()))?
+                    .map_err(|_| {
+                        DbError::Config("DATABASE_URL is not a valid sqlite:// URL".into())
+                    })?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
@@ -152,7 +162,9 @@ impl AppPool {
                 let options = PgConnectOptions::from_str(url).map_err(|_| {
                     DbError::Config("DATABASE_URL is not a valid postgres:// URL".into())
                 })?;
-                Ok(Self::Postgres(settings.options().connect_lazy_with(options)))
+                Ok(Self::Postgres(
+                    settings.options().connect_lazy_with(options),
+                ))
             }
         }
     }
@@ -176,9 +188,8 @@ impl AppPool {
 
     /// Checks that the database answers, within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), sqlx::Error> {
-        let query = async {
-            on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(drop))
-        };
+        let query =
+            async { on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(drop)) };
         tokio::time::timeout(timeout, query)
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
@@ -259,9 +270,18 @@ mod tests {
 
     #[test]
     fn backend_follows_the_url_scheme() {
-        assert_eq!(Backend::from_url("sqlite://data/x.db").ok(), Some(Backend::Sqlite));
-        assert_eq!(Backend::from_url("postgres://u@h/db").ok(), Some(Backend::Postgres));
-        assert_eq!(Backend::from_url("postgresql://u@h/db").ok(), Some(Backend::Postgres));
+        assert_eq!(
+            Backend::from_url("sqlite://data/x.db").ok(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db").ok(),
+            Some(Backend::Postgres)
+        );
         assert!(Backend::from_url("mysql://u@h/db").is_err());
         assert!(Backend::from_url("data/x.db").is_err());
     }

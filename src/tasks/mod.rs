@@ -8,5 +8,7 @@ use rocket::fairing::AdHoc;
 
 /// The tasks module: mounts its routes under `/api`.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Tasks", |rocket| async { rocket.mount("/api", routes::routes()) })
+    AdHoc::on_ignite("Tasks", |rocket| async {
+        rocket.mount("/api", routes::routes())
+    })
 }

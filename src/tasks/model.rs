@@ -218,7 +218,8 @@ fn field<T>(
     name: &str,
     parse: fn(&Value) -> Result<T, String>,
 ) -> Option<T> {
-    body.get(name).and_then(|value| errors.check(name, parse(value)))
+    body.get(name)
+        .and_then(|value| errors.check(name, parse(value)))
 }
 
 /// A validated new task.
@@ -325,7 +326,10 @@ mod tests {
 
     #[test]
     fn titles_are_trimmed_and_counted_in_characters() {
-        assert_eq!(Title::parse(&json!("  hi  ")).map(|t| t.0), Ok("hi".to_owned()));
+        assert_eq!(
+            Title::parse(&json!("  hi  ")).map(|t| t.0),
+            Ok("hi".to_owned())
+        );
         assert!(Title::parse(&json!("é".repeat(200))).is_ok());
         assert!(Title::parse(&json!("é".repeat(201))).is_err());
         assert!(Title::parse(&json!("   ")).is_err());
@@ -335,15 +339,24 @@ mod tests {
 
     #[test]
     fn every_broken_field_is_reported_at_once() {
-        let body = object(json!({"title": "", "priority": "urgent", "completed": "yes",
-                                 "due_at": "tomorrow", "category": "", "description": 3}));
+        let body = object(
+            json!({"title": "", "priority": "urgent", "completed": "yes",
+                                 "due_at": "tomorrow", "category": "", "description": 3}),
+        );
         let Err(ApiError::Validation(errors)) = NewTask::parse(&body) else {
             panic!("expected a validation error");
         };
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
         assert_eq!(
             fields,
-            ["category", "completed", "description", "due_at", "priority", "title"]
+            [
+                "category",
+                "completed",
+                "description",
+                "due_at",
+                "priority",
+                "title"
+            ]
         );
     }
 
@@ -354,8 +367,9 @@ mod tests {
         assert_eq!(changes.category, Some(None));
         assert_eq!(changes.description, None);
         assert!(TaskChanges::parse(&object(json!({"title": null})), InputMode::Patch).is_err());
-        assert!(TaskChanges::parse(&object(json!({})), InputMode::Patch)
-            .is_ok_and(|c| c.is_empty()));
+        assert!(
+            TaskChanges::parse(&object(json!({})), InputMode::Patch).is_ok_and(|c| c.is_empty())
+        );
     }
 
     #[test]

@@ -53,7 +53,12 @@ async fn create(
 /// `GET /api/<user_id>/tasks/<id>`: one task.
 #[get("/<user_id>/tasks/<id>")]
 #[tracing::instrument(name = "tasks.get", skip_all, fields(user = %user_id))]
-async fn get(user_id: &str, user: AuthedUser, id: TaskIdParam, db: &Db) -> Result<Json<Task>, ApiError> {
+async fn get(
+    user_id: &str,
+    user: AuthedUser,
+    id: TaskIdParam,
+    db: &Db,
+) -> Result<Json<Task>, ApiError> {
     found(store::get(db, &user, id?).await?)
 }
 
@@ -116,7 +121,10 @@ async fn complete(
             Some(serde_json::Value::Bool(value)) => Some(*value),
             None => None,
             Some(_) => {
-                return Err(ApiError::field("completed", "Completed must be true or false"))
+                return Err(ApiError::field(
+                    "completed",
+                    "Completed must be true or false",
+                ))
             }
         },
     };
@@ -126,7 +134,12 @@ async fn complete(
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
 #[delete("/<user_id>/tasks/<id>")]
 #[tracing::instrument(name = "tasks.delete", skip_all, fields(user = %user_id))]
-async fn delete(user_id: &str, user: AuthedUser, id: TaskIdParam, db: &Db) -> Result<Status, ApiError> {
+async fn delete(
+    user_id: &str,
+    user: AuthedUser,
+    id: TaskIdParam,
+    db: &Db,
+) -> Result<Status, ApiError> {
     if store::delete(db, &user, id?).await? {
         Ok(Status::NoContent)
     } else {
@@ -162,5 +175,14 @@ async fn clear_completed(
 
 /// Every task route, to be mounted under `/api`.
 pub fn routes() -> Vec<Route> {
-    routes![list, create, get, replace, patch, complete, delete, clear_completed]
+    routes![
+        list,
+        create,
+        get,
+        replace,
+        patch,
+        complete,
+        delete,
+        clear_completed
+    ]
 }

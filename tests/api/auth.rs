@@ -15,7 +15,12 @@ fn now() -> i64 {
 }
 
 fn sign(claims: &Value, secret: &str, alg: Algorithm) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
@@ -33,29 +38,80 @@ fn bad_tokens() -> Vec<(String, &'static str)> {
     let hs256 = |claims: Value| sign(&claims, TEST_SECRET, Algorithm::HS256);
     let good_signature = hs256(valid.clone()).rsplit('.').next().unwrap().to_owned();
     vec![
-        (hs256(json!({"sub": "alice", "exp": now() - 120})), "expired beyond the leeway"),
-        (hs256(json!({"sub": "alice", "exp": now() + 600, "nbf": now() + 120})), "not yet valid"),
+        (
+            hs256(json!({"sub": "alice", "exp": now() - 120})),
+            "expired beyond the leeway",
+        ),
+        (
+            hs256(json!({"sub": "alice", "exp": now() + 600, "nbf": now() + 120})),
+            "not yet valid",
+        ),
         (hs256(json!({"sub": "alice"})), "no exp"),
         (hs256(json!({"exp": now() + 600})), "no sub"),
         (hs256(json!({"sub": "", "exp": now() + 600})), "empty sub"),
-        (hs256(json!({"sub": 42, "exp": now() + 600})), "sub not a string"),
-        (hs256(json!({"sub": "alice", "exp": "tomorrow"})), "exp not a number"),
-        (sign(&valid, "another-secret-that-is-also-long-enough-0123", Algorithm::HS256), "wrong secret"),
-        (sign(&valid, TEST_SECRET, Algorithm::HS512), "HS512: algorithm is pinned to HS256"),
-        (unsigned(&json!({"alg": "none", "typ": "JWT"}), &valid, ""), "alg none"),
+        (
+            hs256(json!({"sub": 42, "exp": now() + 600})),
+            "sub not a string",
+        ),
+        (
+            hs256(json!({"sub": "alice", "exp": "tomorrow"})),
+            "exp not a number",
+        ),
+        (
+            sign(
+                &valid,
+                "another-secret-that-is-also-long-enough-0123",
+                Algorithm::HS256,
+            ),
+            "wrong secret",
+        ),
+        (
+            sign(&valid, TEST_SECRET, Algorithm::HS512),
+            "HS512: algorithm is pinned to HS256",
+        ),
+        (
+            unsigned(&json!({"alg": "none", "typ": "JWT"}), &valid, ""),
+            "alg none",
+        ),
         (unsigned(&json!({"alg": "None"}), &valid, ""), "alg None"),
-        (unsigned(&json!({"alg": "RS256", "typ": "JWT"}), &valid, &good_signature), "RS256 header over an HMAC signature"),
-        (unsigned(&json!({"alg": "HS256"}), &json!({"sub": "mallory", "exp": now() + 600}), &good_signature), "claims swapped under a valid signature"),
+        (
+            unsigned(
+                &json!({"alg": "RS256", "typ": "JWT"}),
+                &valid,
+                &good_signature,
+            ),
+            "RS256 header over an HMAC signature",
+        ),
+        (
+            unsigned(
+                &json!({"alg": "HS256"}),
+                &json!({"sub": "mallory", "exp": now() + 600}),
+                &good_signature,
+            ),
+            "claims swapped under a valid signature",
+        ),
         ("not-a-jwt".to_owned(), "garbage"),
         ("a.b.c".to_owned(), "three garbage parts"),
     ]
 }
 
 fn assert_401(response: &crate::helpers::TestResponse, code: &str, reason: &str) {
-    assert_eq!(response.status, Status::Unauthorized, "{reason}: {}", response.text);
+    assert_eq!(
+        response.status,
+        Status::Unauthorized,
+        "{reason}: {}",
+        response.text
+    );
     assert_eq!(response.error_code(), code, "{reason}");
-    assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"), "{reason}");
-    assert!(!response.text.contains("eyJ"), "{reason}: the body never echoes a token");
+    assert_eq!(
+        response.header("WWW-Authenticate"),
+        Some("Bearer"),
+        "{reason}"
+    );
+    assert!(
+        !response.text.contains("eyJ"),
+        "{reason}: the body never echoes a token"
+    );
 }
 
 async fn raw(app: &TestApp, authorization: &str, path: &str) -> crate::helpers::TestResponse {

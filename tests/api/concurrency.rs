@@ -19,7 +19,7 @@ on_both_databases! {
             let app = &app;
             async move {
                 let response = match i / 20 {
-                    0 | 1 | 2 => app.call(user, Method::Post, &format!("/api/{user}/tasks"),
+                    0..=2 => app.call(user, Method::Post, &format!("/api/{user}/tasks"),
                                           Some(&json!({"title": format!("task {i}")}))).await,
                     3 => app.call(user, Method::Get, &format!("/api/{user}/tasks"), None).await,
                     _ => app.call(user, Method::Patch, &format!("/api/{user}/tasks/{seed}/complete"), None).await,

@@ -9,7 +9,10 @@ use todo_api::config::{figment_with_env, AppConfig, LogFormat, DEV_SECRET};
 const GOOD_SECRET: &str = "a-production-secret-with-more-than-32-chars";
 
 fn load(profile: &str, vars: &[(&str, &str)]) -> Result<AppConfig, String> {
-    let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let figment = figment_with_env(|name| vars.get(name).cloned()).map_err(|e| e.to_string())?;
     AppConfig::from_figment(&figment.select(profile)).map_err(|e| e.to_string())
 }
@@ -18,7 +21,14 @@ fn refused(profile: &str, vars: &[(&str, &str)], variable: &str) {
     let error = load(profile, vars).expect_err("the configuration must be refused");
     assert!(error.contains(variable), "{error:?} should name {variable}");
     assert_eq!(error.lines().count(), 1, "one line: {error:?}");
-    for value in ["db.example.com", "pw@", GOOD_SECRET, "too-short", "eighty", "xml"] {
+    for value in [
+        "db.example.com",
+        "pw@",
+        GOOD_SECRET,
+        "too-short",
+        "eighty",
+        "xml",
+    ] {
         assert!(!error.contains(value), "{error:?} echoes a value");
     }
 }
@@ -29,36 +39,86 @@ fn debug_starts_with_nothing_set() {
     assert!(config.auth.dev_secret);
     assert_eq!(config.auth.secret.expose(), DEV_SECRET);
     assert_eq!(config.log.format, LogFormat::Text);
-    assert_eq!(config.allowed_origins, ["http://localhost:3000", "http://127.0.0.1:3000"]);
+    assert_eq!(
+        config.allowed_origins,
+        ["http://localhost:3000", "http://127.0.0.1:3000"]
+    );
 }
 
 #[test]
 fn release_refuses_missing_and_weak_settings() {
-    let url = ("DATABASE_URL", "postgres://u:pw@db.example.com/app?sslmode=require");
-    refused("release", &[("BETTER_AUTH_SECRET", GOOD_SECRET)], "DATABASE_URL");
+    let url = (
+        "DATABASE_URL",
+        "postgres://u:pw@db.example.com/app?sslmode=require",
+    );
+    refused(
+        "release",
+        &[("BETTER_AUTH_SECRET", GOOD_SECRET)],
+        "DATABASE_URL",
+    );
     refused("release", &[url], "BETTER_AUTH_SECRET");
-    refused("release", &[url, ("BETTER_AUTH_SECRET", "too-short")], "BETTER_AUTH_SECRET");
-    refused("release", &[url, ("BETTER_AUTH_SECRET", &"x".repeat(31))], "BETTER_AUTH_SECRET");
-    refused("release", &[url, ("BETTER_AUTH_SECRET", DEV_SECRET)], "BETTER_AUTH_SECRET");
-    refused("release", &[("DATABASE_URL", "mysql://x/y"), ("BETTER_AUTH_SECRET", GOOD_SECRET)], "DATABASE_URL");
-    refused("debug", &[("BETTER_AUTH_SECRET", "short")], "BETTER_AUTH_SECRET");
+    refused(
+        "release",
+        &[url, ("BETTER_AUTH_SECRET", "too-short")],
+        "BETTER_AUTH_SECRET",
+    );
+    refused(
+        "release",
+        &[url, ("BETTER_AUTH_SECRET", &"x".repeat(31))],
+        "BETTER_AUTH_SECRET",
+    );
+    refused(
+        "release",
+        &[url, ("BETTER_AUTH_SECRET", DEV_SECRET)],
+        "BETTER_AUTH_SECRET",
+    );
+    refused(
+        "release",
+        &[
+            ("DATABASE_URL", "mysql://x/y"),
+            ("BETTER_AUTH_SECRET", GOOD_SECRET),
+        ],
+        "DATABASE_URL",
+    );
+    refused(
+        "debug",
+        &[("BETTER_AUTH_SECRET", "short")],
+        "BETTER_AUTH_SECRET",
+    );
     refused("debug", &[("PORT", "eighty")], "PORT");
     refused("debug", &[("PORT", "70000")], "PORT");
-    refused("debug", &[("DB_MAX_CONNECTIONS", "0")], "DB_MAX_CONNECTIONS");
+    refused(
+        "debug",
+        &[("DB_MAX_CONNECTIONS", "0")],
+        "DB_MAX_CONNECTIONS",
+    );
     refused("debug", &[("ALLOWED_ORIGINS", "*")], "ALLOWED_ORIGINS");
     refused("debug", &[("LOG_FORMAT", "xml")], "LOG_FORMAT");
 }
 
 #[test]
 fn release_accepts_a_complete_configuration() {
-    let config = load("release", &[
-        ("NEON_DB_URL", "postgres://u:pw@ep-x.neon.tech/app?sslmode=require"),
-        ("BETTER_AUTH_SECRET", GOOD_SECRET),
-        ("ALLOWED_ORIGINS", "https://app.example.com, https://www.example.com"),
-    ]).unwrap();
+    let config = load(
+        "release",
+        &[
+            (
+                "NEON_DB_URL",
+                "postgres://u:pw@ep-x.neon.tech/app?sslmode=require",
+            ),
+            ("BETTER_AUTH_SECRET", GOOD_SECRET),
+            (
+                "ALLOWED_ORIGINS",
+                "https://app.example.com, https://www.example.com",
+            ),
+        ],
+    )
+    .unwrap();
     assert!(!config.auth.dev_secret);
     assert_eq!(config.log.format, LogFormat::Json);
-    assert_eq!(config.allowed_origins, ["https://app.example.com", "https://www.example.com"]);
+    assert_eq!(
+        config.allowed_origins,
+        ["https://app.example.com", "https://www.example.com"]
+    );
 }
 
 #[test]
@@ -73,13 +133,31 @@ fn environment_names_override_rocket_toml() {
     ]);
     let figment = figment_with_env(|name| vars.get(name).map(|v| (*v).to_owned())).unwrap();
     assert_eq!(figment.extract_inner::<u16>("port").unwrap(), 7860);
-    assert_eq!(figment.extract_inner::<String>("databases.todo.url").unwrap(), "sqlite://from-database-url.db");
-    assert_eq!(figment.extract_inner::<u32>("databases.todo.max_connections").unwrap(), 7);
-    assert_eq!(figment.extract_inner::<u32>("databases.todo.min_connections").unwrap(), 2);
+    assert_eq!(
+        figment
+            .extract_inner::<String>("databases.todo.url")
+            .unwrap(),
+        "sqlite://from-database-url.db"
+    );
+    assert_eq!(
+        figment
+            .extract_inner::<u32>("databases.todo.max_connections")
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        figment
+            .extract_inner::<u32>("databases.todo.min_connections")
+            .unwrap(),
+        2
+    );
     let config = AppConfig::from_figment(&figment).unwrap();
     assert_eq!(config.log.level, "debug");
     let release = figment_with_env(|_| None).unwrap().select("release");
-    assert_eq!(release.extract_inner::<String>("address").unwrap(), "0.0.0.0");
+    assert_eq!(
+        release.extract_inner::<String>("address").unwrap(),
+        "0.0.0.0"
+    );
 }
 
 #[rocket::async_test]
@@ -91,8 +169,14 @@ async fn igniting_release_with_a_weak_secret_fails() {
     })
     .unwrap()
     .select("release");
-    let error = todo_api::rocket(figment).ignite().await.expect_err("release must refuse a weak secret");
-    assert!(matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)), "{error}");
+    let error = todo_api::rocket(figment)
+        .ignite()
+        .await
+        .expect_err("release must refuse a weak secret");
+    assert!(
+        matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)),
+        "{error}"
+    );
 }
 
 #[test]
@@ -108,7 +192,10 @@ fn the_binary_refuses_to_start_with_one_line_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("BETTER_AUTH_SECRET"), "{stderr}");
-    assert!(!stderr.contains("short-secret") && !stderr.contains("secretpw"), "{stderr}");
+    assert!(
+        !stderr.contains("short-secret") && !stderr.contains("secretpw"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -120,7 +207,11 @@ fn the_token_command_prints_a_token_the_service_accepts() {
         .args(["token", "--sub", "alice", "--ttl", "15m"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let token = String::from_utf8(output.stdout).unwrap();
     let figment = crate::helpers::base_figment("sqlite::memory:");
     let config = AppConfig::from_figment(&figment).unwrap();

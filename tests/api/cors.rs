@@ -5,7 +5,10 @@ use crate::helpers::{on_both_backends, raw_http, LiveServer};
 const ALLOWED: &str = "http://localhost:3000";
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn preflight(origin: &str, method: &str, headers: &str) -> String {

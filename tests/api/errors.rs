@@ -7,7 +7,10 @@ use crate::helpers::{on_both_databases, read, TestApp, TestResponse};
 
 async fn post_raw(app: &TestApp, content_type: Option<ContentType>, body: Vec<u8>) -> TestResponse {
     let mut request = app.client.post("/api/alice/tasks");
-    request.add_header(Header::new("Authorization", format!("Bearer {}", app.token("alice"))));
+    request.add_header(Header::new(
+        "Authorization",
+        format!("Bearer {}", app.token("alice")),
+    ));
     if let Some(content_type) = content_type {
         request.add_header(content_type);
     }
@@ -16,7 +19,10 @@ async fn post_raw(app: &TestApp, content_type: Option<ContentType>, body: Vec<u8
 }
 
 async fn assert_nothing_stored(app: &TestApp) {
-    let list = app.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
+    let list = app
+        .call("alice", Method::Get, "/api/alice/tasks", None)
+        .await
+        .json();
     assert_eq!(list, json!([]));
 }
 
@@ -83,6 +89,10 @@ on_both_databases! {
 
 fn assert_error_body_has_no_internals(response: &TestResponse) {
     for needle in ["SELECT", "sqlx", "panicked", "src/", ".rs", "Bearer "] {
-        assert!(!response.text.contains(needle), "{needle} leaked: {}", response.text);
+        assert!(
+            !response.text.contains(needle),
+            "{needle} leaked: {}",
+            response.text
+        );
     }
 }

@@ -154,18 +154,33 @@ impl TestResponse {
     /// The contract's `error_code`, after checking the whole error shape.
     pub fn error_code(&self) -> String {
         assert_error_shape(&self.json());
-        self.json()["error_code"].as_str().unwrap_or_default().to_owned()
+        self.json()["error_code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
 /// Asserts `body` is exactly `{detail, error_code, field_errors}` with the right types.
 pub fn assert_error_shape(body: &Value) {
-    let object = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    let object = body
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is not an object: {body}"));
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["detail", "error_code", "field_errors"], "error body {body}");
-    assert!(object["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
-    assert!(object["error_code"].as_str().is_some_and(|c| !c.is_empty()), "{body}");
+    assert_eq!(
+        keys,
+        ["detail", "error_code", "field_errors"],
+        "error body {body}"
+    );
+    assert!(
+        object["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    assert!(
+        object["error_code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{body}"
+    );
     assert!(object["field_errors"].is_object(), "{body}");
 }
 
@@ -236,14 +251,26 @@ impl TestApp {
     }
 
     /// `user` calls `method path` on their own behalf.
-    pub async fn call(&self, user: &str, method: Method, path: &str, body: Option<&Value>) -> TestResponse {
-        self.request(method, path, Some(&self.token(user)), body).await
+    pub async fn call(
+        &self,
+        user: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> TestResponse {
+        self.request(method, path, Some(&self.token(user)), body)
+            .await
     }
 
     /// Creates a task for `user`, asserting 201, and returns it.
     pub async fn create_task(&self, user: &str, body: Value) -> Value {
         let response = self
-            .call(user, Method::Post, &format!("/api/{user}/tasks"), Some(&body))
+            .call(
+                user,
+                Method::Post,
+                &format!("/api/{user}/tasks"),
+                Some(&body),
+            )
             .await;
         assert_eq!(response.status, Status::Created, "{}", response.text);
         response.json()
@@ -259,7 +286,11 @@ pub async fn read(response: rocket::local::asynchronous::LocalResponse<'_>) -> T
         .map(|h| (h.name().to_string(), h.value().to_string()))
         .collect();
     let text = response.into_string().await.unwrap_or_default();
-    TestResponse { status, headers, text }
+    TestResponse {
+        status,
+        headers,
+        text,
+    }
 }
 
 /// A raw HTTP/1.1 exchange over a real socket: returns status, headers and body.

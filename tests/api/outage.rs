@@ -11,7 +11,9 @@ use serde_json::json;
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{assert_error_shape, create_postgres_database, postgres_url, Backend, TestApp};
+use crate::helpers::{
+    assert_error_shape, create_postgres_database, postgres_url, Backend, TestApp,
+};
 
 /// A loopback TCP proxy that can drop every connection and refuse new ones.
 struct Proxy {
@@ -42,7 +44,11 @@ impl Proxy {
                 list.lock().unwrap().push(handle);
             }
         });
-        Proxy { port, up, connections }
+        Proxy {
+            port,
+            up,
+            connections,
+        }
     }
 
     fn down(&self) {
@@ -57,23 +63,49 @@ impl Proxy {
     }
 }
 
-async fn assert_503_quickly(app: &TestApp, method: Method, path: &str, body: Option<&serde_json::Value>) {
+async fn assert_503_quickly(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) {
     let started = Instant::now();
     let response = app.call("alice", method, path, body).await;
-    assert_eq!(response.status, Status::ServiceUnavailable, "{path}: {}", response.text);
+    assert_eq!(
+        response.status,
+        Status::ServiceUnavailable,
+        "{path}: {}",
+        response.text
+    );
     assert_eq!(response.error_code(), "service_unavailable");
     assert!(response.header("Retry-After").is_some());
-    assert!(started.elapsed() < Duration::from_secs(10), "503 took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "503 took {:?}",
+        started.elapsed()
+    );
 }
 
 async fn eventually_ok(app: &TestApp, path: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let response = app.call("alice", Method::Post, path, Some(&json!({"title": "after"}))).await;
+        let response = app
+            .call(
+                "alice",
+                Method::Post,
+                path,
+                Some(&json!({"title": "after"})),
+            )
+            .await;
         if response.status == Status::Created {
             return response.json();
         }
-        assert!(Instant::now() < deadline, "no recovery: {} {}", response.status, response.text);
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {} {}",
+            response.status,
+            response.text
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -83,17 +115,31 @@ async fn postgres_outage_is_a_503_then_recovers() {
     let Some(server) = postgres_url() else { return };
     let db_url = create_postgres_database(&server).await;
     let parsed = url::Url::parse(&db_url).unwrap();
-    let proxy = Proxy::start((parsed.host_str().unwrap().to_owned(), parsed.port().unwrap_or(5432))).await;
+    let proxy = Proxy::start((
+        parsed.host_str().unwrap().to_owned(),
+        parsed.port().unwrap_or(5432),
+    ))
+    .await;
     let mut via_proxy = parsed.clone();
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let app = TestApp::spawn_with(Backend::Postgres, |figment| {
-        figment.merge(rocket::figment::providers::Serialized::global("databases.todo.url", via_proxy.as_str()))
-    }).await;
+        figment.merge(rocket::figment::providers::Serialized::global(
+            "databases.todo.url",
+            via_proxy.as_str(),
+        ))
+    })
+    .await;
     let before = app.create_task("alice", json!({"title": "before"})).await;
 
     proxy.down();
-    assert_503_quickly(&app, Method::Post, "/api/alice/tasks", Some(&json!({"title": "lost?"}))).await;
+    assert_503_quickly(
+        &app,
+        Method::Post,
+        "/api/alice/tasks",
+        Some(&json!({"title": "lost?"})),
+    )
+    .await;
     assert_503_quickly(&app, Method::Get, "/api/alice/tasks", None).await;
     let ready = app.request(Method::Get, "/health/ready", None, None).await;
     assert_eq!(ready.status, Status::ServiceUnavailable);
@@ -103,9 +149,21 @@ async fn postgres_outage_is_a_503_then_recovers() {
 
     proxy.up();
     eventually_ok(&app, "/api/alice/tasks").await;
-    let list = app.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
-    let titles: Vec<&str> = list.as_array().unwrap().iter().filter_map(|t| t["title"].as_str()).collect();
-    assert_eq!(titles, ["after", "before"], "nothing was lost or half-written: {list}");
+    let list = app
+        .call("alice", Method::Get, "/api/alice/tasks", None)
+        .await
+        .json();
+    let titles: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["title"].as_str())
+        .collect();
+    assert_eq!(
+        titles,
+        ["after", "before"],
+        "nothing was lost or half-written: {list}"
+    );
     assert_eq!(list[1], before);
 }
 
@@ -115,15 +173,33 @@ async fn sqlite_write_lock_held_elsewhere_is_a_503_then_recovers() {
     let before = app.create_task("alice", json!({"title": "before"})).await;
 
     let mut other = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
-    assert_503_quickly(&app, Method::Post, "/api/alice/tasks", Some(&json!({"title": "lost?"}))).await;
-    let read = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
-    assert_eq!(read.status, Status::Ok, "readers are not blocked in WAL mode");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_503_quickly(
+        &app,
+        Method::Post,
+        "/api/alice/tasks",
+        Some(&json!({"title": "lost?"})),
+    )
+    .await;
+    let read = app
+        .call("alice", Method::Get, "/api/alice/tasks", None)
+        .await;
+    assert_eq!(
+        read.status,
+        Status::Ok,
+        "readers are not blocked in WAL mode"
+    );
 
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     other.close().await.unwrap();
     eventually_ok(&app, "/api/alice/tasks").await;
-    let list = app.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
+    let list = app
+        .call("alice", Method::Get, "/api/alice/tasks", None)
+        .await
+        .json();
     assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
     assert_eq!(list[1], before);
 }
