@@ -418,3 +418,28 @@ impl<'r> FromData<'r> for JsonObject {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_never_show_their_cause() {
+        let error = ApiError::Internal(anyhow::anyhow!("SELECT secret FROM users at src/x.rs:1"));
+        let public = error.public();
+        assert_eq!(public.status, Status::InternalServerError);
+        assert_eq!(public.body.error_code, "internal_error");
+        assert_eq!(public.body.detail, "An unexpected error occurred");
+        assert!(public.body.field_errors.is_empty());
+    }
+
+    #[test]
+    fn unavailable_database_errors_are_503_with_retry_after() {
+        let public = ApiError::from(sqlx::Error::PoolTimedOut).public();
+        assert_eq!(public.status, Status::ServiceUnavailable);
+        assert_eq!(public.body.error_code, "service_unavailable");
+        assert_eq!(public.retry_after, Some(5));
+        let public = ApiError::from(sqlx::Error::RowNotFound).public();
+        assert_eq!(public.status, Status::InternalServerError);
+    }
+}

@@ -3,7 +3,7 @@
 use rocket::http::{Method, Status};
 use serde_json::json;
 
-use crate::helpers::on_both_databases;
+use crate::helpers::{on_both_backends, on_both_databases, LiveServer};
 
 on_both_databases! {
     async fn health_reports_process_database_and_version(app) {
@@ -20,5 +20,25 @@ on_both_databases! {
         let ready = app.request(Method::Get, "/health/ready", None, None).await;
         assert_eq!(ready.status, Status::Ok);
         assert_eq!(ready.json()["database"], "ok");
+    }
+}
+
+on_both_backends! {
+    async fn the_healthcheck_command_probes_the_running_service(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let probe = |port: u16| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
+                .env_clear()
+                .env("PORT", port.to_string())
+                .arg("healthcheck")
+                .output()
+                .unwrap()
+        };
+        let port = server.port;
+        let healthy = tokio::task::spawn_blocking(move || probe(port)).await.unwrap();
+        assert!(healthy.status.success(), "{}", String::from_utf8_lossy(&healthy.stderr));
+        server.stop().await;
+        let gone = tokio::task::spawn_blocking(move || probe(port)).await.unwrap();
+        assert!(!gone.status.success(), "a stopped service is unhealthy");
     }
 }
