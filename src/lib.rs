@@ -12,6 +12,7 @@ pub mod cors;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod stats;
 pub mod tasks;
 pub mod telemetry;
 
@@ -27,6 +28,7 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(auth::stage())
         .attach(cors::stage())
         .attach(tasks::stage())
+        .attach(stats::stage())
         .attach(health::stage())
         .attach(error::stage())
 }

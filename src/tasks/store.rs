@@ -262,3 +262,46 @@ pub async fn delete_completed(db: &AppPool, user: &AuthedUser) -> Result<u64, Ap
         .map(|done| done.rows_affected()))?;
     Ok(deleted)
 }
+
+// One round trip: per-category counts; totals are their sums.
+const COUNTS_BY_CATEGORY: &str = "SELECT category, COUNT(*) AS total, \
+     COALESCE(SUM(CASE WHEN completed THEN 1 ELSE 0 END), 0) AS completed, \
+     COALESCE(SUM(CASE WHEN NOT completed AND due_at < $2 THEN 1 ELSE 0 END), 0) AS overdue, \
+     COALESCE(SUM(CASE WHEN priority = 1 THEN 1 ELSE 0 END), 0) AS low, \
+     COALESCE(SUM(CASE WHEN priority = 2 THEN 1 ELSE 0 END), 0) AS medium, \
+     COALESCE(SUM(CASE WHEN priority = 3 THEN 1 ELSE 0 END), 0) AS high \
+     FROM tasks WHERE user_id = $1 GROUP BY category";
+
+/// Task counts of one category (`None`: tasks without a category).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CategoryCounts {
+    /// The category.
+    pub category: Option<String>,
+    /// Tasks in it.
+    pub total: i64,
+    /// Completed tasks.
+    pub completed: i64,
+    /// Pending tasks due before `now`.
+    pub overdue: i64,
+    /// Low-priority tasks.
+    pub low: i64,
+    /// Medium-priority tasks.
+    pub medium: i64,
+    /// High-priority tasks.
+    pub high: i64,
+}
+
+/// The user's task counts per category, with overdue measured against `now`.
+#[tracing::instrument(skip_all, fields(user = %user.id()))]
+pub async fn counts_by_category(
+    db: &AppPool,
+    user: &AuthedUser,
+    now: DateTime<Utc>,
+) -> Result<Vec<CategoryCounts>, ApiError> {
+    let rows = on_pool!(db, |p| sqlx::query_as(COUNTS_BY_CATEGORY)
+        .bind(user.id())
+        .bind(now)
+        .fetch_all(p)
+        .await)?;
+    Ok(rows)
+}

@@ -10,4 +10,5 @@ mod cors;
 mod errors;
 mod health;
 mod outage;
+mod stats;
 mod tasks_crud;
