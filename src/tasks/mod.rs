@@ -1,6 +1,7 @@
 //! Tasks: the model, its SQL and its routes under `/api/<user_id>/tasks`.
 
 pub mod model;
+pub mod query;
 mod routes;
 pub mod store;
 

@@ -3,8 +3,11 @@
 //! `AuthedUser` comes first in every signature: Rocket runs request guards before path
 //! and body guards, which gives the contract's 401 → 403 → 404/422 order.
 
+use rocket::http::uri::Origin;
 use rocket::http::{RawStr, Status};
+use rocket::request::Request;
 use rocket::response::status::Created;
+use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 use rocket::Route;
 use serde::Serialize;
@@ -14,6 +17,7 @@ use crate::db::Db;
 use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 
 use super::model::{InputMode, NewTask, Task, TaskChanges};
+use super::query::{ListParams, ListQuery};
 use super::store::{self, InvalidTaskId, TaskId};
 
 const NO_SUCH_TASK: ApiError = ApiError::NotFound("Task not found");
@@ -24,11 +28,66 @@ fn found(task: Option<Task>) -> Result<Json<Task>, ApiError> {
     task.map(Json).ok_or(NO_SUCH_TASK)
 }
 
-/// `GET /api/<user_id>/tasks`: the user's tasks, newest first.
-#[get("/<user_id>/tasks")]
+/// A list answer: the tasks, `X-Total-Count` and an RFC 8288 `Link` for next / prev.
+pub struct TaskPage {
+    tasks: Vec<Task>,
+    total: i64,
+    link: Option<String>,
+}
+
+impl<'r> Responder<'r, 'static> for TaskPage {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Response::build_from(Json(self.tasks).respond_to(request)?);
+        response.raw_header("X-Total-Count", self.total.to_string());
+        if let Some(link) = self.link {
+            response.raw_header("Link", link);
+        }
+        response.ok()
+    }
+}
+
+/// The `Link` header: the request's own query with `limit` and `offset` replaced.
+fn page_links(uri: &Origin<'_>, query: &ListQuery, total: i64) -> Option<String> {
+    let kept: Vec<&str> = uri
+        .query()
+        .map(|q| q.as_str().split('&'))
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.is_empty() && !p.starts_with("limit=") && !p.starts_with("offset="))
+        .collect();
+    let link = |offset: i64, rel: &str| {
+        let mut params = kept.clone();
+        let page = format!("limit={}&offset={offset}", query.limit);
+        params.push(&page);
+        format!("<{}?{}>; rel=\"{rel}\"", uri.path(), params.join("&"))
+    };
+    let mut links = Vec::new();
+    if query.offset + query.limit < total {
+        links.push(link(query.offset + query.limit, "next"));
+    }
+    if query.offset > 0 {
+        links.push(link((query.offset - query.limit).max(0), "prev"));
+    }
+    (!links.is_empty()).then(|| links.join(", "))
+}
+
+/// `GET /api/<user_id>/tasks`: the user's tasks, filtered, sorted and paged.
+#[get("/<user_id>/tasks?<params..>")]
 #[tracing::instrument(name = "tasks.list", skip_all, fields(user = %user_id))]
-async fn list(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Vec<Task>>, ApiError> {
-    Ok(Json(store::list(db, &user).await?))
+async fn list(
+    user_id: &str,
+    user: AuthedUser,
+    params: ListParams,
+    uri: &Origin<'_>,
+    db: &Db,
+) -> Result<TaskPage, ApiError> {
+    let query = params.parse()?;
+    let page = store::list(db, &user, &query).await?;
+    Ok(TaskPage {
+        link: page_links(uri, &query, page.total),
+        tasks: page.tasks,
+        total: page.total,
+    })
 }
 
 /// `POST /api/<user_id>/tasks`: creates a task; 201 with `Location`.

@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::on_pool;
 
 use super::model::{now, NewTask, Priority, Task, TaskChanges};
+use super::query::{Arg, ListQuery};
 
 /// A task id from the path: a positive integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +52,6 @@ macro_rules! columns {
          created_at, updated_at, version"
     };
 }
-
-const LIST: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000"
-);
 
 const GET: &str = concat!(
     "SELECT ",
@@ -140,14 +135,82 @@ fn to_task(row: Option<TaskRow>) -> Result<Option<Task>, ApiError> {
     row.map(Task::try_from).transpose()
 }
 
-/// The user's tasks, newest first.
+/// Binds list arguments in order to a query of either backend.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v.clone()),
+                Arg::Bool(v) => query.bind(*v),
+                Arg::Small(v) => query.bind(*v),
+                Arg::Int(v) => query.bind(*v),
+                Arg::Time(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    total_count: i64,
+}
+
+/// One page of a list and the number of tasks matching its filters.
+#[derive(Debug)]
+pub struct Page {
+    /// The tasks of this page.
+    pub tasks: Vec<Task>,
+    /// Tasks matching the filters, on every page.
+    pub total: i64,
+}
+
+/// A page of the user's tasks matching `query`: one statement, the total counted by a
+/// window function beside the rows.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
-pub async fn list(db: &AppPool, user: &AuthedUser) -> Result<Vec<Task>, ApiError> {
-    let rows: Vec<TaskRow> = on_pool!(db, |p| sqlx::query_as(LIST)
-        .bind(user.id())
-        .fetch_all(p)
-        .await)?;
-    rows.into_iter().map(Task::try_from).collect()
+pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
+    let (filter, mut args) = query.filter(now());
+    let order = query.order_by();
+    let first_page_arg = args.len() + 2;
+    let sql = format!(
+        concat!(
+            "SELECT ",
+            columns!(),
+            ", COUNT(*) OVER () AS total_count FROM tasks WHERE user_id = $1{}{} LIMIT ${} OFFSET ${}"
+        ),
+        filter,
+        order,
+        first_page_arg,
+        first_page_arg + 1
+    );
+    let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
+    let filter_args = args.clone();
+    args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
+    let rows: Vec<ListRow> = on_pool!(db, |p| bind_args!(
+        sqlx::query_as(&sql).bind(user.id()),
+        &args
+    )
+    .fetch_all(p)
+    .await)?;
+    let total = match rows.first() {
+        Some(row) => row.total_count,
+        // Past the last page the window count has no row to ride on.
+        None if query.offset > 0 => on_pool!(db, |p| bind_args!(
+            sqlx::query_scalar::<_, i64>(&count_sql).bind(user.id()),
+            &filter_args
+        )
+        .fetch_one(p)
+        .await)?,
+        None => 0,
+    };
+    let tasks = rows
+        .into_iter()
+        .map(|row| Task::try_from(row.task))
+        .collect::<Result<_, _>>()?;
+    Ok(Page { tasks, total })
 }
 
 /// One task of the user, or `None` (also when it belongs to someone else).

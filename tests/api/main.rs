@@ -12,3 +12,4 @@ mod health;
 mod outage;
 mod stats;
 mod tasks_crud;
+mod tasks_list;

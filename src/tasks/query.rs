@@ -1,0 +1,249 @@
+//! List query parameters: parsed into a typed [`ListQuery`], then turned into one SQL
+//! statement whose text comes only from fixed fragments; every value is bound.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{ApiError, FieldErrorsBuilder};
+
+use super::model::{parse_timestamp, Priority};
+
+/// Largest and default page size.
+pub const MAX_LIMIT: i64 = 1000;
+
+/// The raw query string parameters of `GET /api/<user_id>/tasks`.
+#[derive(Debug, Default, FromForm)]
+pub struct ListParams {
+    completed: Option<String>,
+    status: Option<String>,
+    priority: Option<String>,
+    category: Option<String>,
+    due_before: Option<String>,
+    due_after: Option<String>,
+    overdue: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// A sortable field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    /// Creation time (the default).
+    CreatedAt,
+    /// Time of the last change.
+    UpdatedAt,
+    /// Title.
+    Title,
+    /// Priority, low → medium → high.
+    Priority,
+    /// Due date; tasks without one come last either way.
+    DueAt,
+}
+
+/// A validated list query.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Completion filter.
+    pub completed: Option<bool>,
+    /// Priority filter.
+    pub priority: Option<Priority>,
+    /// Exact category filter.
+    pub category: Option<String>,
+    /// Only tasks due strictly before this.
+    pub due_before: Option<DateTime<Utc>>,
+    /// Only tasks due strictly after this.
+    pub due_after: Option<DateTime<Utc>>,
+    /// Only overdue (`true`) or only not overdue (`false`) tasks.
+    pub overdue: Option<bool>,
+    /// Sort field.
+    pub sort: SortField,
+    /// Descending order.
+    pub descending: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Tasks skipped.
+    pub offset: i64,
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
+impl ListParams {
+    /// Validates every parameter, reporting all problems at once.
+    pub fn parse(&self) -> Result<ListQuery, ApiError> {
+        let mut errors = FieldErrorsBuilder::default();
+        let mut check =
+            |name: &str, value: &Option<String>, parse: &dyn Fn(&str) -> Result<(), String>| {
+                if let Some(value) = value {
+                    if let Err(message) = parse(value.trim()) {
+                        errors.add(name, message);
+                    }
+                }
+            };
+        check("completed", &self.completed, &|v| parse_bool(v).map(drop));
+        check("status", &self.status, &|v| match v {
+            "all" | "pending" | "completed" => Ok(()),
+            _ => Err("must be one of: all, pending, completed".to_owned()),
+        });
+        check("priority", &self.priority, &|v| {
+            Priority::parse(v)
+                .map(drop)
+                .ok_or_else(|| "must be one of: low, medium, high".to_owned())
+        });
+        check("category", &self.category, &|v| {
+            if v.is_empty() || v.chars().count() > 100 {
+                Err("must be 1 to 100 characters".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+        for (name, value) in [
+            ("due_before", &self.due_before),
+            ("due_after", &self.due_after),
+        ] {
+            check(name, value, &|v| {
+                parse_timestamp(v)
+                    .map(drop)
+                    .ok_or_else(|| "must be an RFC 3339 timestamp".to_owned())
+            });
+        }
+        check("overdue", &self.overdue, &|v| parse_bool(v).map(drop));
+        check("sort", &self.sort, &|v| {
+            sort_field(v).map(drop).ok_or_else(|| {
+                "must be one of: created_at, updated_at, title, priority, due_at".to_owned()
+            })
+        });
+        check("order", &self.order, &|v| match v {
+            "asc" | "desc" => Ok(()),
+            _ => Err("must be asc or desc".to_owned()),
+        });
+        check("limit", &self.limit, &|v| match v.parse::<i64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(()),
+            _ => Err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
+        });
+        check("offset", &self.offset, &|v| match v.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(()),
+            _ => Err("must be a whole number of at least 0".to_owned()),
+        });
+        errors.finish()?;
+
+        let by_status = match text(&self.status) {
+            Some("pending") => Some(false),
+            Some("completed") => Some(true),
+            _ => None,
+        };
+        let sort = text(&self.sort)
+            .and_then(sort_field)
+            .unwrap_or(SortField::CreatedAt);
+        Ok(ListQuery {
+            completed: text(&self.completed)
+                .and_then(|v| parse_bool(v).ok())
+                .or(by_status),
+            priority: text(&self.priority).and_then(Priority::parse),
+            category: text(&self.category).map(str::to_owned),
+            due_before: text(&self.due_before).and_then(parse_timestamp),
+            due_after: text(&self.due_after).and_then(parse_timestamp),
+            overdue: text(&self.overdue).and_then(|v| parse_bool(v).ok()),
+            sort,
+            // created_at and updated_at default to newest first; the others to ascending.
+            descending: match text(&self.order) {
+                Some(order) => order == "desc",
+                None => matches!(sort, SortField::CreatedAt | SortField::UpdatedAt),
+            },
+            limit: text(&self.limit)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_LIMIT),
+            offset: text(&self.offset).and_then(|v| v.parse().ok()).unwrap_or(0),
+        })
+    }
+}
+
+fn text(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim)
+}
+
+fn sort_field(name: &str) -> Option<SortField> {
+    match name {
+        "created_at" => Some(SortField::CreatedAt),
+        "updated_at" => Some(SortField::UpdatedAt),
+        "title" => Some(SortField::Title),
+        "priority" => Some(SortField::Priority),
+        "due_at" => Some(SortField::DueAt),
+        _ => None,
+    }
+}
+
+/// A value bound to a list statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Text.
+    Text(String),
+    /// Boolean.
+    Bool(bool),
+    /// Small integer (priority rank).
+    Small(i16),
+    /// Integer (limit, offset).
+    Int(i64),
+    /// Timestamp.
+    Time(DateTime<Utc>),
+}
+
+impl ListQuery {
+    /// The `WHERE` clause (after `user_id = $1`) and its arguments, numbered from `$2`.
+    pub fn filter(&self, now: DateTime<Utc>) -> (String, Vec<Arg>) {
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        let mut push = |clause: &str, arg: Arg| {
+            args.push(arg);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len() + 1)));
+        };
+        if let Some(completed) = self.completed {
+            push(" AND completed = ?", Arg::Bool(completed));
+        }
+        if let Some(priority) = self.priority {
+            push(" AND priority = ?", Arg::Small(priority.rank()));
+        }
+        if let Some(category) = &self.category {
+            push(" AND category = ?", Arg::Text(category.clone()));
+        }
+        if let Some(before) = self.due_before {
+            push(" AND due_at < ?", Arg::Time(before));
+        }
+        if let Some(after) = self.due_after {
+            push(" AND due_at > ?", Arg::Time(after));
+        }
+        match self.overdue {
+            Some(true) => push(" AND completed = FALSE AND due_at < ?", Arg::Time(now)),
+            Some(false) => push(
+                " AND NOT (completed = FALSE AND due_at IS NOT NULL AND due_at < ?)",
+                Arg::Time(now),
+            ),
+            None => {}
+        }
+        (sql, args)
+    }
+
+    /// The `ORDER BY` clause: a fixed text per field and direction, `id` breaking ties.
+    pub fn order_by(&self) -> &'static str {
+        use SortField::*;
+        match (self.sort, self.descending) {
+            (CreatedAt, false) => " ORDER BY created_at ASC, id ASC",
+            (CreatedAt, true) => " ORDER BY created_at DESC, id DESC",
+            (UpdatedAt, false) => " ORDER BY updated_at ASC, id ASC",
+            (UpdatedAt, true) => " ORDER BY updated_at DESC, id DESC",
+            (Title, false) => " ORDER BY title ASC, id ASC",
+            (Title, true) => " ORDER BY title DESC, id DESC",
+            (Priority, false) => " ORDER BY priority ASC, id ASC",
+            (Priority, true) => " ORDER BY priority DESC, id DESC",
+            // (due_at IS NULL) puts tasks without a due date last in both directions.
+            (DueAt, false) => " ORDER BY (due_at IS NULL) ASC, due_at ASC, id ASC",
+            (DueAt, true) => " ORDER BY (due_at IS NULL) ASC, due_at DESC, id DESC",
+        }
+    }
+}
