@@ -347,7 +347,6 @@ fn describe_figment_error(error: &rocket::figment::Error) -> String {
     let name = match key.as_str() {
         "databases.todo.url" => "DATABASE_URL",
         "auth.secret" => "BETTER_AUTH_SECRET",
-        "auth.leeway_secs" => "auth.leeway_secs",
         "cors.allowed_origins" => "ALLOWED_ORIGINS",
         "migrate_on_start" => "MIGRATE_ON_START",
         "" => "Rocket.toml",

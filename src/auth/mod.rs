@@ -49,14 +49,15 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
 /// The matched route's path segment named `<name>`, found by name, not position, so the
 /// guard keeps working when mount points or routes change.
 fn path_param<'r>(request: &'r Request<'_>, name: &str) -> Option<&'r str> {
-    let pattern = format!("<{name}>");
     let route = request.route()?;
     let index = route
         .uri
         .unmounted_origin
         .path()
         .segments()
-        .position(|segment| segment == pattern)?;
+        .position(|segment| {
+            segment.strip_prefix('<').and_then(|s| s.strip_suffix('>')) == Some(name)
+        })?;
     request.routed_segment(index)
 }
 

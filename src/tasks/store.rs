@@ -186,8 +186,7 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
         first_page_arg,
         first_page_arg + 1
     );
-    let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
-    let filter_args = args.clone();
+    let filter_arg_count = args.len();
     args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
     let rows: Vec<ListRow> = on_pool!(db, |p| bind_args!(
         sqlx::query_as(&sql).bind(user.id()),
@@ -198,12 +197,15 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
     let total = match rows.first() {
         Some(row) => row.total_count,
         // Past the last page the window count has no row to ride on.
-        None if query.offset > 0 => on_pool!(db, |p| bind_args!(
-            sqlx::query_scalar::<_, i64>(&count_sql).bind(user.id()),
-            &filter_args
-        )
-        .fetch_one(p)
-        .await)?,
+        None if query.offset > 0 => {
+            let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
+            on_pool!(db, |p| bind_args!(
+                sqlx::query_scalar::<_, i64>(&count_sql).bind(user.id()),
+                &args[..filter_arg_count]
+            )
+            .fetch_one(p)
+            .await)?
+        }
         None => 0,
     };
     let tasks = rows

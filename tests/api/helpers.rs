@@ -367,3 +367,20 @@ impl LiveServer {
         let _ = self.task.await;
     }
 }
+
+/// A direct pool on a test database, for arranging data the API cannot set (timestamps).
+pub enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl TestApp {
+    /// A direct connection pool to this test's database, for arranging data.
+    pub async fn pool(&self) -> Pool {
+        if self.db_url.starts_with("sqlite") {
+            Pool::Sqlite(sqlx::SqlitePool::connect(&self.db_url).await.unwrap())
+        } else {
+            Pool::Postgres(sqlx::PgPool::connect(&self.db_url).await.unwrap())
+        }
+    }
+}

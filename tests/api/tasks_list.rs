@@ -3,7 +3,7 @@
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_databases, TestApp};
+use crate::helpers::{on_both_databases, Pool, TestApp};
 
 async fn titles(app: &TestApp, query: &str) -> Vec<String> {
     let response = app
@@ -135,21 +135,5 @@ on_both_databases! {
         let response = app.call("alice", Method::Get, "/api/alice/tasks?sort=banana&limit=0", None).await;
         let errors = response.json()["field_errors"].clone();
         assert!(errors["sort"].is_array() && errors["limit"].is_array(), "all reported: {errors}");
-    }
-}
-
-pub enum Pool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-impl TestApp {
-    /// A direct connection pool to this test's database, for arranging data.
-    pub async fn pool(&self) -> Pool {
-        if self.db_url.starts_with("sqlite") {
-            Pool::Sqlite(sqlx::SqlitePool::connect(&self.db_url).await.unwrap())
-        } else {
-            Pool::Postgres(sqlx::PgPool::connect(&self.db_url).await.unwrap())
-        }
     }
 }
