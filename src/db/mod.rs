@@ -183,6 +183,15 @@ impl AppPool {
             Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
             Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
+        let filled = crate::tasks::search::backfill(self)
+            .await
+            .map_err(|source| DbError::Sqlx {
+                context: "filling in the search columns",
+                source,
+            })?;
+        if filled > 0 {
+            tracing::info!(tasks = filled, "search columns filled in for older tasks");
+        }
         Ok(())
     }
 

@@ -1,8 +1,10 @@
 //! Tasks: the model, its SQL and its routes under `/api/<user_id>/tasks`.
 
+pub mod etag;
 pub mod model;
 pub mod query;
 mod routes;
+pub mod search;
 pub mod store;
 
 use rocket::fairing::AdHoc;

@@ -6,17 +6,39 @@ use chrono::{DateTime, Utc};
 use crate::error::{ApiError, FieldErrorsBuilder};
 
 use super::model::{parse_timestamp, Priority};
+use super::search::{contains_pattern, fold};
 
 /// Largest and default page size.
 pub const MAX_LIMIT: i64 = 1000;
+/// Longest search text: no task field is longer.
+pub const MAX_SEARCH: usize = 1000;
 
-/// The raw query string parameters of `GET /api/<user_id>/tasks`.
+/// The raw query string parameters of `GET /api/<user_id>/tasks`. Each is collected as a
+/// list, so a parameter given twice is reported rather than silently dropped.
 #[derive(Debug, Default, FromForm)]
 pub struct ListParams {
+    completed: Vec<String>,
+    status: Vec<String>,
+    priority: Vec<String>,
+    category: Vec<String>,
+    q: Vec<String>,
+    due_before: Vec<String>,
+    due_after: Vec<String>,
+    overdue: Vec<String>,
+    sort: Vec<String>,
+    order: Vec<String>,
+    limit: Vec<String>,
+    offset: Vec<String>,
+}
+
+/// The parameters, each given at most once.
+#[derive(Debug, Default)]
+struct Single {
     completed: Option<String>,
     status: Option<String>,
     priority: Option<String>,
     category: Option<String>,
+    q: Option<String>,
     due_before: Option<String>,
     due_after: Option<String>,
     overdue: Option<String>,
@@ -24,6 +46,13 @@ pub struct ListParams {
     order: Option<String>,
     limit: Option<String>,
     offset: Option<String>,
+}
+
+fn single(errors: &mut FieldErrorsBuilder, name: &str, values: &[String]) -> Option<String> {
+    if values.len() > 1 {
+        errors.add(name, "must be given at most once");
+    }
+    values.first().cloned()
 }
 
 /// A sortable field.
@@ -50,6 +79,8 @@ pub struct ListQuery {
     pub priority: Option<Priority>,
     /// Exact category filter.
     pub category: Option<String>,
+    /// Case-insensitive substring of title or description, already folded.
+    pub q: Option<String>,
     /// Only tasks due strictly before this.
     pub due_before: Option<DateTime<Utc>>,
     /// Only tasks due strictly after this.
@@ -78,6 +109,20 @@ impl ListParams {
     /// Validates every parameter, reporting all problems at once.
     pub fn parse(&self) -> Result<ListQuery, ApiError> {
         let mut errors = FieldErrorsBuilder::default();
+        let this = &Single {
+            completed: single(&mut errors, "completed", &self.completed),
+            status: single(&mut errors, "status", &self.status),
+            priority: single(&mut errors, "priority", &self.priority),
+            category: single(&mut errors, "category", &self.category),
+            q: single(&mut errors, "q", &self.q),
+            due_before: single(&mut errors, "due_before", &self.due_before),
+            due_after: single(&mut errors, "due_after", &self.due_after),
+            overdue: single(&mut errors, "overdue", &self.overdue),
+            sort: single(&mut errors, "sort", &self.sort),
+            order: single(&mut errors, "order", &self.order),
+            limit: single(&mut errors, "limit", &self.limit),
+            offset: single(&mut errors, "offset", &self.offset),
+        };
         let mut check =
             |name: &str, value: &Option<String>, parse: &dyn Fn(&str) -> Result<(), String>| {
                 if let Some(value) = value {
@@ -86,26 +131,33 @@ impl ListParams {
                     }
                 }
             };
-        check("completed", &self.completed, &|v| parse_bool(v).map(drop));
-        check("status", &self.status, &|v| match v {
+        check("completed", &this.completed, &|v| parse_bool(v).map(drop));
+        check("status", &this.status, &|v| match v {
             "all" | "pending" | "completed" => Ok(()),
             _ => Err("must be one of: all, pending, completed".to_owned()),
         });
-        check("priority", &self.priority, &|v| {
+        check("priority", &this.priority, &|v| {
             Priority::parse(v)
                 .map(drop)
                 .ok_or_else(|| "must be one of: low, medium, high".to_owned())
         });
-        check("category", &self.category, &|v| {
+        check("category", &this.category, &|v| {
             if v.is_empty() || v.chars().count() > 100 {
                 Err("must be 1 to 100 characters".to_owned())
             } else {
                 Ok(())
             }
         });
+        check("q", &this.q, &|v| {
+            if v.chars().count() > MAX_SEARCH {
+                Err(format!("must be at most {MAX_SEARCH} characters"))
+            } else {
+                Ok(())
+            }
+        });
         for (name, value) in [
-            ("due_before", &self.due_before),
-            ("due_after", &self.due_after),
+            ("due_before", &this.due_before),
+            ("due_after", &this.due_after),
         ] {
             check(name, value, &|v| {
                 parse_timestamp(v)
@@ -113,53 +165,55 @@ impl ListParams {
                     .ok_or_else(|| "must be an RFC 3339 timestamp".to_owned())
             });
         }
-        check("overdue", &self.overdue, &|v| parse_bool(v).map(drop));
-        check("sort", &self.sort, &|v| {
+        check("overdue", &this.overdue, &|v| parse_bool(v).map(drop));
+        check("sort", &this.sort, &|v| {
             sort_field(v).map(drop).ok_or_else(|| {
                 "must be one of: created_at, updated_at, title, priority, due_at".to_owned()
             })
         });
-        check("order", &self.order, &|v| match v {
+        check("order", &this.order, &|v| match v {
             "asc" | "desc" => Ok(()),
             _ => Err("must be asc or desc".to_owned()),
         });
-        check("limit", &self.limit, &|v| match v.parse::<i64>() {
+        check("limit", &this.limit, &|v| match v.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(()),
             _ => Err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
         });
-        check("offset", &self.offset, &|v| match v.parse::<i64>() {
+        check("offset", &this.offset, &|v| match v.parse::<i64>() {
             Ok(n) if n >= 0 => Ok(()),
             _ => Err("must be a whole number of at least 0".to_owned()),
         });
         errors.finish()?;
 
-        let by_status = match text(&self.status) {
+        let by_status = match text(&this.status) {
             Some("pending") => Some(false),
             Some("completed") => Some(true),
             _ => None,
         };
-        let sort = text(&self.sort)
+        let sort = text(&this.sort)
             .and_then(sort_field)
             .unwrap_or(SortField::CreatedAt);
         Ok(ListQuery {
-            completed: text(&self.completed)
+            completed: text(&this.completed)
                 .and_then(|v| parse_bool(v).ok())
                 .or(by_status),
-            priority: text(&self.priority).and_then(Priority::parse),
-            category: text(&self.category).map(str::to_owned),
-            due_before: text(&self.due_before).and_then(parse_timestamp),
-            due_after: text(&self.due_after).and_then(parse_timestamp),
-            overdue: text(&self.overdue).and_then(|v| parse_bool(v).ok()),
+            priority: text(&this.priority).and_then(Priority::parse),
+            category: text(&this.category).map(str::to_owned),
+            // An empty search box searches for nothing in particular.
+            q: text(&this.q).filter(|v| !v.is_empty()).map(fold),
+            due_before: text(&this.due_before).and_then(parse_timestamp),
+            due_after: text(&this.due_after).and_then(parse_timestamp),
+            overdue: text(&this.overdue).and_then(|v| parse_bool(v).ok()),
             sort,
             // created_at and updated_at default to newest first; the others to ascending.
-            descending: match text(&self.order) {
+            descending: match text(&this.order) {
                 Some(order) => order == "desc",
                 None => matches!(sort, SortField::CreatedAt | SortField::UpdatedAt),
             },
-            limit: text(&self.limit)
+            limit: text(&this.limit)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(MAX_LIMIT),
-            offset: text(&self.offset).and_then(|v| v.parse().ok()).unwrap_or(0),
+            offset: text(&this.offset).and_then(|v| v.parse().ok()).unwrap_or(0),
         })
     }
 }
@@ -211,6 +265,15 @@ impl ListQuery {
         }
         if let Some(category) = &self.category {
             push(" AND category = ?", Arg::Text(category.clone()));
+        }
+        if let Some(q) = &self.q {
+            // Rows written before the search columns existed fall back to lower() until
+            // the start-up backfill reaches them.
+            push(
+                " AND (COALESCE(search_title, lower(title)) LIKE ? ESCAPE '\\' \
+                 OR COALESCE(search_description, lower(description)) LIKE ? ESCAPE '\\')",
+                Arg::Text(contains_pattern(q)),
+            );
         }
         if let Some(before) = self.due_before {
             push(" AND due_at < ?", Arg::Time(before));

@@ -16,6 +16,7 @@ use crate::auth::AuthedUser;
 use crate::db::Db;
 use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 
+use super::etag::{etag, IfMatch, IfNoneMatch, Tagged};
 use super::model::{InputMode, NewTask, Task, TaskChanges};
 use super::query::{ListParams, ListQuery};
 use super::store::{self, InvalidTaskId, TaskId};
@@ -24,8 +25,8 @@ const NO_SUCH_TASK: ApiError = ApiError::NotFound("Task not found");
 
 type TaskIdParam = Result<TaskId, InvalidTaskId>;
 
-fn found(task: Option<Task>) -> Result<Json<Task>, ApiError> {
-    task.map(Json).ok_or(NO_SUCH_TASK)
+fn found(task: Option<Task>) -> Result<Tagged, ApiError> {
+    task.map(Tagged::Task).ok_or(NO_SUCH_TASK)
 }
 
 /// A list answer: the tasks, `X-Total-Count` and an RFC 8288 `Link` for next / prev.
@@ -90,7 +91,7 @@ async fn list(
     })
 }
 
-/// `POST /api/<user_id>/tasks`: creates a task; 201 with `Location`.
+/// `POST /api/<user_id>/tasks`: creates a task; 201 with `Location` and `ETag`.
 #[post("/<user_id>/tasks", data = "<body>")]
 #[tracing::instrument(name = "tasks.create", skip_all, fields(user = %user_id))]
 async fn create(
@@ -98,7 +99,7 @@ async fn create(
     user: AuthedUser,
     db: &Db,
     body: JsonObject,
-) -> Result<Created<Json<Task>>, ApiError> {
+) -> Result<Created<Tagged>, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
     let task = store::create(db, &user, new_task).await?;
     let location = format!(
@@ -106,34 +107,47 @@ async fn create(
         RawStr::new(user.id()).percent_encode(),
         task.id
     );
-    Ok(Created::new(location).body(Json(task)))
+    Ok(Created::new(location).body(Tagged::Task(task)))
 }
 
-/// `GET /api/<user_id>/tasks/<id>`: one task.
+/// `GET /api/<user_id>/tasks/<id>`: one task with its `ETag`; 304 when `If-None-Match`
+/// names the current one.
 #[get("/<user_id>/tasks/<id>")]
 #[tracing::instrument(name = "tasks.get", skip_all, fields(user = %user_id))]
 async fn get(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
+    if_none_match: IfNoneMatch,
     db: &Db,
-) -> Result<Json<Task>, ApiError> {
-    found(store::get(db, &user, id?).await?)
+) -> Result<Tagged, ApiError> {
+    let task = store::get(db, &user, id?).await?.ok_or(NO_SUCH_TASK)?;
+    if if_none_match.has(&task) {
+        return Ok(Tagged::NotModified(etag(&task)));
+    }
+    Ok(Tagged::Task(task))
 }
 
 async fn apply(
     user: &AuthedUser,
     db: &Db,
     id: TaskIdParam,
+    if_match: &IfMatch,
     body: &JsonObject,
     mode: InputMode,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<Tagged, ApiError> {
     let id = id?;
     let changes = TaskChanges::parse(&body.0, mode)?;
     if changes.is_empty() {
-        return found(store::get(db, user, id).await?);
+        // Nothing is written, so the precondition is checked against a plain read.
+        let task = store::get(db, user, id).await?.ok_or(NO_SUCH_TASK)?;
+        if !if_match.matches(&task) {
+            return Err(ApiError::PreconditionFailed);
+        }
+        return Ok(Tagged::Task(task));
     }
-    found(store::update(db, user, id, changes).await?)
+    let expected = if_match.versions(id);
+    found(store::update(db, user, id, changes, expected.as_deref()).await?)
 }
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
@@ -144,10 +158,11 @@ async fn replace(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
+    if_match: IfMatch,
     db: &Db,
     body: JsonObject,
-) -> Result<Json<Task>, ApiError> {
-    apply(&user, db, id, &body, InputMode::Replace).await
+) -> Result<Tagged, ApiError> {
+    apply(&user, db, id, &if_match, &body, InputMode::Replace).await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>`: JSON merge patch of the writable fields.
@@ -157,10 +172,11 @@ async fn patch(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
+    if_match: IfMatch,
     db: &Db,
     body: JsonObject,
-) -> Result<Json<Task>, ApiError> {
-    apply(&user, db, id, &body, InputMode::Patch).await
+) -> Result<Tagged, ApiError> {
+    apply(&user, db, id, &if_match, &body, InputMode::Patch).await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>/complete`: no body toggles; `{"completed": b}` sets.
@@ -170,9 +186,10 @@ async fn complete(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
+    if_match: IfMatch,
     db: &Db,
     body: OptionalJsonObject,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<Tagged, ApiError> {
     let id = id?;
     let value = match body.0 {
         None => None,
@@ -187,7 +204,8 @@ async fn complete(
             }
         },
     };
-    found(store::set_completed(db, &user, id, value).await?)
+    let expected = if_match.versions(id);
+    found(store::set_completed(db, &user, id, value, expected.as_deref()).await?)
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
@@ -197,9 +215,11 @@ async fn delete(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
+    if_match: IfMatch,
     db: &Db,
 ) -> Result<Status, ApiError> {
-    if store::delete(db, &user, id?).await? {
+    let id = id?;
+    if store::delete(db, &user, id, if_match.versions(id).as_deref()).await? {
         Ok(Status::NoContent)
     } else {
         Err(NO_SUCH_TASK)

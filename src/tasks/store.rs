@@ -13,6 +13,7 @@ use crate::on_pool;
 
 use super::model::{now, NewTask, Priority, Task, TaskChanges};
 use super::query::{Arg, ListQuery};
+use super::search::fold;
 
 /// A task id from the path: a positive integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +62,24 @@ const GET: &str = concat!(
 
 const INSERT: &str = concat!(
     "INSERT INTO tasks (user_id, title, description, completed, priority, category, due_at, \
-     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+     created_at, updated_at, search_title, search_description) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
     columns!()
 );
+
+/// `AND` the stored version is one of the comma-separated list bound at `$n`, or the
+/// list is NULL (no `If-Match`). Plain SQL that both dialects run the same way.
+macro_rules! version_in {
+    ($n:literal) => {
+        concat!(
+            " AND ($",
+            $n,
+            " IS NULL OR (',' || $",
+            $n,
+            " || ',') LIKE ('%,' || CAST(version AS TEXT) || ',%'))"
+        )
+    };
+}
 
 // `CASE WHEN $flag THEN $value ELSE column END` tells "keep" from "set to null".
 const UPDATE: &str = concat!(
@@ -73,19 +89,30 @@ const UPDATE: &str = concat!(
      priority = COALESCE($7, priority), \
      category = CASE WHEN $8 THEN $9 ELSE category END, \
      due_at = CASE WHEN $10 THEN $11 ELSE due_at END, \
+     search_title = COALESCE($13, search_title), \
+     search_description = CASE WHEN $4 THEN $14 ELSE search_description END, \
      updated_at = $12, version = version + 1 \
-     WHERE id = $1 AND user_id = $2 RETURNING ",
+     WHERE id = $1 AND user_id = $2",
+    version_in!(15),
+    " RETURNING ",
     columns!()
 );
 
 // One statement: the row lock makes concurrent toggles apply one after the other.
 const SET_COMPLETED: &str = concat!(
     "UPDATE tasks SET completed = COALESCE($3, NOT completed), updated_at = $4, \
-     version = version + 1 WHERE id = $1 AND user_id = $2 RETURNING ",
+     version = version + 1 WHERE id = $1 AND user_id = $2",
+    version_in!(5),
+    " RETURNING ",
     columns!()
 );
 
-const DELETE: &str = "DELETE FROM tasks WHERE id = $1 AND user_id = $2";
+const DELETE: &str = concat!(
+    "DELETE FROM tasks WHERE id = $1 AND user_id = $2",
+    version_in!(3)
+);
+
+const EXISTS: &str = "SELECT COUNT(*) FROM tasks WHERE id = $1 AND user_id = $2";
 
 const DELETE_COMPLETED: &str = "DELETE FROM tasks WHERE user_id = $1 AND completed = TRUE";
 
@@ -168,8 +195,9 @@ pub struct Page {
     pub total: i64,
 }
 
-/// A page of the user's tasks matching `query`: one statement, the total counted by a
-/// window function beside the rows.
+/// A page of the user's tasks matching `query`: one statement, the total counted by an
+/// uncorrelated subquery (run once, and from an index alone where one fits) beside the
+/// page's rows, which the matching index yields already in order.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
 pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
     let (filter, mut args) = query.filter(now());
@@ -179,12 +207,13 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
         concat!(
             "SELECT ",
             columns!(),
-            ", COUNT(*) OVER () AS total_count FROM tasks WHERE user_id = $1{}{} LIMIT ${} OFFSET ${}"
+            ", (SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}) AS total_count \
+             FROM tasks WHERE user_id = $1{filter}{order} LIMIT ${limit} OFFSET ${offset}"
         ),
-        filter,
-        order,
-        first_page_arg,
-        first_page_arg + 1
+        filter = filter,
+        order = order,
+        limit = first_page_arg,
+        offset = first_page_arg + 1
     );
     let filter_arg_count = args.len();
     args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
@@ -196,7 +225,7 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
     .await)?;
     let total = match rows.first() {
         Some(row) => row.total_count,
-        // Past the last page the window count has no row to ride on.
+        // Past the last page the count has no row to ride on.
         None if query.offset > 0 => {
             let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
             on_pool!(db, |p| bind_args!(
@@ -255,18 +284,50 @@ pub async fn create(db: &AppPool, user: &AuthedUser, task: NewTask) -> Result<Ta
             .bind(task.due_at)
             .bind(at)
             .bind(at)
+            .bind(fold(task.title.as_str()))
+            .bind(task.description.as_deref().map(fold))
     )?;
     to_task(row)?.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("INSERT returned no row")))
 }
 
-/// Applies `changes` to one task of the user; `None` when there is no such task.
+/// After a conditional write matched no row: 412 when the task is there (so its version
+/// was not one the client named), else `None` for the caller's 404.
+async fn stale_or_missing<T>(
+    db: &AppPool,
+    user: &AuthedUser,
+    id: TaskId,
+    expected: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    if expected.is_none() {
+        return Ok(None);
+    }
+    let found: i64 = on_pool!(db, |p| sqlx::query_scalar(EXISTS)
+        .bind(id.get())
+        .bind(user.id())
+        .fetch_one(p)
+        .await)?;
+    if found > 0 {
+        Err(ApiError::PreconditionFailed)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Applies `changes` to one task of the user if its version is in `expected` (a
+/// comma-separated list; `None`: any). `None` when there is no such task; 412 when the
+/// version does not match.
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn update(
     db: &AppPool,
     user: &AuthedUser,
     id: TaskId,
     changes: TaskChanges,
+    expected: Option<&str>,
 ) -> Result<Option<Task>, ApiError> {
+    let search_description = changes
+        .description
+        .as_ref()
+        .and_then(|d| d.as_deref().map(fold));
     let row = write_returning!(
         db,
         sqlx::query_as(UPDATE)
@@ -282,17 +343,25 @@ pub async fn update(
             .bind(changes.due_at.is_some())
             .bind(changes.due_at.flatten())
             .bind(now())
+            .bind(changes.title.as_ref().map(|t| fold(t.as_str())))
+            .bind(search_description)
+            .bind(expected)
     )?;
-    to_task(row)
+    match row {
+        Some(row) => Task::try_from(row).map(Some),
+        None => stale_or_missing(db, user, id, expected).await,
+    }
 }
 
-/// Sets `completed` to `value`, or flips it when `value` is `None`, atomically.
+/// Sets `completed` to `value`, or flips it when `value` is `None`, atomically; the
+/// version check and outcomes are those of [`update`].
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn set_completed(
     db: &AppPool,
     user: &AuthedUser,
     id: TaskId,
     value: Option<bool>,
+    expected: Option<&str>,
 ) -> Result<Option<Task>, ApiError> {
     let row = write_returning!(
         db,
@@ -301,20 +370,35 @@ pub async fn set_completed(
             .bind(user.id())
             .bind(value)
             .bind(now())
+            .bind(expected)
     )?;
-    to_task(row)
+    match row {
+        Some(row) => Task::try_from(row).map(Some),
+        None => stale_or_missing(db, user, id, expected).await,
+    }
 }
 
-/// Deletes one task of the user; `false` when there was no such task.
+/// Deletes one task of the user, under the same version check as [`update`]; `false`
+/// when there was no such task.
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
-pub async fn delete(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<bool, ApiError> {
+pub async fn delete(
+    db: &AppPool,
+    user: &AuthedUser,
+    id: TaskId,
+    expected: Option<&str>,
+) -> Result<bool, ApiError> {
     let deleted = on_pool!(db, |p| sqlx::query(DELETE)
         .bind(id.get())
         .bind(user.id())
+        .bind(expected)
         .execute(p)
         .await
         .map(|done| done.rows_affected()))?;
-    Ok(deleted > 0)
+    if deleted > 0 {
+        return Ok(true);
+    }
+    stale_or_missing::<()>(db, user, id, expected).await?;
+    Ok(false)
 }
 
 /// Deletes every completed task of the user and returns how many went.

@@ -226,6 +226,19 @@ impl TestApp {
         }
     }
 
+    /// A second service on an existing database, as after a restart.
+    pub async fn on_database(db_url: &str) -> TestApp {
+        init_tracing();
+        let client = Client::tracked(todo_api::rocket(base_figment(db_url)))
+            .await
+            .expect("the service ignites");
+        TestApp {
+            client,
+            db_url: db_url.to_owned(),
+            _dir: None,
+        }
+    }
+
     /// A valid token for `user`, valid for an hour.
     pub fn token(&self, user: &str) -> String {
         todo_api::auth::mint_hs256(TEST_SECRET, user, 3600).expect("token")
@@ -239,7 +252,22 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> TestResponse {
+        self.request_with(method, path, token, body, &[]).await
+    }
+
+    /// [`Self::request`] with extra headers.
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
         let mut request = self.client.req(method, path.to_owned());
+        for (name, value) in headers {
+            request.add_header(Header::new(name.to_string(), value.to_string()));
+        }
         if let Some(token) = token {
             request.add_header(Header::new("Authorization", format!("Bearer {token}")));
         }
@@ -259,6 +287,19 @@ impl TestApp {
         body: Option<&Value>,
     ) -> TestResponse {
         self.request(method, path, Some(&self.token(user)), body)
+            .await
+    }
+
+    /// [`Self::call`] with extra headers.
+    pub async fn call_with(
+        &self,
+        user: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        self.request_with(method, path, Some(&self.token(user)), body, headers)
             .await
     }
 

@@ -8,6 +8,7 @@ mod concurrency;
 mod config;
 mod cors;
 mod errors;
+mod etags;
 mod health;
 mod outage;
 mod stats;

@@ -37,6 +37,47 @@ async fn seed(app: &TestApp) {
         .await;
 }
 
+/// Inserts `count` tasks for `user` in one statement, with few distinct values per field.
+async fn seed_many(app: &TestApp, user: &str, count: i64) {
+    let sql = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+        INSERT INTO tasks (user_id, title, search_title, priority, completed, category, due_at, created_at, updated_at) \
+        SELECT $1, 'task ' || (i % 50), 'task ' || (i % 50), 1 + i % 3, i % 4 = 0, \
+               CASE WHEN i % 2 = 0 THEN 'work' ELSE NULL END, \
+               CASE WHEN i % 5 = 0 THEN NULL WHEN i % 5 < 3 THEN $3 ELSE $4 END, \
+               CASE i % 3 WHEN 0 THEN $3 WHEN 1 THEN $4 ELSE $5 END, $5 FROM n";
+    let day = |d: u32| {
+        chrono::NaiveDate::from_ymd_opt(2026, 1, d)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    match app.pool().await {
+        Pool::Sqlite(p) => {
+            sqlx::query(sql)
+                .bind(user)
+                .bind(count)
+                .bind(day(1))
+                .bind(day(2))
+                .bind(day(3))
+                .execute(&p)
+                .await
+                .unwrap();
+        }
+        Pool::Postgres(p) => {
+            sqlx::query(sql)
+                .bind(user)
+                .bind(count)
+                .bind(day(1))
+                .bind(day(2))
+                .bind(day(3))
+                .execute(&p)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 on_both_databases! {
     async fn filters_combine_with_and(app) {
         seed(&app).await;
@@ -91,34 +132,90 @@ on_both_databases! {
         assert_eq!(empty.header("Link"), None);
     }
 
-    async fn paging_through_ties_sees_every_task_once(app) {
-        for i in 0..45 {
-            app.create_task("alice", json!({"title": format!("t{i}")})).await;
-        }
-        // Give every task one of three creation times, so pages cut through ties.
-        let times = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"];
-        for (i, at) in times.iter().enumerate() {
-            let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc);
-            let sql = "UPDATE tasks SET created_at = $1 WHERE id % 3 = $2";
-            match TestApp::pool(&app).await {
-                Pool::Sqlite(p) => { sqlx::query(sql).bind(at).bind(i as i64).execute(&p).await.unwrap(); }
-                Pool::Postgres(p) => { sqlx::query(sql).bind(at).bind(i as i64).execute(&p).await.unwrap(); }
+    async fn paging_through_2500_tasks_with_ties_sees_each_exactly_once(app) {
+        // Three creation times, fifty titles, three priorities, some without due dates:
+        // every sort has long runs of ties for the id to break.
+        seed_many(&app, "alice", 2500).await;
+        seed_many(&app, "bob", 300).await;
+        for (query, limit) in [
+            ("", 97), ("order=asc", 250), ("sort=title", 100), ("sort=priority&order=desc", 333),
+            ("sort=due_at", 128), ("sort=due_at&order=desc", 500), ("sort=updated_at", 1000),
+            ("completed=false&sort=priority", 101),
+        ] {
+            let mut seen = Vec::new();
+            let mut next = Some(format!("/api/alice/tasks?{query}&limit={limit}&offset=0"));
+            let mut total = None;
+            while let Some(url) = next.take() {
+                let page = app.call("alice", Method::Get, &url, None).await;
+                assert_eq!(page.status, Status::Ok, "{url}");
+                total = page.header("X-Total-Count").map(str::to_owned);
+                seen.extend(page.json().as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()));
+                next = page.header("Link").and_then(|link| {
+                    link.split(", ").find(|l| l.ends_with("rel=\"next\"")).map(|l| l[1..l.find('>').unwrap()].to_owned())
+                });
             }
+            let expected: usize = if query.contains("completed=false") { 1875 } else { 2500 };
+            assert_eq!(total.as_deref(), Some(expected.to_string().as_str()), "{query}");
+            assert_eq!(seen.len(), expected, "{query}: every task once, following Link next");
+            let mut unique = seen.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), expected, "{query}: no task twice");
         }
-        let mut seen = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = app.call("alice", Method::Get, &format!("/api/alice/tasks?limit=7&offset={offset}"), None).await;
-            let ids: Vec<i64> = page.json().as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
-            if ids.is_empty() { break; }
-            seen.extend(ids);
-            offset += 7;
+    }
+
+    async fn search_is_case_insensitive_for_any_letter(app) {
+        for (title, description) in [
+            ("École de musique", None),
+            ("ÉCOLE", None),
+            ("ecole", None),
+            ("Visit", Some("the E\u{301}cole tomorrow")),
+            ("50% off", Some("at the Straße shop")),
+            ("5_0 off", None),
+            ("Ünïcödé", Some("ÇA VA")),
+        ] {
+            app.create_task("alice", json!({"title": title, "description": description})).await;
         }
-        let mut sorted = seen.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(seen.len(), 45, "every task once");
-        assert_eq!(sorted.len(), 45, "no task twice");
+        app.create_task("bob", json!({"title": "école for bob"})).await;
+        assert_eq!(titles(&app, "q=%C3%A9cole&sort=title").await, ["Visit", "ÉCOLE", "École de musique"]);
+        assert_eq!(titles(&app, "q=%C3%89COLE&sort=title").await, ["Visit", "ÉCOLE", "École de musique"]);
+        assert_eq!(titles(&app, "q=ecole").await, ["ecole"], "accents are letters, not case");
+        assert_eq!(titles(&app, "q=%25").await, ["50% off"], "% is literal");
+        assert_eq!(titles(&app, "q=_").await, ["5_0 off"], "_ is literal");
+        assert_eq!(titles(&app, "q=STRASSE").await, Vec::<String>::new());
+        assert_eq!(titles(&app, "q=stra%C3%9Fe").await, ["50% off"]);
+        assert_eq!(titles(&app, "q=%C3%BCn%C3%AFc").await, ["Ünïcödé"]);
+        assert_eq!(titles(&app, "q=%C3%A7a%20va").await, ["Ünïcödé"]);
+        assert_eq!(titles(&app, "q=off&sort=title").await, ["50% off", "5_0 off"]);
+        assert_eq!(titles(&app, "q=").await.len(), 7, "an empty search filters nothing");
+        assert_eq!(titles(&app, "q=off&priority=high").await, Vec::<String>::new(), "AND with other filters");
+
+        // Edits keep the search in step with the text.
+        let id = app.create_task("alice", json!({"title": "plain"})).await["id"].clone();
+        app.call("alice", Method::Patch, &format!("/api/alice/tasks/{id}"), Some(&json!({"title": "ÅNGSTRÖM", "description": "ÖL"}))).await;
+        assert_eq!(titles(&app, "q=%C3%A5ngstr").await, ["ÅNGSTRÖM"]);
+        assert_eq!(titles(&app, "q=%C3%B6l").await, ["ÅNGSTRÖM"]);
+        app.call("alice", Method::Patch, &format!("/api/alice/tasks/{id}"), Some(&json!({"description": null}))).await;
+        assert_eq!(titles(&app, "q=%C3%B6l").await, Vec::<String>::new(), "a cleared description no longer matches");
+
+        let long = "x".repeat(1001);
+        let response = app.call("alice", Method::Get, &format!("/api/alice/tasks?q={long}"), None).await;
+        assert_eq!(response.status, Status::UnprocessableEntity);
+        assert!(response.json()["field_errors"]["q"].is_array());
+    }
+
+    async fn tasks_stored_before_the_search_columns_are_found_after_restart(app) {
+        let at = chrono::Utc::now();
+        let sql = "INSERT INTO tasks (user_id, title, description, priority, created_at, updated_at) \
+                   VALUES ('alice', 'Ångström', 'ÉTÉ', 2, $1, $1)";
+        match app.pool().await {
+            Pool::Sqlite(p) => { sqlx::query(sql).bind(at).execute(&p).await.unwrap(); }
+            Pool::Postgres(p) => { sqlx::query(sql).bind(at).execute(&p).await.unwrap(); }
+        }
+        // A restart runs the migrations, which fill in the search columns.
+        let restarted = TestApp::on_database(&app.db_url).await;
+        assert_eq!(titles(&restarted, "q=%C3%A5ngstr%C3%B6m").await, ["Ångström"]);
+        assert_eq!(titles(&restarted, "q=%C3%A9t%C3%A9").await, ["Ångström"]);
     }
 
     async fn unknown_values_of_known_parameters_are_422(app) {
@@ -127,6 +224,7 @@ on_both_databases! {
             ("limit=ten", "limit"), ("offset=-1", "offset"), ("completed=yes", "completed"),
             ("status=done", "status"), ("priority=urgent", "priority"), ("due_before=tomorrow", "due_before"),
             ("due_after=2026-13-01T00:00:00Z", "due_after"), ("overdue=1", "overdue"),
+            ("category=", "category"), ("q=a&q=b", "q"), ("completed=true&completed=false", "completed"),
         ] {
             let response = app.call("alice", Method::Get, &format!("/api/alice/tasks?{query}"), None).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{query}");

@@ -1,0 +1,86 @@
+//! Case-insensitive search that behaves the same on SQLite and PostgreSQL.
+//!
+//! SQLite's `lower()` folds ASCII only, so the folding happens here: every write stores
+//! the folded title and description beside the originals, and a search folds its text the
+//! same way and matches with `LIKE` on the folded columns.
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::db::AppPool;
+use crate::on_pool;
+
+/// The form text is stored and searched in: compatibility-normalised (NFKC), so "é" typed
+/// as one or two code points is the same letter, then lower-cased.
+pub fn fold(text: &str) -> String {
+    text.nfkc().collect::<String>().to_lowercase()
+}
+
+/// A `LIKE` pattern matching any text that contains `needle` (already folded).
+pub fn contains_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+const BATCH: i64 = 500;
+
+const UNFOLDED: &str =
+    "SELECT id, title, description FROM tasks WHERE search_title IS NULL ORDER BY id LIMIT $1";
+
+const SET_FOLDED: &str =
+    "UPDATE tasks SET search_title = $2, search_description = $3 WHERE id = $1";
+
+/// Fills the search columns of rows written before they existed. Idempotent, in batches,
+/// so several instances starting at once only repeat each other's work.
+pub async fn backfill(db: &AppPool) -> Result<u64, sqlx::Error> {
+    let mut filled = 0;
+    loop {
+        let rows: Vec<(i64, String, Option<String>)> = on_pool!(db, |p| sqlx::query_as(UNFOLDED)
+            .bind(BATCH)
+            .fetch_all(p)
+            .await)?;
+        if rows.is_empty() {
+            return Ok(filled);
+        }
+        on_pool!(db, |p| async {
+            let mut tx = p.begin().await?;
+            for (id, title, description) in &rows {
+                sqlx::query(SET_FOLDED)
+                    .bind(id)
+                    .bind(fold(title))
+                    .bind(description.as_deref().map(fold))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        }
+        .await)?;
+        filled += rows.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_ignores_case_and_code_point_form() {
+        assert_eq!(fold("ÉCOLE"), "école");
+        assert_eq!(fold("E\u{301}cole"), "école");
+        assert_eq!(fold("ΣΊΣΥΦΟΣ Straße"), "σίσυφος straße");
+        assert_eq!(fold("ＡＢＣ"), "abc");
+    }
+
+    #[test]
+    fn like_wildcards_in_the_needle_match_themselves() {
+        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(contains_pattern(""), "%%");
+    }
+}
