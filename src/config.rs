@@ -5,10 +5,11 @@
 //! `Debug` output never contains the secret.
 
 use std::fmt;
+use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::figment::providers::{Format, Serialized, Toml};
-use rocket::figment::value::{Dict, Value};
+use rocket::figment::value::Value;
 use rocket::figment::{Figment, Profile};
 use serde::Deserialize;
 
@@ -36,66 +37,98 @@ pub fn figment() -> Result<Figment, ConfigError> {
     figment_with_env(|name| std::env::var(name).ok())
 }
 
+/// How an environment variable's text becomes a figment value.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    /// A whole number of at least `min`.
+    Number {
+        min: u64,
+    },
+    Bool,
+    /// A number of seconds above zero; fractions allowed.
+    Seconds,
+}
+
+/// Every variable the service reads, the key it sets, and its kind. Later rows win, so
+/// `DATABASE_URL` overrides `NEON_DB_URL`.
+const VARIABLES: &[(&str, &str, Kind)] = &[
+    ("NEON_DB_URL", "databases.todo.url", Kind::Text),
+    ("DATABASE_URL", "databases.todo.url", Kind::Text),
+    ("BETTER_AUTH_SECRET", "auth.secret", Kind::Text),
+    ("BETTER_AUTH_URL", "auth.better_auth_url", Kind::Text),
+    ("BETTER_AUTH_JWKS_URL", "auth.jwks_url", Kind::Text),
+    ("JWT_ISSUER", "auth.issuer", Kind::Text),
+    ("JWT_AUDIENCE", "auth.audience", Kind::Text),
+    (
+        "JWT_LEEWAY_SECS",
+        "auth.leeway_secs",
+        Kind::Number { min: 0 },
+    ),
+    ("JWKS_REFETCH_SECS", "auth.jwks_refetch_secs", Kind::Seconds),
+    (
+        "JWKS_CACHE_TTL_SECS",
+        "auth.jwks_cache_ttl_secs",
+        Kind::Seconds,
+    ),
+    ("ALLOWED_ORIGINS", "cors.allowed_origins", Kind::Text),
+    ("LOG_LEVEL", "logging.level", Kind::Text),
+    ("LOG_FORMAT", "logging.format", Kind::Text),
+    ("PORT", "port", Kind::Number { min: 1 }),
+    (
+        "DB_MAX_CONNECTIONS",
+        "databases.todo.max_connections",
+        Kind::Number { min: 1 },
+    ),
+    (
+        "DB_MIN_CONNECTIONS",
+        "databases.todo.min_connections",
+        Kind::Number { min: 0 },
+    ),
+    ("MIGRATE_ON_START", "migrate_on_start", Kind::Bool),
+];
+
 /// Like [`figment`], reading variables through `env` (tests pass a fixed map).
 pub fn figment_with_env(env: impl Fn(&str) -> Option<String>) -> Result<Figment, ConfigError> {
-    let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
-    let mut overrides = Dict::new();
-    let mut set = |key: &str, value: Value| {
-        overrides.insert(key.to_owned(), value);
-    };
-
-    if let Some(url) = env("DATABASE_URL").or_else(|| env("NEON_DB_URL")) {
-        set("databases.todo.url", url.into());
-    }
-    if let Some(secret) = env("BETTER_AUTH_SECRET") {
-        set("auth.secret", secret.into());
-    }
-    if let Some(origins) = env("ALLOWED_ORIGINS") {
-        set("cors.allowed_origins", origins.into());
-    }
-    if let Some(level) = env("LOG_LEVEL") {
-        set("logging.level", level.into());
-    }
-    if let Some(format) = env("LOG_FORMAT") {
-        set("logging.format", format.into());
-    }
-    if let Some(port) = env("PORT") {
-        set("port", parse_number::<u16>("PORT", &port, 1)?.into());
-    }
-    if let Some(max) = env("DB_MAX_CONNECTIONS") {
-        let max = parse_number::<u32>("DB_MAX_CONNECTIONS", &max, 1)?;
-        set("databases.todo.max_connections", max.into());
-    }
-    if let Some(min) = env("DB_MIN_CONNECTIONS") {
-        let min = parse_number::<u32>("DB_MIN_CONNECTIONS", &min, 0)?;
-        set("databases.todo.min_connections", min.into());
-    }
-    if let Some(migrate) = env("MIGRATE_ON_START") {
-        let migrate = match migrate.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => return Err(ConfigError::new("MIGRATE_ON_START must be true or false")),
-        };
-        set("migrate_on_start", migrate.into());
-    }
-
     // Rocket.toml is also compiled in, beneath the file on disk: the binary keeps its
     // profile defaults when started from another folder or shipped without the file.
     let mut figment = rocket::Config::figment().join(Toml::string(EMBEDDED_ROCKET_TOML).nested());
-    for (key, value) in overrides {
-        figment = figment.merge(Serialized::global(&key, value));
+    for (name, key, kind) in VARIABLES {
+        let Some(raw) = env(name).filter(|value| !value.trim().is_empty()) else {
+            continue;
+        };
+        let value: Value = match kind {
+            Kind::Text => raw.into(),
+            Kind::Number { min } => parse_number(name, &raw, *min)?.into(),
+            Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true.into(),
+                "0" | "false" | "no" | "off" => false.into(),
+                _ => return Err(ConfigError::new(format!("{name} must be true or false"))),
+            },
+            Kind::Seconds => match raw.trim().parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs.is_finite() => secs.into(),
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "{name} must be a number of seconds above 0"
+                    )))
+                }
+            },
+        };
+        figment = figment.merge(Serialized::global(key, value));
     }
     Ok(figment)
 }
 
-fn parse_number<T>(name: &str, raw: &str, min: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + fmt::Display,
-{
-    match raw.trim().parse::<T>() {
-        Ok(value) if value >= min => Ok(value),
+fn parse_number(name: &str, raw: &str, min: u64) -> Result<u64, ConfigError> {
+    let max = if name == "PORT" {
+        u64::from(u16::MAX)
+    } else {
+        u64::from(u32::MAX)
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
         _ => Err(ConfigError::new(format!(
-            "{name} must be a whole number of at least {min}"
+            "{name} must be a whole number from {min} to {max}"
         ))),
     }
 }
@@ -135,15 +168,34 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Token verification settings.
+/// Token verification settings. At least one of `secret` and `jwks` is set.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// The HS256 shared secret (`BETTER_AUTH_SECRET`).
-    pub secret: Secret,
+    /// The HS256 shared secret (`BETTER_AUTH_SECRET`); `None` turns HS256 off.
+    pub secret: Option<Secret>,
     /// Whether the secret is the marked development secret.
     pub dev_secret: bool,
     /// Clock leeway for `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
+    /// Better Auth's published keys (`BETTER_AUTH_URL`); `None` turns JWKS off.
+    pub jwks: Option<JwksConfig>,
+}
+
+/// Where Better Auth's keys are and what its tokens must say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwksConfig {
+    /// The JWKS document's URL.
+    pub url: String,
+    /// The required `iss`.
+    pub issuer: String,
+    /// The required `aud`.
+    pub audience: String,
+    /// Shortest time between two fetches (unknown `kid`s, retries after a failure).
+    pub refetch_interval: Duration,
+    /// How long fetched keys are used before they are fetched again.
+    pub cache_ttl: Duration,
+    /// How long one fetch may take.
+    pub fetch_timeout: Duration,
 }
 
 /// The validated configuration of the service, managed as Rocket state.
@@ -176,6 +228,13 @@ struct RawConfig {
 struct RawAuth {
     secret: Option<String>,
     leeway_secs: Option<u64>,
+    better_auth_url: Option<String>,
+    jwks_url: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_refetch_secs: Option<f64>,
+    jwks_cache_ttl_secs: Option<f64>,
+    jwks_timeout_secs: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,21 +284,25 @@ impl AppConfig {
             Some(url) => crate::db::Backend::from_url(&url).map(drop)?,
         }
 
-        let secret = match raw.auth.secret.filter(|s| !s.is_empty()) {
-            Some(secret) => secret,
-            None if release => {
-                return Err(ConfigError::new(
-                    "BETTER_AUTH_SECRET must be set (at least 32 characters)",
-                ))
+        let jwks = JwksConfig::from_raw(&raw.auth)?;
+        let secret =
+            match raw.auth.secret.as_deref().filter(|s| !s.is_empty()) {
+                Some(secret) => Some(secret.to_owned()),
+                None if release && jwks.is_some() => None,
+                None if release => return Err(ConfigError::new(
+                    "BETTER_AUTH_SECRET (at least 32 characters) or BETTER_AUTH_URL must be set",
+                )),
+                // Debug keeps HS256 on, so `todo-api token` works beside a local Better Auth.
+                None => Some(DEV_SECRET.to_owned()),
+            };
+        if let Some(secret) = &secret {
+            if secret.chars().count() < MIN_SECRET_CHARS {
+                return Err(ConfigError::new(format!(
+                    "BETTER_AUTH_SECRET must be at least {MIN_SECRET_CHARS} characters"
+                )));
             }
-            None => DEV_SECRET.to_owned(),
-        };
-        if secret.chars().count() < MIN_SECRET_CHARS {
-            return Err(ConfigError::new(format!(
-                "BETTER_AUTH_SECRET must be at least {MIN_SECRET_CHARS} characters"
-            )));
         }
-        let dev_secret = secret == DEV_SECRET;
+        let dev_secret = secret.as_deref() == Some(DEV_SECRET);
         if dev_secret && release {
             return Err(ConfigError::new(
                 "BETTER_AUTH_SECRET is the development secret; set a real one for release",
@@ -259,9 +322,10 @@ impl AppConfig {
         Ok(Self {
             profile,
             auth: AuthConfig {
-                secret: Secret(secret),
+                secret: secret.map(Secret),
                 dev_secret,
                 leeway_secs: raw.auth.leeway_secs.unwrap_or(30),
+                jwks,
             },
             allowed_origins,
             log: LogConfig::from_figment(figment)?,
@@ -271,23 +335,70 @@ impl AppConfig {
 
     /// The names of the settings that came from the environment, for the start-up log.
     pub fn settings_from_env() -> Vec<&'static str> {
-        const NAMES: [&str; 11] = [
-            "DATABASE_URL",
-            "NEON_DB_URL",
-            "BETTER_AUTH_SECRET",
-            "ALLOWED_ORIGINS",
-            "PORT",
-            "LOG_LEVEL",
-            "LOG_FORMAT",
-            "DB_MAX_CONNECTIONS",
-            "DB_MIN_CONNECTIONS",
-            "MIGRATE_ON_START",
-            "ROCKET_PROFILE",
-        ];
-        NAMES
-            .into_iter()
+        VARIABLES
+            .iter()
+            .map(|(name, _, _)| *name)
+            .chain(["ROCKET_PROFILE"])
             .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
             .collect()
+    }
+}
+
+/// An `http` or `https` URL with a host, or a one-line error naming `name`.
+fn http_url(name: &str, raw: &str) -> Result<url::Url, ConfigError> {
+    let invalid = || ConfigError::new(format!("{name} must be an http:// or https:// URL"));
+    let url = url::Url::parse(raw.trim()).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid());
+    }
+    Ok(url)
+}
+
+fn seconds(name: &str, value: Option<f64>, default: f64) -> Result<Duration, ConfigError> {
+    let secs = value.unwrap_or(default);
+    if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(ConfigError::new(format!(
+            "{name} must be a number of seconds above 0"
+        )))
+    }
+}
+
+impl JwksConfig {
+    /// JWKS is on when `BETTER_AUTH_URL` or `BETTER_AUTH_JWKS_URL` is set; `iss` and `aud`
+    /// default to the origin of `BETTER_AUTH_URL`, which is what Better Auth writes.
+    fn from_raw(raw: &RawAuth) -> Result<Option<Self>, ConfigError> {
+        let text = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let base = text(&raw.better_auth_url)
+            .map(|url| http_url("BETTER_AUTH_URL", &url))
+            .transpose()?;
+        let url = match (text(&raw.jwks_url), &base) {
+            (Some(url), _) => http_url("BETTER_AUTH_JWKS_URL", &url)?.to_string(),
+            (None, Some(base)) => format!("{}/api/auth/jwks", base.as_str().trim_end_matches('/')),
+            (None, None) => return Ok(None),
+        };
+        let origin = base.map(|base| base.origin().ascii_serialization());
+        let required = |value: Option<String>, name: &str| {
+            value.or_else(|| origin.clone()).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{name} must be set when BETTER_AUTH_JWKS_URL is used without BETTER_AUTH_URL"
+                ))
+            })
+        };
+        Ok(Some(Self {
+            url,
+            issuer: required(text(&raw.issuer), "JWT_ISSUER")?,
+            audience: required(text(&raw.audience), "JWT_AUDIENCE")?,
+            refetch_interval: seconds("JWKS_REFETCH_SECS", raw.jwks_refetch_secs, 30.0)?,
+            cache_ttl: seconds("JWKS_CACHE_TTL_SECS", raw.jwks_cache_ttl_secs, 600.0)?,
+            fetch_timeout: seconds("auth.jwks_timeout_secs", raw.jwks_timeout_secs, 5.0)?,
+        }))
     }
 }
 
@@ -347,6 +458,13 @@ fn describe_figment_error(error: &rocket::figment::Error) -> String {
     let name = match key.as_str() {
         "databases.todo.url" => "DATABASE_URL",
         "auth.secret" => "BETTER_AUTH_SECRET",
+        "auth.better_auth_url" => "BETTER_AUTH_URL",
+        "auth.jwks_url" => "BETTER_AUTH_JWKS_URL",
+        "auth.issuer" => "JWT_ISSUER",
+        "auth.audience" => "JWT_AUDIENCE",
+        "auth.leeway_secs" => "JWT_LEEWAY_SECS",
+        "auth.jwks_refetch_secs" => "JWKS_REFETCH_SECS",
+        "auth.jwks_cache_ttl_secs" => "JWKS_CACHE_TTL_SECS",
         "cors.allowed_origins" => "ALLOWED_ORIGINS",
         "migrate_on_start" => "MIGRATE_ON_START",
         "" => "Rocket.toml",

@@ -86,6 +86,13 @@ pub enum ApiError {
     /// 503: the database cannot be reached.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// 503: no key to check the token with can be had from the key source right now. Not
+    /// a 401, so a frontend does not sign its user out for the service's outage.
+    #[error("signing keys unavailable")]
+    KeysUnavailable {
+        /// Seconds until the key source is tried again.
+        retry_after: u64,
+    },
     /// 500: anything unexpected.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -111,7 +118,7 @@ impl ApiError {
             Self::UnsupportedMediaType => Status::UnsupportedMediaType,
             Self::Validation(_) => Status::UnprocessableEntity,
             Self::RateLimited { .. } => Status::TooManyRequests,
-            Self::Unavailable(_) => Status::ServiceUnavailable,
+            Self::Unavailable(_) | Self::KeysUnavailable { .. } => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
         }
     }
@@ -129,7 +136,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) => "validation_error",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "service_unavailable",
+            Self::Unavailable(_) | Self::KeysUnavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -150,6 +157,9 @@ impl ApiError {
             Self::Validation(_) => "Request has invalid fields".to_owned(),
             Self::RateLimited { .. } => "Too many requests; slow down".to_owned(),
             Self::Unavailable(_) => "The database is unavailable; try again shortly".to_owned(),
+            Self::KeysUnavailable { .. } => {
+                "Sign-in keys cannot be loaded right now; try again shortly".to_owned()
+            }
             Self::Internal(_) => "An unexpected error occurred".to_owned(),
         };
         PublicError {
@@ -163,7 +173,9 @@ impl ApiError {
                 },
             },
             retry_after: match self {
-                Self::RateLimited { retry_after } => Some(*retry_after),
+                Self::RateLimited { retry_after } | Self::KeysUnavailable { retry_after } => {
+                    Some(*retry_after)
+                }
                 Self::Unavailable(_) => Some(5),
                 _ => None,
             },

@@ -1,5 +1,6 @@
 //! Health probes: `/health` (process, database, version), `/health/live` (process only) and
-//! `/health/ready` (database reachable within a short timeout).
+//! `/health/ready` (database reachable within a short timeout; the JWKS key source's state
+//! reported beside it, never failing the probe: keys are fetched on demand and kept).
 
 use std::time::Duration;
 
@@ -7,6 +8,9 @@ use rocket::fairing::AdHoc;
 use rocket::serde::json::Json;
 use serde::Serialize;
 
+use rocket::State;
+
+use crate::auth::{JwksStatus, Verifier};
 use crate::db::Db;
 use crate::error::{ApiError, PublicError};
 
@@ -21,6 +25,9 @@ pub struct Health {
     /// `ok`, or absent for the liveness probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<&'static str>,
+    /// The JWKS key source, on `/health/ready` when JWKS is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwksStatus>,
     /// The service version.
     pub version: &'static str,
 }
@@ -36,6 +43,7 @@ fn healthy(database: Option<&'static str>) -> Json<Health> {
     Json(Health {
         status: "ok",
         database,
+        jwks: None,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -52,8 +60,10 @@ fn live() -> Json<Health> {
 }
 
 #[get("/health/ready")]
-async fn ready(db: &Db) -> Result<Json<Health>, PublicError> {
-    health(db).await
+async fn ready(db: &Db, verifier: &State<Verifier>) -> Result<Json<Health>, PublicError> {
+    let mut answer = health(db).await?;
+    answer.jwks = verifier.jwks_status();
+    Ok(answer)
 }
 
 /// The health module.

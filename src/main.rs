@@ -128,7 +128,11 @@ async fn main() -> ExitCode {
             }
         }
         Command::Token { sub, ttl } => {
-            match auth::mint_hs256(config.auth.secret.expose(), &sub, ttl) {
+            let Some(secret) = &config.auth.secret else {
+                eprintln!("token needs BETTER_AUTH_SECRET: it signs HS256 tokens with it");
+                return ExitCode::FAILURE;
+            };
+            match auth::mint_hs256(secret.expose(), &sub, ttl) {
                 Ok(token) => {
                     if writeln!(std::io::stdout(), "{token}").is_err() {
                         return ExitCode::FAILURE;

@@ -5,6 +5,7 @@
 //! whose path `<user_id>` equals the token's `sub`. It has no public constructor, so a
 //! function that takes one cannot be reached by an unverified request.
 
+mod jwks;
 mod verifier;
 
 use rocket::fairing::AdHoc;
@@ -14,7 +15,8 @@ use rocket::{Ignite, Rocket, Sentinel};
 use crate::config::AppConfig;
 use crate::error::{fail_guard, ApiError};
 
-pub use verifier::{mint_hs256, TokenError, Verifier};
+pub use jwks::JwksStatus;
+pub use verifier::{mint_hs256, Refusal, TokenError, Verifier};
 
 /// The verified user whose tasks this request may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +64,7 @@ fn path_param<'r>(request: &'r Request<'_>, name: &str) -> Option<&'r str> {
 }
 
 /// Checks the token and the path owner; shared by every way a token can arrive.
-pub fn authorize(
+pub async fn authorize(
     request: &Request<'_>,
     token: Result<&str, ApiError>,
 ) -> Result<AuthedUser, ApiError> {
@@ -71,10 +73,19 @@ pub fn authorize(
         .state::<Verifier>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("auth::stage() is not attached")))?;
     let token = token?;
-    let sub = verifier.verify(token).map_err(|reason| {
-        tracing::warn!(%reason, "token refused");
-        ApiError::InvalidToken
-    })?;
+    let sub = verifier
+        .verify(token)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::Invalid(reason) => {
+                tracing::warn!(%reason, "token refused");
+                ApiError::InvalidToken
+            }
+            Refusal::KeysUnavailable { retry_after } => {
+                tracing::warn!("token not checked: no signing keys can be fetched");
+                ApiError::KeysUnavailable { retry_after }
+            }
+        })?;
     let path_user = path_param(request, "user_id").ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!(
             "AuthedUser used on a route without <user_id>"
@@ -93,7 +104,7 @@ impl<'r> FromRequest<'r> for AuthedUser {
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let token = bearer_token(request.headers().get_one("Authorization"));
-        match authorize(request, token) {
+        match authorize(request, token).await {
             Ok(user) => Outcome::Success(user),
             Err(error) => fail_guard(request, error),
         }
@@ -113,8 +124,20 @@ pub fn stage() -> AdHoc {
             tracing::error!("auth::stage() needs config::stage() attached before it");
             return Err(rocket);
         };
-        let verifier = Verifier::new(&config.auth);
-        Ok(rocket.manage(verifier))
+        match Verifier::new(&config.auth) {
+            Ok(verifier) => {
+                tracing::info!(
+                    hs256 = config.auth.secret.is_some(),
+                    jwks = config.auth.jwks.as_ref().map(|j| j.url.as_str()),
+                    "token verification ready"
+                );
+                Ok(rocket.manage(verifier))
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot build the JWKS client");
+                Err(rocket)
+            }
+        }
     })
 }
 

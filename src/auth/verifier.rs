@@ -1,12 +1,19 @@
-//! Token verification. Keys and validation rules are prepared once at start; verifying a
-//! token is a signature check plus a few comparisons.
+//! Token verification. Keys and validation rules are prepared once at start (JWKS keys
+//! once per fetch); verifying a token is a header parse, a lookup, a signature check and a
+//! few comparisons.
 //!
-//! Invariant: the algorithm comes from this configuration, never from the token's header.
+//! Invariants:
+//! - the algorithm comes from this configuration, never from the token: HS256 tokens are
+//!   only checked against the shared secret, asymmetric ones only against JWKS keys whose
+//!   JWK allows that algorithm;
+//! - header parameters that point at other keys (`jku`, `jwk`, `x5u`, `x5c`) or demand
+//!   extensions (`crit`) refuse the token; nothing in a token is ever fetched.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::jwks::{Jwks, JwksStatus, Lookup, JWKS_ALGORITHMS};
 use crate::config::AuthConfig;
 
 /// Why a token was refused. Logged at WARN; the client only learns "invalid token".
@@ -15,9 +22,18 @@ pub enum TokenError {
     /// Not three base64url parts with a JSON header and claims.
     #[error("malformed token")]
     Malformed,
-    /// The header's algorithm is not one this service accepts.
+    /// The header's algorithm is not one this service accepts (in this configuration).
     #[error("algorithm not accepted")]
     Algorithm,
+    /// The header names other keys or critical extensions.
+    #[error("header parameter not accepted")]
+    HeaderParameter,
+    /// The header's `typ` says this is not an access token.
+    #[error("token type not accepted")]
+    Type,
+    /// No JWKS key has the token's `kid`, even after a refetch.
+    #[error("unknown signing key")]
+    UnknownKey,
     /// The signature does not match.
     #[error("bad signature")]
     Signature,
@@ -27,6 +43,12 @@ pub enum TokenError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("token not yet valid")]
     NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("wrong issuer")]
+    Issuer,
+    /// `aud` is not the configured audience.
+    #[error("wrong audience")]
+    Audience,
     /// A required claim is missing or has the wrong type.
     #[error("missing or invalid claim")]
     Claims,
@@ -44,14 +66,28 @@ impl From<jsonwebtoken::errors::Error> for TokenError {
             | ErrorKind::InvalidKeyFormat => Self::Algorithm,
             ErrorKind::ExpiredSignature => Self::Expired,
             ErrorKind::ImmatureSignature => Self::NotYetValid,
-            ErrorKind::MissingRequiredClaim(_)
-            | ErrorKind::InvalidAudience
-            | ErrorKind::InvalidIssuer
-            | ErrorKind::InvalidSubject
-            | ErrorKind::Json(_) => Self::Claims,
+            ErrorKind::InvalidIssuer => Self::Issuer,
+            ErrorKind::InvalidAudience => Self::Audience,
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidSubject | ErrorKind::Json(_) => {
+                Self::Claims
+            }
             _ => Self::Malformed,
         }
     }
+}
+
+/// The outcome of a refused verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The token is not acceptable: 401.
+    #[error("{0}")]
+    Invalid(#[from] TokenError),
+    /// No key to check it with can be had now: 503, try again after `retry_after` seconds.
+    #[error("signing keys unavailable")]
+    KeysUnavailable {
+        /// Seconds until the key source is tried again.
+        retry_after: u64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -67,34 +103,143 @@ struct MintedClaims<'a> {
     exp: u64,
 }
 
+/// The `typ` values of an access token; anything else (Better Auth's cookie-cache JWTs,
+/// ID tokens, logout tokens) is refused. Absent is fine: Better Auth sets none.
+fn access_token_type(typ: Option<&str>) -> bool {
+    typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("at+jwt"))
+}
+
+/// The JWKS half of the verifier: the key cache and one validation per algorithm.
+struct JwksVerifier {
+    jwks: Jwks,
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+impl JwksVerifier {
+    fn validation(&self, alg: Algorithm) -> Option<&Validation> {
+        self.validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, v)| v)
+    }
+
+    async fn verify(&self, token: &str, header: &Header) -> Result<Claims, Refusal> {
+        let validation = self.validation(header.alg).ok_or(TokenError::Algorithm)?;
+        let kid = header.kid.as_deref();
+        let mut snapshot = self.jwks.snapshot();
+        if !snapshot.fresh {
+            self.jwks.refresh().await;
+            snapshot = self.jwks.snapshot();
+        }
+        if matches!(snapshot.keys.lookup(kid, header.alg), Lookup::Unknown) {
+            // A new key (rotation, or Better Auth restarted): fetch, at most once per interval.
+            self.jwks.refresh().await;
+            snapshot = self.jwks.snapshot();
+        }
+        let keys = match snapshot.keys.lookup(kid, header.alg) {
+            Lookup::Found(keys) => keys,
+            Lookup::WrongAlgorithm => return Err(TokenError::Algorithm.into()),
+            Lookup::Unknown if self.jwks.last_fetch_failed() => {
+                return Err(Refusal::KeysUnavailable {
+                    retry_after: self.jwks.retry_after_secs(),
+                })
+            }
+            Lookup::Unknown => return Err(TokenError::UnknownKey.into()),
+        };
+        let mut refusal = TokenError::Signature;
+        for key in keys {
+            match jsonwebtoken::decode::<Claims>(token, key.decoding(), validation) {
+                Ok(data) => return Ok(data.claims),
+                // Without a `kid` several keys may be tried; report the most telling reason.
+                Err(error) => refusal = TokenError::from(error),
+            }
+        }
+        Err(refusal.into())
+    }
+}
+
 /// Verifies bearer tokens. Built once at start and managed as Rocket state.
 pub struct Verifier {
-    hs256_key: DecodingKey,
-    hs256: Validation,
+    hs256: Option<(DecodingKey, Validation)>,
+    jwks: Option<JwksVerifier>,
 }
 
 impl Verifier {
     /// Prepares the keys and validation rules of `config`.
-    pub fn new(config: &AuthConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = config.leeway_secs;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
-        Self {
-            hs256_key: DecodingKey::from_secret(config.secret.expose().as_bytes()),
-            hs256: validation,
-        }
+    pub fn new(config: &AuthConfig) -> Result<Self, reqwest::Error> {
+        let validation = |alg: Algorithm| {
+            let mut validation = Validation::new(alg);
+            validation.leeway = config.leeway_secs;
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp"]);
+            validation
+        };
+        let hs256 = config.secret.as_ref().map(|secret| {
+            (
+                DecodingKey::from_secret(secret.expose().as_bytes()),
+                validation(Algorithm::HS256),
+            )
+        });
+        let jwks = match &config.jwks {
+            None => None,
+            Some(jwks) => Some(JwksVerifier {
+                validations: JWKS_ALGORITHMS
+                    .iter()
+                    .map(|alg| {
+                        let mut v = validation(*alg);
+                        v.set_issuer(&[&jwks.issuer]);
+                        v.set_audience(&[&jwks.audience]);
+                        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+                        (*alg, v)
+                    })
+                    .collect(),
+                jwks: Jwks::new(jwks.clone())?,
+            }),
+        };
+        Ok(Self { hs256, jwks })
     }
 
     /// Verifies `token` and returns its subject (the user id).
-    pub fn verify(&self, token: &str) -> Result<String, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.hs256_key, &self.hs256)?;
-        match data.claims.sub {
-            Some(sub) if !sub.trim().is_empty() => Ok(sub),
-            _ => Err(TokenError::Subject),
+    pub async fn verify(&self, token: &str) -> Result<String, Refusal> {
+        let header = jsonwebtoken::decode_header(token).map_err(TokenError::from)?;
+        if header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+            || header.x5c.is_some()
+            || header.crit.is_some()
+        {
+            return Err(TokenError::HeaderParameter.into());
         }
+        if !access_token_type(header.typ.as_deref()) {
+            return Err(TokenError::Type.into());
+        }
+        let claims = match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some((key, validation)), _) => {
+                jsonwebtoken::decode::<Claims>(token, key, validation)
+                    .map_err(TokenError::from)?
+                    .claims
+            }
+            (alg, _, Some(jwks)) if JWKS_ALGORITHMS.contains(&alg) => {
+                jwks.verify(token, &header).await?
+            }
+            _ => return Err(TokenError::Algorithm.into()),
+        };
+        match claims.sub {
+            Some(sub) if !sub.trim().is_empty() => Ok(sub),
+            _ => Err(TokenError::Subject.into()),
+        }
+    }
+
+    /// The JWKS key source's state, when JWKS is on.
+    pub fn jwks_status(&self) -> Option<JwksStatus> {
+        self.jwks.as_ref().map(|j| j.jwks.status())
+    }
+
+    /// JWKS fetch attempts so far (0 when JWKS is off).
+    pub fn jwks_fetch_count(&self) -> u64 {
+        self.jwks.as_ref().map_or(0, |j| j.jwks.fetch_count())
     }
 }
 

@@ -195,12 +195,11 @@ pub struct Page {
     pub total: i64,
 }
 
-/// A page of the user's tasks matching `query`: one statement, the total counted by an
-/// uncorrelated subquery (run once, and from an index alone where one fits) beside the
-/// page's rows, which the matching index yields already in order.
-#[tracing::instrument(skip_all, fields(user = %user.id()))]
-pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
-    let (filter, mut args) = query.filter(now());
+/// The page statement of `query` (the user id is `$1`), its arguments from `$2` on, and
+/// how many of those belong to the filter (the rest are `LIMIT` and `OFFSET`). Public so
+/// the plan tests and benchmarks examine the very text the service runs.
+pub fn list_statement(query: &ListQuery, now: DateTime<Utc>) -> (String, Vec<Arg>, usize) {
+    let (filter, mut args) = query.filter(now);
     let order = query.order_by();
     let first_page_arg = args.len() + 2;
     let sql = format!(
@@ -217,6 +216,15 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
     );
     let filter_arg_count = args.len();
     args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
+    (sql, args, filter_arg_count)
+}
+
+/// A page of the user's tasks matching `query`: one statement, the total counted by an
+/// uncorrelated subquery (run once, and from an index alone where one fits) beside the
+/// page's rows, which the matching index yields already in order.
+#[tracing::instrument(skip_all, fields(user = %user.id()))]
+pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
+    let (sql, args, filter_arg_count) = list_statement(query, now());
     let rows: Vec<ListRow> = on_pool!(db, |p| bind_args!(
         sqlx::query_as(&sql).bind(user.id()),
         &args
@@ -227,6 +235,7 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
         Some(row) => row.total_count,
         // Past the last page the count has no row to ride on.
         None if query.offset > 0 => {
+            let (filter, _) = query.filter(now());
             let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
             on_pool!(db, |p| bind_args!(
                 sqlx::query_scalar::<_, i64>(&count_sql).bind(user.id()),

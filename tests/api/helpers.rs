@@ -10,6 +10,7 @@ use rocket::http::{ContentType, Header, Method, Status};
 use rocket::local::asynchronous::Client;
 use serde_json::Value;
 use sqlx::Connection;
+pub use todo_api::db::AppPool;
 
 /// The HS256 secret every test service uses.
 pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
@@ -409,19 +410,14 @@ impl LiveServer {
     }
 }
 
-/// A direct pool on a test database, for arranging data the API cannot set (timestamps).
-pub enum Pool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
 impl TestApp {
-    /// A direct connection pool to this test's database, for arranging data.
-    pub async fn pool(&self) -> Pool {
+    /// A direct connection pool to this test's database, for arranging data the API
+    /// cannot set (timestamps, rows from before a migration).
+    pub async fn pool(&self) -> AppPool {
         if self.db_url.starts_with("sqlite") {
-            Pool::Sqlite(sqlx::SqlitePool::connect(&self.db_url).await.unwrap())
+            AppPool::Sqlite(sqlx::SqlitePool::connect(&self.db_url).await.unwrap())
         } else {
-            Pool::Postgres(sqlx::PgPool::connect(&self.db_url).await.unwrap())
+            AppPool::Postgres(sqlx::PgPool::connect(&self.db_url).await.unwrap())
         }
     }
 }

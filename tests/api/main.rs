@@ -11,6 +11,8 @@ mod errors;
 mod etags;
 mod health;
 mod outage;
+mod plans;
+mod seed;
 mod stats;
 mod tasks_crud;
 mod tasks_list;

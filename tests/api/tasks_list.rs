@@ -3,7 +3,9 @@
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_databases, Pool, TestApp};
+use todo_api::on_pool;
+
+use crate::helpers::{on_both_databases, TestApp};
 
 async fn titles(app: &TestApp, query: &str) -> Vec<String> {
     let response = app
@@ -52,30 +54,16 @@ async fn seed_many(app: &TestApp, user: &str, count: i64) {
             .unwrap()
             .and_utc()
     };
-    match app.pool().await {
-        Pool::Sqlite(p) => {
-            sqlx::query(sql)
-                .bind(user)
-                .bind(count)
-                .bind(day(1))
-                .bind(day(2))
-                .bind(day(3))
-                .execute(&p)
-                .await
-                .unwrap();
-        }
-        Pool::Postgres(p) => {
-            sqlx::query(sql)
-                .bind(user)
-                .bind(count)
-                .bind(day(1))
-                .bind(day(2))
-                .bind(day(3))
-                .execute(&p)
-                .await
-                .unwrap();
-        }
-    }
+    on_pool!(&app.pool().await, |p| sqlx::query(sql)
+        .bind(user)
+        .bind(count)
+        .bind(day(1))
+        .bind(day(2))
+        .bind(day(3))
+        .execute(p)
+        .await
+        .map(drop)
+        .unwrap());
 }
 
 on_both_databases! {
@@ -208,10 +196,7 @@ on_both_databases! {
         let at = chrono::Utc::now();
         let sql = "INSERT INTO tasks (user_id, title, description, priority, created_at, updated_at) \
                    VALUES ('alice', 'Ångström', 'ÉTÉ', 2, $1, $1)";
-        match app.pool().await {
-            Pool::Sqlite(p) => { sqlx::query(sql).bind(at).execute(&p).await.unwrap(); }
-            Pool::Postgres(p) => { sqlx::query(sql).bind(at).execute(&p).await.unwrap(); }
-        }
+        on_pool!(&app.pool().await, |p| sqlx::query(sql).bind(at).execute(p).await.map(drop).unwrap());
         // A restart runs the migrations, which fill in the search columns.
         let restarted = TestApp::on_database(&app.db_url).await;
         assert_eq!(titles(&restarted, "q=%C3%A5ngstr%C3%B6m").await, ["Ångström"]);

@@ -1,0 +1,88 @@
+//! Query plans: with one user holding 10,000 tasks among 100,000, every list shape reads
+//! that user's rows through an index, never the whole table, on both databases.
+
+use rocket::form::Form;
+use todo_api::tasks::query::{Arg, ListParams};
+use todo_api::tasks::store::list_statement;
+
+use crate::helpers::{on_both_databases, AppPool};
+use crate::seed::seed;
+
+/// Every list shape the API offers: the default, each filter, each sort, and a mix.
+pub const SHAPES: &[&str] = &[
+    "",
+    "order=asc",
+    "completed=false",
+    "status=completed",
+    "priority=high",
+    "category=work",
+    "q=task 99",
+    "due_before=2030-01-01T00:00:00Z",
+    "due_after=2020-01-01T00:00:00Z",
+    "overdue=true",
+    "sort=updated_at",
+    "sort=title",
+    "sort=title&order=desc",
+    "sort=priority",
+    "sort=due_at",
+    "sort=due_at&order=desc",
+    "completed=false&priority=high&category=work&sort=due_at",
+];
+
+/// Binds the list arguments after the user id.
+macro_rules! bound {
+    ($query:expr, $user:expr, $args:expr) => {{
+        let mut query = $query.bind($user);
+        for arg in $args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v.clone()),
+                Arg::Bool(v) => query.bind(*v),
+                Arg::Small(v) => query.bind(*v),
+                Arg::Int(v) => query.bind(*v),
+                Arg::Time(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+
+/// The plan of the statement the service runs for `shape`, one step per line.
+async fn plan(pool: &AppPool, user: &str, shape: &str) -> String {
+    let query = Form::<ListParams>::parse(shape).unwrap().parse().unwrap();
+    let (sql, args, _) = list_statement(&query, chrono::Utc::now());
+    match pool {
+        AppPool::Sqlite(p) => {
+            // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
+            let text = format!("EXPLAIN QUERY PLAN {sql}");
+            let rows: Vec<(i64, i64, i64, String)> = bound!(sqlx::query_as(&text), user, &args)
+                .fetch_all(p)
+                .await
+                .unwrap();
+            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+        }
+        AppPool::Postgres(p) => {
+            let text = format!("EXPLAIN {sql}");
+            let rows: Vec<String> = bound!(sqlx::query_scalar(&text), user, &args)
+                .fetch_all(p)
+                .await
+                .unwrap();
+            rows.join("\n")
+        }
+    }
+}
+
+on_both_databases! {
+    async fn every_list_shape_reads_one_user_through_an_index(app) {
+        let pool = app.pool().await;
+        let others: Vec<String> = (0..45).map(|i| format!("user{i}")).collect();
+        seed(&pool, &others, 2000).await.unwrap();
+        seed(&pool, &["big".to_owned()], 10_000).await.unwrap();
+        for shape in SHAPES {
+            let plan = plan(&pool, "big", shape).await;
+            if std::env::var_os("SHOW_PLANS").is_some() { eprintln!("== {shape}\n{plan}"); }
+            let full_scan = plan.lines().any(|l| l.contains("Seq Scan") || l.trim_start().starts_with("SCAN tasks"));
+            assert!(!full_scan, "{shape:?} scans the whole table:\n{plan}");
+            assert!(plan.contains("tasks_user_") || plan.contains("Index"), "{shape:?}:\n{plan}");
+        }
+    }
+}
