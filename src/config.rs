@@ -156,6 +156,11 @@ pub struct LogConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     /// The secret's value, for the verifier and the token command only.
     pub fn expose(&self) -> &str {
         &self.0

@@ -191,6 +191,7 @@ impl Verifier {
                         let mut v = validation(*alg);
                         v.set_issuer(&[&jwks.issuer]);
                         v.set_audience(&[&jwks.audience]);
+                        v.validate_aud = true;
                         v.set_required_spec_claims(&["exp", "iss", "aud"]);
                         (*alg, v)
                     })

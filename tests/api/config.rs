@@ -221,3 +221,91 @@ async fn the_token_command_prints_a_token_the_service_accepts() {
     let verifier = todo_api::auth::Verifier::new(&config.auth).unwrap();
     assert_eq!(verifier.verify(token.trim()).await, Ok("alice".to_owned()));
 }
+
+#[test]
+fn better_auth_url_turns_jwks_on_with_its_origin_as_issuer_and_audience() {
+    let db = ("DATABASE_URL", "postgres://u:pw@db.example.com/app");
+    let config = load(
+        "release",
+        &[db, ("BETTER_AUTH_URL", "https://auth.example.com:8443/")],
+    )
+    .unwrap();
+    assert!(
+        config.auth.secret.is_none(),
+        "HS256 stays off without a secret"
+    );
+    let jwks = config.auth.jwks.unwrap();
+    assert_eq!(jwks.url, "https://auth.example.com:8443/api/auth/jwks");
+    assert_eq!(jwks.issuer, "https://auth.example.com:8443");
+    assert_eq!(jwks.audience, "https://auth.example.com:8443");
+    assert_eq!(jwks.refetch_interval, std::time::Duration::from_secs(30));
+    assert_eq!(jwks.cache_ttl, std::time::Duration::from_secs(600));
+
+    let config = load(
+        "release",
+        &[
+            db,
+            ("BETTER_AUTH_SECRET", GOOD_SECRET),
+            ("BETTER_AUTH_URL", "https://app.example.com"),
+            ("BETTER_AUTH_JWKS_URL", "https://keys.example.com/jwks.json"),
+            ("JWT_AUDIENCE", "todo-api"),
+            ("JWKS_REFETCH_SECS", "5"),
+            ("JWKS_CACHE_TTL_SECS", "60"),
+        ],
+    )
+    .unwrap();
+    assert!(config.auth.secret.is_some(), "both modes at once");
+    let jwks = config.auth.jwks.unwrap();
+    assert_eq!(jwks.url, "https://keys.example.com/jwks.json");
+    assert_eq!(jwks.issuer, "https://app.example.com");
+    assert_eq!(jwks.audience, "todo-api");
+    assert_eq!(jwks.refetch_interval, std::time::Duration::from_secs(5));
+    assert_eq!(jwks.cache_ttl, std::time::Duration::from_secs(60));
+
+    assert!(
+        load("debug", &[]).unwrap().auth.jwks.is_none(),
+        "JWKS is off by default"
+    );
+}
+
+#[test]
+fn jwks_settings_are_checked() {
+    let db = ("DATABASE_URL", "postgres://u:pw@db.example.com/app");
+    refused("release", &[db], "BETTER_AUTH_URL");
+    refused(
+        "release",
+        &[db, ("BETTER_AUTH_URL", "auth.example.com")],
+        "BETTER_AUTH_URL",
+    );
+    refused(
+        "release",
+        &[db, ("BETTER_AUTH_URL", "ftp://auth.example.com")],
+        "BETTER_AUTH_URL",
+    );
+    refused(
+        "release",
+        &[
+            db,
+            ("BETTER_AUTH_JWKS_URL", "https://keys.example.com/jwks"),
+        ],
+        "JWT_ISSUER",
+    );
+    refused(
+        "release",
+        &[
+            db,
+            ("BETTER_AUTH_URL", "https://a.example.com"),
+            ("JWKS_REFETCH_SECS", "0"),
+        ],
+        "JWKS_REFETCH_SECS",
+    );
+    refused(
+        "release",
+        &[
+            db,
+            ("BETTER_AUTH_URL", "https://a.example.com"),
+            ("JWKS_CACHE_TTL_SECS", "soon"),
+        ],
+        "JWKS_CACHE_TTL_SECS",
+    );
+}

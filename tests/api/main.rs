@@ -10,6 +10,7 @@ mod cors;
 mod errors;
 mod etags;
 mod health;
+mod jwks;
 mod outage;
 mod plans;
 mod seed;
