@@ -86,6 +86,17 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         Kind::Number { min: 0 },
     ),
     ("MIGRATE_ON_START", "migrate_on_start", Kind::Bool),
+    (
+        "SHUTDOWN_GRACE_SECS",
+        "shutdown.grace",
+        Kind::Number { min: 0 },
+    ),
+    (
+        "RATE_LIMIT_PER_MINUTE",
+        "rate_limit.per_minute",
+        Kind::Number { min: 0 },
+    ),
+    ("METRICS_ENABLED", "metrics.enabled", Kind::Bool),
 ];
 
 /// Like [`figment`], reading variables through `env` (tests pass a fixed map).
@@ -216,6 +227,10 @@ pub struct AppConfig {
     pub log: LogConfig,
     /// Whether embedded migrations run at start.
     pub migrate_on_start: bool,
+    /// Requests per verified user per minute; 0 turns limiting off.
+    pub rate_limit_per_minute: u32,
+    /// Whether `/metrics` is served.
+    pub metrics_enabled: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -227,6 +242,20 @@ struct RawConfig {
     #[serde(default)]
     databases: RawDatabases,
     migrate_on_start: Option<bool>,
+    #[serde(default)]
+    rate_limit: RawRateLimit,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRateLimit {
+    per_minute: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawMetrics {
+    enabled: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,6 +364,8 @@ impl AppConfig {
             allowed_origins,
             log: LogConfig::from_figment(figment)?,
             migrate_on_start: raw.migrate_on_start.unwrap_or(true),
+            rate_limit_per_minute: raw.rate_limit.per_minute.unwrap_or(100),
+            metrics_enabled: raw.metrics.enabled.unwrap_or(!release),
         })
     }
 
@@ -472,6 +503,8 @@ fn describe_figment_error(error: &rocket::figment::Error) -> String {
         "auth.jwks_cache_ttl_secs" => "JWKS_CACHE_TTL_SECS",
         "cors.allowed_origins" => "ALLOWED_ORIGINS",
         "migrate_on_start" => "MIGRATE_ON_START",
+        "rate_limit.per_minute" => "RATE_LIMIT_PER_MINUTE",
+        "metrics.enabled" => "METRICS_ENABLED",
         "" => "Rocket.toml",
         other => other,
     };

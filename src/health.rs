@@ -69,6 +69,6 @@ async fn ready(db: &Db, verifier: &State<Verifier>) -> Result<Json<Health>, Publ
 /// The health module.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Health", |rocket| async {
-        rocket.mount("/", routes![health, live, ready])
+        rocket.mount("/", crate::telemetry::traced(routes![health, live, ready]))
     })
 }

@@ -12,6 +12,7 @@ pub mod cors;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod ratelimit;
 pub mod stats;
 pub mod tasks;
 pub mod telemetry;
@@ -26,6 +27,7 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(telemetry::stage())
         .attach(db::stage())
         .attach(auth::stage())
+        .attach(ratelimit::stage())
         .attach(cors::stage())
         .attach(tasks::stage())
         .attach(stats::stage())

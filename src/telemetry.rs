@@ -1,12 +1,19 @@
-//! Logging: the `tracing` subscriber (text in debug, JSON in release) and the access log,
-//! one line per request with method, route template, status and latency.
+//! Logging: the `tracing` subscriber (text in debug, JSON in release), request ids, and the
+//! access log: one line per request with method, route template, status, latency, user and
+//! request id.
+//!
+//! Every route handler runs inside a `request` span carrying the request id (see
+//! [`traced`]), so every line logged while a request is handled names it.
 //!
 //! Invariant: the access log never records the query string or headers, where tokens live.
 
 use std::time::Instant;
 
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::http::Header;
+use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request, Response};
+use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -24,6 +31,8 @@ pub fn init(config: &LogConfig) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            // The outermost span is the request's: its id rides on every line.
+            .with_span_list(true)
             .try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
@@ -32,6 +41,66 @@ pub fn init(config: &LogConfig) {
 }
 
 struct StartedAt(Option<Instant>);
+
+/// The id of one request: the client's `X-Request-Id` when it is sane, else a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The id of `request` (made on first use if the fairing did not run).
+    pub fn of<'r>(request: &'r Request<'_>) -> &'r str {
+        &request.local_cache(|| RequestId(new_request_id())).0
+    }
+}
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether a client's request id may be echoed and logged: short, and only characters
+/// that cannot break a log line or a header.
+fn sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The verified user of a request, for the access log (set by the auth guard).
+#[derive(Debug, Clone, Default)]
+pub struct LoggedUser(pub Option<String>);
+
+/// Wraps every handler of `routes` in a `request` span carrying the request id, method and
+/// route template, so everything the handler and its guards log names the request.
+pub fn traced(routes: Vec<Route>) -> Vec<Route> {
+    routes
+        .into_iter()
+        .map(|mut route| {
+            route.handler = Box::new(Traced(route.handler));
+            route
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+struct Traced(Box<dyn Handler>);
+
+#[rocket::async_trait]
+impl Handler for Traced {
+    async fn handle<'r>(&self, request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r> {
+        let route = request
+            .route()
+            .map(|route| route.uri.origin.path().to_string())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            request_id = RequestId::of(request),
+            method = request.method().as_str(),
+            route,
+        );
+        self.0.handle(request, data).instrument(span).await
+    }
+}
 
 struct AccessLog;
 
@@ -46,6 +115,13 @@ impl Fairing for AccessLog {
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         request.local_cache(|| StartedAt(Some(Instant::now())));
+        let id = request
+            .headers()
+            .get_one("X-Request-Id")
+            .map(str::trim)
+            .filter(|id| sane_request_id(id))
+            .map_or_else(new_request_id, str::to_owned);
+        request.local_cache(|| RequestId(id));
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
@@ -60,15 +136,18 @@ impl Fairing for AccessLog {
             .unwrap_or_else(|| "-".to_owned());
         let status = response.status().code;
         let method = request.method().as_str();
+        let request_id = RequestId::of(request);
+        let user = request.local_cache(LoggedUser::default).0.as_deref();
+        response.set_header(Header::new("X-Request-Id", request_id.to_owned()));
         if status >= 500 {
-            tracing::error!(target: "todo_api::access", method, route, status, latency_ms, "request");
+            tracing::error!(target: "todo_api::access", method, route, status, latency_ms, user, request_id, "request");
         } else {
-            tracing::info!(target: "todo_api::access", method, route, status, latency_ms, "request");
+            tracing::info!(target: "todo_api::access", method, route, status, latency_ms, user, request_id, "request");
         }
     }
 }
 
-/// The telemetry module: the access log fairing and a start-up line.
+/// The telemetry module: request ids, the access log fairing and a start-up line.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Telemetry", |rocket| async {
         rocket
@@ -86,5 +165,34 @@ pub fn stage() -> AdHoc {
                     );
                 })
             }))
+            .attach(AdHoc::on_shutdown("Shutdown log", |rocket| {
+                Box::pin(async move {
+                    tracing::info!(
+                        grace_secs = rocket.config().shutdown.grace,
+                        "shutting down: no new connections; requests in flight may finish"
+                    );
+                })
+            }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_request_ids_are_kept() {
+        assert!(sane_request_id("3f2a9c1e-77b1-4c1e-9d7e-0b1f6a2c9e10"));
+        assert!(sane_request_id("req_01HZX.4:a"));
+        for bad in [
+            "",
+            "has space",
+            "new\nline",
+            "quote\"",
+            "é",
+            &"a".repeat(129),
+        ] {
+            assert!(!sane_request_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -91,6 +91,9 @@ pub async fn authorize(
             "AuthedUser used on a route without <user_id>"
         ))
     })?;
+    request.local_cache(|| crate::telemetry::LoggedUser(Some(sub.clone())));
+    crate::ratelimit::check(request, &sub)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     if path_user != sub {
         tracing::warn!(token_user = %sub, path_user = %path_user, "path user is not the token's user");
         return Err(ApiError::Forbidden);

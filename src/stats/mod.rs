@@ -100,6 +100,6 @@ async fn get(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Stats>, Ap
 /// The statistics module.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Statistics", |rocket| async {
-        rocket.mount("/api", routes![get])
+        rocket.mount("/api", crate::telemetry::traced(routes![get]))
     })
 }

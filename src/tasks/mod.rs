@@ -12,6 +12,6 @@ use rocket::fairing::AdHoc;
 /// The tasks module: mounts its routes under `/api`.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Tasks", |rocket| async {
-        rocket.mount("/api", routes::routes())
+        rocket.mount("/api", crate::telemetry::traced(routes::routes()))
     })
 }

@@ -122,6 +122,8 @@ pub fn base_figment(url: &str) -> Figment {
         .merge(Serialized::global("databases.todo.max_connections", 10))
         .merge(Serialized::global("auth.secret", TEST_SECRET))
         .merge(Serialized::global("shutdown.ctrlc", false))
+        // High enough for every test's requests, so the limiter runs without refusing.
+        .merge(Serialized::global("rate_limit.per_minute", 1_000_000))
 }
 
 /// A service under test with its own database.

@@ -1,0 +1,235 @@
+//! The real binary over a real socket: request ids and JSON access logs, and a graceful
+//! shutdown on SIGTERM that lets a request in flight finish.
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocket::http::{Method, Status};
+use serde_json::Value;
+use todo_api::on_pool;
+
+use crate::helpers::{
+    on_both_backends, on_both_databases, raw_http, AppPool, Backend, TestApp, TEST_SECRET,
+};
+
+/// The binary serving on a free loopback port, its stdout collected.
+struct Served {
+    child: Child,
+    port: u16,
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Served {
+    async fn start(db_url: &str) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_todo-api"))
+            .env_clear()
+            .env("ROCKET_PROFILE", "release")
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", db_url)
+            .env("BETTER_AUTH_SECRET", TEST_SECRET)
+            .env("LOG_FORMAT", "json")
+            .env("SHUTDOWN_GRACE_SECS", "5")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the service did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Served {
+            child,
+            port,
+            stdout,
+        }
+    }
+
+    fn log_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    async fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return (status, self.stdout.lock().unwrap().clone());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the service did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Whether anything still answers HTTP on `port`.
+async fn answers(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut buf)).await;
+    matches!(read, Ok(Ok(_))) && buf.starts_with(b"HTTP/1.1")
+}
+
+on_both_backends! {
+    async fn sigterm_lets_a_request_in_flight_finish_then_exits_0(backend) {
+        let (db_url, _dir) = TestApp::fresh_database(backend).await;
+        let served = Served::start(&db_url).await;
+        let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
+
+        // Hold the write lock, so the create below stays in flight until it is released.
+        let pool = if backend == Backend::Sqlite {
+            AppPool::Sqlite(sqlx::SqlitePool::connect(&db_url).await.unwrap())
+        } else {
+            AppPool::Postgres(sqlx::PgPool::connect(&db_url).await.unwrap())
+        };
+        let lock = if backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "LOCK TABLE tasks IN EXCLUSIVE MODE" };
+        let in_flight = on_pool!(&pool, |p| {
+            let mut conn = p.acquire().await.unwrap().detach();
+            if backend == Backend::Postgres {
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            }
+            sqlx::query(lock).execute(&mut conn).await.unwrap();
+
+            let port = served.port;
+            let request = format!(
+                "POST /api/alice/tasks?access_token=QUERY-SECRET-VALUE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                 X-Request-Id: shutdown-test-1\r\nContent-Type: application/json\r\nContent-Length: 22\r\nConnection: close\r\n\r\n\
+                 {{\"title\": \"in flight\"}}"
+            );
+            let in_flight = tokio::spawn(async move { raw_http(port, &request).await });
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!in_flight.is_finished(), "the create waits for the lock");
+
+            sigterm(&served.child);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!answers(served.port).await, "no new requests are served during shutdown");
+
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            in_flight
+        });
+        let (status, headers, body) = in_flight.await.unwrap();
+        assert_eq!(status, 201, "the request in flight completes: {body}");
+        assert!(headers.iter().any(|(n, v)| n == "x-request-id" && v == "shutdown-test-1"));
+
+        let (exit, stdout) = served.wait(Duration::from_secs(15)).await;
+        assert!(exit.success(), "exit status {exit:?}");
+        assert!(stdout.contains("shutting down"), "{stdout}");
+        assert!(!stdout.contains(&token) && !stdout.contains("QUERY-SECRET-VALUE"), "a token was logged");
+        let stored: i64 = on_pool!(&pool, |p| sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(p).await.unwrap());
+        assert_eq!(stored, 1, "the task written during shutdown is kept");
+    }
+
+    async fn json_access_logs_carry_the_request_id_and_user_but_no_token(backend) {
+        let (db_url, _dir) = TestApp::fresh_database(backend).await;
+        let served = Served::start(&db_url).await;
+        let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
+        let (status, headers, _) = raw_http(
+            served.port,
+            &format!("GET /api/alice/tasks?status=pending&access_token=QUERY-SECRET-VALUE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Request-Id: log-test-7\r\nConnection: close\r\n\r\n"),
+        ).await;
+        assert_eq!(status, 200);
+        assert!(headers.iter().any(|(n, v)| n == "x-request-id" && v == "log-test-7"));
+        let (status, headers, _) = raw_http(served.port, "GET /api/alice/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n").await;
+        assert_eq!(status, 401);
+        let generated = headers.iter().find(|(n, _)| n == "x-request-id").map(|(_, v)| v.clone()).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let lines = served.log_lines();
+        let access = lines.iter().find(|l| l["request_id"] == "log-test-7").unwrap_or_else(|| panic!("no access line in {lines:?}"));
+        assert_eq!(access["method"], "GET");
+        assert_eq!(access["route"], "/api/<user_id>/tasks", "the route template, not the path or query");
+        assert_eq!(access["status"], 200);
+        assert_eq!(access["user"], "alice");
+        assert!(access["latency_ms"].is_number());
+        let refused = lines.iter().find(|l| l["message"] == "token refused").expect("the refusal is logged");
+        assert_eq!(refused["spans"][0]["request_id"], generated.as_str(), "lines inside the handler name the request");
+        assert!(lines.iter().any(|l| l["request_id"] == generated.as_str() && l["status"] == 401));
+        let all = served.stdout.lock().unwrap().clone();
+        assert!(!all.contains(&token) && !all.contains("QUERY-SECRET-VALUE") && !all.contains("Bearer"), "{all}");
+    }
+}
+
+on_both_databases! {
+    async fn every_answer_carries_a_request_id(app) {
+        let headers = [("X-Request-Id", "client-id_1.2:3")];
+        for (method, path, token) in [
+            (Method::Get, "/health/live", None),
+            (Method::Get, "/api/alice/tasks", Some(app.token("alice"))),
+            (Method::Get, "/api/alice/tasks", None),
+            (Method::Get, "/api/bob/tasks", Some(app.token("alice"))),
+            (Method::Get, "/nowhere", None),
+        ] {
+            let echoed = app.request_with(method, path, token.as_deref(), None, &headers).await;
+            assert_eq!(echoed.header("X-Request-Id"), Some("client-id_1.2:3"), "{path} {}", echoed.status);
+            let made = app.request(method, path, token.as_deref(), None).await;
+            let id = made.header("X-Request-Id").expect("an id is made when none is sent");
+            assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+        let other = app.request(Method::Get, "/health/live", None, None).await;
+        let another = app.request(Method::Get, "/health/live", None, None).await;
+        assert_ne!(other.header("X-Request-Id"), another.header("X-Request-Id"));
+        let unsafe_id = app.request_with(Method::Get, "/health/live", None, None, &[("X-Request-Id", "has spaces and \"quotes\"")]).await;
+        assert_eq!(unsafe_id.status, Status::Ok);
+        assert_eq!(unsafe_id.header("X-Request-Id").map(str::len), Some(32), "an unsafe id is replaced");
+    }
+}
