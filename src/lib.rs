@@ -12,6 +12,7 @@ pub mod cors;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod ratelimit;
 pub mod stats;
 pub mod tasks;
@@ -32,5 +33,6 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(tasks::stage())
         .attach(stats::stage())
         .attach(health::stage())
+        .attach(metrics::stage())
         .attach(error::stage())
 }

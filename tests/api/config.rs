@@ -41,6 +41,7 @@ fn debug_starts_with_nothing_set() {
         config.auth.secret.as_ref().map(|s| s.expose()),
         Some(DEV_SECRET)
     );
+    assert!(config.metrics_enabled, "/metrics is on in debug");
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(
         config.allowed_origins,
@@ -118,6 +119,11 @@ fn release_accepts_a_complete_configuration() {
     .unwrap();
     assert!(!config.auth.dev_secret);
     assert_eq!(config.log.format, LogFormat::Json);
+    assert!(
+        !config.metrics_enabled,
+        "/metrics is off in release by default"
+    );
+    assert_eq!(config.rate_limit_per_minute, 100);
     assert_eq!(
         config.allowed_origins,
         ["https://app.example.com", "https://www.example.com"]

@@ -12,6 +12,7 @@ mod etags;
 mod health;
 mod jwks;
 mod lifecycle;
+mod metrics;
 mod outage;
 mod plans;
 mod ratelimit;

@@ -1,0 +1,176 @@
+//! Prometheus metrics at `/metrics` (text format): requests by route and status, latency
+//! by route, the database pool, rate-limited requests and JWKS fetches. On by default in
+//! debug, off in release unless `METRICS_ENABLED=true`.
+//!
+//! Invariant: labels are route templates and status codes, never raw paths, user ids or
+//! query strings, so the number of series stays fixed whatever clients send.
+
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::http::ContentType;
+use rocket::{Data, Request, Response, State};
+
+use crate::auth::Verifier;
+use crate::config::AppConfig;
+use crate::db::Db;
+
+/// The service's metrics, managed as Rocket state when enabled.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+    rate_limited: IntCounter,
+    jwks_fetches: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("todo_api".to_owned()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["method", "route", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from request to response head",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["method", "route"],
+        )?;
+        let pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections"),
+            &["state"],
+        )?;
+        let rate_limited = IntCounter::new(
+            "rate_limited_total",
+            "Requests refused by the per-user rate limit",
+        )?;
+        let jwks_fetches = IntGaugeVec::new(
+            Opts::new("jwks_fetch_attempts", "JWKS fetch attempts since start"),
+            &["source"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(jwks_fetches.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            pool,
+            rate_limited,
+            jwks_fetches,
+        })
+    }
+}
+
+struct Started(Option<Instant>);
+
+struct Recorder;
+
+#[rocket::async_trait]
+impl Fairing for Recorder {
+    fn info(&self) -> Info {
+        Info {
+            name: "Metrics",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        request.local_cache(|| Started(Some(Instant::now())));
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        let Some(metrics) = request.rocket().state::<Metrics>() else {
+            return;
+        };
+        let route = request.route().map_or_else(
+            || "unmatched".to_owned(),
+            |r| r.uri.origin.path().to_string(),
+        );
+        let method = request.method().as_str();
+        let status = response.status().code;
+        metrics
+            .requests
+            .with_label_values(&[method, &route, &status.to_string()])
+            .inc();
+        if status == 429 {
+            metrics.rate_limited.inc();
+        }
+        if let Some(started) = request.local_cache(|| Started(None)).0 {
+            metrics
+                .latency
+                .with_label_values(&[method, &route])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// The Prometheus text exposition.
+pub struct Exposition(Vec<u8>);
+
+impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
+    fn respond_to(self, _: &'r Request<'_>) -> rocket::response::Result<'static> {
+        Response::build()
+            .header(ContentType::new("text", "plain").with_params(("version", "0.0.4")))
+            .sized_body(self.0.len(), std::io::Cursor::new(self.0))
+            .ok()
+    }
+}
+
+/// `GET /metrics`: gauges are read at scrape time.
+#[get("/metrics")]
+fn scrape(metrics: &State<Metrics>, db: &Db, verifier: &State<Verifier>) -> Exposition {
+    let (size, idle) = db.size_and_idle();
+    metrics
+        .pool
+        .with_label_values(&["open"])
+        .set(i64::from(size));
+    metrics
+        .pool
+        .with_label_values(&["idle"])
+        .set(i64::try_from(idle).unwrap_or(i64::MAX));
+    metrics
+        .jwks_fetches
+        .with_label_values(&["better_auth"])
+        .set(i64::try_from(verifier.jwks_fetch_count()).unwrap_or(i64::MAX));
+    let mut body = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&metrics.registry.gather(), &mut body) {
+        tracing::error!(%error, "metrics could not be encoded");
+    }
+    Exposition(body)
+}
+
+/// The metrics module: the recorder and `/metrics`, when enabled.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Metrics", |rocket| async {
+        let enabled = rocket
+            .state::<AppConfig>()
+            .is_some_and(|config| config.metrics_enabled);
+        if !enabled {
+            return Ok(rocket);
+        }
+        match Metrics::new() {
+            Ok(metrics) => Ok(rocket
+                .manage(metrics)
+                .attach(Recorder)
+                .mount("/", crate::telemetry::traced(routes![scrape]))),
+            Err(error) => {
+                tracing::error!(%error, "metrics could not be registered");
+                Err(rocket)
+            }
+        }
+    })
+}

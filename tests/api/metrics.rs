@@ -1,0 +1,49 @@
+//! `/metrics`: Prometheus text with request counts and latency by route template and
+//! status, the pool, and rate-limited requests; off when `METRICS_ENABLED=false`.
+
+use rocket::figment::providers::Serialized;
+use rocket::http::{Method, Status};
+
+use crate::helpers::{on_both_backends, TestApp};
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+on_both_backends! {
+    async fn metrics_count_requests_by_route_and_status(backend) {
+        let app = TestApp::spawn_with(backend, |f| f.merge(Serialized::global("rate_limit.per_minute", 3))).await;
+        for _ in 0..2 {
+            app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        }
+        app.call("alice", Method::Get, "/api/alice/tasks/999", None).await;
+        let limited = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        assert_eq!(limited.status, Status::TooManyRequests);
+        app.request(Method::Get, "/nowhere/secret-path", None, None).await;
+
+        let response = app.request(Method::Get, "/metrics", None, None).await;
+        assert_eq!(response.status, Status::Ok);
+        assert!(response.header("Content-Type").unwrap().starts_with("text/plain"));
+        let text = response.text;
+        assert_eq!(value(&text, r#"todo_api_http_requests_total{method="GET",route="/api/<user_id>/tasks",status="200"}"#), Some(2.0), "{text}");
+        assert_eq!(value(&text, r#"todo_api_http_requests_total{method="GET",route="/api/<user_id>/tasks/<id>",status="404"}"#), Some(1.0));
+        assert_eq!(value(&text, r#"todo_api_http_requests_total{method="GET",route="/api/<user_id>/tasks",status="429"}"#), Some(1.0));
+        assert_eq!(value(&text, r#"todo_api_http_requests_total{method="GET",route="unmatched",status="404"}"#), Some(1.0));
+        assert_eq!(value(&text, "todo_api_rate_limited_total"), Some(1.0));
+        assert_eq!(value(&text, r#"todo_api_http_request_duration_seconds_count{method="GET",route="/api/<user_id>/tasks"}"#), Some(3.0));
+        assert!(value(&text, r#"todo_api_http_request_duration_seconds_bucket{method="GET",route="/api/<user_id>/tasks",le="5"}"#).is_some());
+        assert!(value(&text, r#"todo_api_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0));
+        assert!(value(&text, r#"todo_api_db_pool_connections{state="idle"}"#).is_some());
+        assert!(!text.contains("alice") && !text.contains("secret-path"), "no user ids or raw paths in labels");
+    }
+
+    async fn metrics_can_be_switched_off(backend) {
+        let app = TestApp::spawn_with(backend, |f| f.merge(Serialized::global("metrics.enabled", false))).await;
+        let response = app.request(Method::Get, "/metrics", None, None).await;
+        assert_eq!(response.status, Status::NotFound);
+        assert_eq!(response.error_code(), "not_found");
+    }
+}
