@@ -256,13 +256,20 @@ fn is_unavailable(error: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 /// The body of every error response.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(example = json!({"detail": "Request has invalid fields", "error_code": "validation_error",
+    "field_errors": {"title": ["Title is required and cannot be empty"]}}))]
 pub struct ErrorBody {
     /// A human-readable message.
     pub detail: String,
-    /// A stable machine-readable code.
+    /// A stable machine-readable code: `malformed_json`, `auth_required`, `invalid_token`,
+    /// `forbidden`, `not_found`, `precondition_failed`, `payload_too_large`,
+    /// `unsupported_media_type`, `validation_error`, `rate_limited`, `internal_error`,
+    /// `service_unavailable`.
+    #[schema(value_type = String)]
     pub error_code: &'static str,
-    /// Field name → messages; empty when no field is at fault.
+    /// Field name → messages; empty (never null) when no field is at fault.
+    #[schema(value_type = std::collections::BTreeMap<String, Vec<String>>)]
     pub field_errors: FieldErrors,
 }
 

@@ -12,13 +12,20 @@ use rocket::State;
 
 use crate::auth::{JwksStatus, Verifier};
 use crate::db::Db;
+#[allow(unused_imports)] // named in the OpenAPI attributes
+use crate::error::ErrorBody;
 use crate::error::{ApiError, PublicError};
 
 /// How long a probe waits for the database.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The OpenAPI description of the health probes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, live, ready), components(schemas(Health, JwksStatus)))]
+pub struct HealthApi;
+
 /// A healthy answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok`.
     pub status: &'static str,
@@ -48,17 +55,47 @@ fn healthy(database: Option<&'static str>) -> Json<Health> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    summary = "Process and database",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "Healthy", body = Health, example = json!({"status": "ok", "database": "ok", "version": "0.1.0"})),
+        (status = 503, description = "The database cannot be reached", body = ErrorBody),
+    )
+)]
 #[get("/health")]
 async fn health(db: &Db) -> Result<Json<Health>, PublicError> {
     check_database(db).await?;
     Ok(healthy(Some("ok")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    summary = "Liveness: the process answers (no dependency is checked)",
+    operation_id = "healthLive",
+    responses((status = 200, description = "Alive", body = Health))
+)]
 #[get("/health/live")]
 fn live() -> Json<Health> {
     healthy(None)
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    summary = "Readiness: the database answers; the JWKS key source is reported, never fatal",
+    operation_id = "healthReady",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database cannot be reached", body = ErrorBody),
+    )
+)]
 #[get("/health/ready")]
 async fn ready(db: &Db, verifier: &State<Verifier>) -> Result<Json<Health>, PublicError> {
     let mut answer = health(db).await?;

@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod stats;
 pub mod tasks;
@@ -34,5 +35,6 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(stats::stage())
         .attach(health::stage())
         .attach(metrics::stage())
+        .attach(openapi::stage())
         .attach(error::stage())
 }

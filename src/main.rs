@@ -23,6 +23,8 @@ enum Command {
     Migrate,
     /// Probe `/health/live` of the service on this machine (for container health checks).
     Healthcheck,
+    /// Print the OpenAPI document (JSON), e.g. to generate a typed client.
+    Openapi,
     /// Print an HS256 token for a user, signed with the configured secret.
     Token {
         /// The user id (the token's `sub`).
@@ -78,9 +80,28 @@ async fn healthcheck(port: u16) -> Result<(), String> {
     }
 }
 
+fn print_openapi() -> ExitCode {
+    match todo_api::openapi::document().to_pretty_json() {
+        Ok(json) => {
+            if writeln!(std::io::stdout(), "{json}").is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("could not render the document: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[rocket::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The document depends on no setting: print it without asking for any.
+    if matches!(cli.command, Some(Command::Openapi)) {
+        return print_openapi();
+    }
     let loaded = config::figment()
         .and_then(|figment| AppConfig::from_figment(&figment).map(|config| (figment, config)));
     let (figment, config) = match loaded {
@@ -127,6 +148,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Openapi => print_openapi(),
         Command::Token { sub, ttl } => {
             let Some(secret) = &config.auth.secret else {
                 eprintln!("token needs BETTER_AUTH_SECRET: it signs HS256 tokens with it");

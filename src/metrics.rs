@@ -19,6 +19,11 @@ use crate::auth::Verifier;
 use crate::config::AppConfig;
 use crate::db::Db;
 
+/// The OpenAPI description of `/metrics`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub struct MetricsApi;
+
 /// The service's metrics, managed as Rocket state when enabled.
 pub struct Metrics {
     registry: Registry,
@@ -131,6 +136,14 @@ impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
 }
 
 /// `GET /metrics`: gauges are read at scrape time.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (when METRICS_ENABLED)",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
+)]
 #[get("/metrics")]
 fn scrape(metrics: &State<Metrics>, db: &Db, verifier: &State<Verifier>) -> Exposition {
     let (size, idle) = db.size_and_idle();

@@ -168,7 +168,7 @@ struct CacheState {
 }
 
 /// The key source's state, for `/health/ready`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JwksStatus {
     /// `not_fetched`, `ok`, `stale` (last refresh failed; older keys in use) or
     /// `unavailable` (no keys could be fetched yet).

@@ -11,8 +11,13 @@ use crate::error::ApiError;
 use crate::tasks::model::now;
 use crate::tasks::store::{self, CategoryCounts};
 
+/// The OpenAPI description of the statistics route.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(get), components(schemas(Stats, ByPriority, ByCategory)))]
+pub struct StatsApi;
+
 /// Counts by priority.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ByPriority {
     /// Low.
     pub low: i64,
@@ -23,7 +28,7 @@ pub struct ByPriority {
 }
 
 /// Counts of one category.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ByCategory {
     /// The category, `null` for tasks without one.
     pub category: Option<String>,
@@ -34,7 +39,10 @@ pub struct ByCategory {
 }
 
 /// The statistics answer.
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({"total": 12, "completed": 5, "pending": 7, "overdue": 2, "completion_rate": 0.4167,
+    "by_priority": {"low": 3, "medium": 6, "high": 3},
+    "by_category": [{"category": "work", "total": 8, "completed": 3}, {"category": null, "total": 4, "completed": 2}]}))]
 pub struct Stats {
     /// All tasks.
     pub total: i64,
@@ -90,6 +98,18 @@ impl Stats {
 }
 
 /// `GET /api/<user_id>/stats`.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/stats",
+    tag = "stats",
+    summary = "The user's task statistics",
+    operation_id = "getStats",
+    description = "Computed by the database in one round trip. `overdue` counts pending tasks whose \
+        `due_at` is in the past; `completion_rate` is 0 to 1 (0 without tasks).",
+    params(("user_id" = String, Path, description = "The token's `sub`")),
+    responses((status = 200, description = "The statistics", body = Stats)),
+    security(("bearer" = []))
+)]
 #[get("/<user_id>/stats")]
 #[tracing::instrument(name = "stats.get", skip_all, fields(user = %user_id))]
 async fn get(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Stats>, ApiError> {

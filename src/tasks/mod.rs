@@ -7,6 +7,8 @@ mod routes;
 pub mod search;
 pub mod store;
 
+pub use routes::TasksApi;
+
 use rocket::fairing::AdHoc;
 
 /// The tasks module: mounts its routes under `/api`.

@@ -15,7 +15,9 @@ pub const DESCRIPTION_MAX: usize = 1000;
 pub const CATEGORY_MAX: usize = 100;
 
 /// A task's priority; sorts low < medium < high.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Low.
@@ -257,8 +259,67 @@ impl NewTask {
     }
 }
 
+/// The writable fields of a task, as `POST` and `PUT` take them (`title` required).
+/// Documentation only: bodies are parsed field by field by [`NewTask`] and
+/// [`TaskChanges`], which report every broken rule at once.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"title": "Buy groceries", "description": "Milk, eggs, bread",
+    "priority": "high", "category": "home", "due_at": "2026-12-01T17:00:00+01:00"}))]
+pub struct TaskInput {
+    /// 1–200 characters after trimming.
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    /// At most 1000 characters; `null` clears it.
+    #[schema(max_length = 1000, nullable)]
+    pub description: Option<String>,
+    /// Default `false`.
+    pub completed: Option<bool>,
+    /// Default `medium`.
+    pub priority: Option<Priority>,
+    /// 1–100 characters after trimming; `null` clears it.
+    #[schema(min_length = 1, max_length = 100, nullable)]
+    pub category: Option<String>,
+    /// RFC 3339 with any offset; stored and returned in UTC; `null` clears it.
+    #[schema(nullable)]
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// A JSON merge patch of a task: any subset of the writable fields; `null` clears a
+/// nullable field; `"title": null` is refused. Documentation only, like [`TaskInput`].
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"category": null, "priority": "low"}))]
+pub struct TaskPatch {
+    /// 1–200 characters after trimming; never `null`.
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    /// At most 1000 characters; `null` clears it.
+    #[schema(max_length = 1000, nullable)]
+    pub description: Option<String>,
+    /// Completion state.
+    pub completed: Option<bool>,
+    /// Priority.
+    pub priority: Option<Priority>,
+    /// 1–100 characters after trimming; `null` clears it.
+    #[schema(min_length = 1, max_length = 100, nullable)]
+    pub category: Option<String>,
+    /// RFC 3339; `null` clears it.
+    #[schema(nullable)]
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// The body `PATCH …/complete` may carry. Documentation only.
+#[derive(utoipa::ToSchema)]
+pub struct CompleteBody {
+    /// The state to set.
+    pub completed: bool,
+}
+
 /// A task as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(example = json!({"id": 42, "user_id": "usr_8fJ2", "title": "Buy groceries",
+    "description": "Milk, eggs, bread", "completed": false, "priority": "medium", "category": "home",
+    "due_at": "2026-12-01T17:00:00Z", "created_at": "2026-11-22T10:00:00.123456Z",
+    "updated_at": "2026-11-22T10:00:00.123456Z"}))]
 pub struct Task {
     /// Id, unique across users.
     pub id: i64,

@@ -55,6 +55,44 @@ fn single(errors: &mut FieldErrorsBuilder, name: &str, values: &[String]) -> Opt
     values.first().cloned()
 }
 
+/// Documentation of the `status` parameter.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum StatusParam {
+    /// Every task.
+    All,
+    /// Tasks not completed.
+    Pending,
+    /// Completed tasks.
+    Completed,
+}
+
+/// Documentation of the `sort` parameter.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum SortParam {
+    /// Creation time (default, newest first).
+    CreatedAt,
+    /// Time of the last change (newest first).
+    UpdatedAt,
+    /// Title (A → Z).
+    Title,
+    /// Priority (low → medium → high).
+    Priority,
+    /// Due date (soonest first); tasks without one last in both directions.
+    DueAt,
+}
+
+/// Documentation of the `order` parameter.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum OrderParam {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
+}
+
 /// A sortable field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortField {

@@ -17,9 +17,16 @@ use crate::db::Db;
 use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 
 use super::etag::{etag, IfMatch, IfNoneMatch, Tagged};
-use super::model::{InputMode, NewTask, Task, TaskChanges};
+#[allow(unused_imports)] // the schema types are named in the OpenAPI attributes
+use super::model::{
+    CompleteBody, InputMode, NewTask, Priority, Task, TaskChanges, TaskInput, TaskPatch,
+};
 use super::query::{ListParams, ListQuery};
+#[allow(unused_imports)]
+use super::query::{OrderParam, SortParam, StatusParam};
 use super::store::{self, InvalidTaskId, TaskId};
+#[allow(unused_imports)]
+use crate::error::ErrorBody;
 
 const NO_SUCH_TASK: ApiError = ApiError::NotFound("Task not found");
 
@@ -73,6 +80,40 @@ fn page_links(uri: &Origin<'_>, query: &ListQuery, total: i64) -> Option<String>
 }
 
 /// `GET /api/<user_id>/tasks`: the user's tasks, filtered, sorted and paged.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks",
+    tag = "tasks",
+    summary = "List the user's tasks",
+    operation_id = "listTasks",
+    description = "Filters combine with AND. Default order: `created_at` newest first, ties broken \
+        by `id`, so paging never repeats or skips a task. A parameter given twice, or an unknown \
+        value of a known parameter, is a 422 naming it.",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`", example = "usr_8fJ2"),
+        ("completed" = Option<bool>, Query, description = "Only completed (`true`) or pending (`false`) tasks"),
+        ("status" = Option<StatusParam>, Query, description = "Same as `completed`, frontend style"),
+        ("priority" = Option<Priority>, Query, description = "Only tasks of this priority"),
+        ("category" = Option<String>, Query, description = "Only tasks of this category (exact)", example = "work"),
+        ("q" = Option<String>, Query, description = "Case-insensitive substring of title or description (any letter, `%` and `_` literal)", example = "groceries"),
+        ("due_before" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "Only tasks due strictly before (RFC 3339; encode `+` as `%2B`)"),
+        ("due_after" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "Only tasks due strictly after (RFC 3339)"),
+        ("overdue" = Option<bool>, Query, description = "`true`: pending tasks due in the past; `false`: all others"),
+        ("sort" = Option<SortParam>, Query, description = "Sort field (default `created_at`)"),
+        ("order" = Option<OrderParam>, Query, description = "Default: `desc` for the time fields, `asc` for the others"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 1000)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Tasks skipped (default 0)"),
+    ),
+    responses(
+        (status = 200, description = "One page of tasks", body = [Task],
+            headers(
+                ("X-Total-Count" = i64, description = "Tasks matching the filters, on every page"),
+                ("Link" = String, description = "RFC 8288 `next` / `prev` page URLs, when there are such pages"),
+            )),
+        (status = 422, description = "A parameter breaks a rule; `field_errors` names it", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[get("/<user_id>/tasks?<params..>")]
 #[tracing::instrument(name = "tasks.list", skip_all, fields(user = %user_id))]
 async fn list(
@@ -92,6 +133,25 @@ async fn list(
 }
 
 /// `POST /api/<user_id>/tasks`: creates a task; 201 with `Location` and `ETag`.
+#[utoipa::path(
+    post,
+    path = "/api/{user_id}/tasks",
+    tag = "tasks",
+    summary = "Create a task",
+    operation_id = "createTask",
+    description = "A `user_id` in the body is ignored: the task belongs to the path's user.",
+    params(("user_id" = String, Path, description = "The token's `sub`")),
+    request_body(content = TaskInput, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = Task,
+            headers(("Location" = String, description = "The new task's URL"), ("ETag" = String, description = "The task's entity tag"))),
+        (status = 400, description = "Not JSON, or not an object", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Fields break rules; `field_errors` names each", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[post("/<user_id>/tasks", data = "<body>")]
 #[tracing::instrument(name = "tasks.create", skip_all, fields(user = %user_id))]
 async fn create(
@@ -112,6 +172,25 @@ async fn create(
 
 /// `GET /api/<user_id>/tasks/<id>`: one task with its `ETag`; 304 when `If-None-Match`
 /// names the current one.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/tasks/{id}",
+    tag = "tasks",
+    summary = "Read a task",
+    operation_id = "getTask",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`"),
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` the client holds: 304 when it is current"),
+    ),
+    responses(
+        (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "The task's entity tag"))),
+        (status = 304, description = "The client's copy is current (no body)", headers(("ETag" = String))),
+        (status = 404, description = "No such task for this user", body = ErrorBody),
+        (status = 422, description = "The id is not a positive integer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[get("/<user_id>/tasks/<id>")]
 #[tracing::instrument(name = "tasks.get", skip_all, fields(user = %user_id))]
 async fn get(
@@ -152,6 +231,30 @@ async fn apply(
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
 /// value, explicit `null` clears.
+#[utoipa::path(
+    put,
+    path = "/api/{user_id}/tasks/{id}",
+    tag = "tasks",
+    summary = "Replace a task",
+    operation_id = "replaceTask",
+    description = "`title` is required; absent optional fields keep their value; explicit `null` clears.",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`"),
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these (`*`: any)"),
+    ),
+    request_body(content = TaskInput, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
+        (status = 400, description = "Not JSON, or not an object", body = ErrorBody),
+        (status = 404, description = "No such task for this user", body = ErrorBody),
+        (status = 412, description = "`If-Match` names an outdated version; nothing was written", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "Fields break rules", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[put("/<user_id>/tasks/<id>", data = "<body>")]
 #[tracing::instrument(name = "tasks.replace", skip_all, fields(user = %user_id))]
 async fn replace(
@@ -166,6 +269,32 @@ async fn replace(
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>`: JSON merge patch of the writable fields.
+#[utoipa::path(
+    patch,
+    path = "/api/{user_id}/tasks/{id}",
+    tag = "tasks",
+    summary = "Change some fields of a task (JSON merge patch)",
+    operation_id = "patchTask",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`"),
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these (`*`: any)"),
+    ),
+    request_body(content(
+        (TaskPatch = "application/merge-patch+json"),
+        (TaskPatch = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
+        (status = 400, description = "Not JSON, or not an object", body = ErrorBody),
+        (status = 404, description = "No such task for this user", body = ErrorBody),
+        (status = 412, description = "`If-Match` names an outdated version; nothing was written", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Fields break rules (`\"title\": null` included)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[patch("/<user_id>/tasks/<id>", data = "<body>")]
 #[tracing::instrument(name = "tasks.patch", skip_all, fields(user = %user_id))]
 async fn patch(
@@ -180,6 +309,28 @@ async fn patch(
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>/complete`: no body toggles; `{"completed": b}` sets.
+#[utoipa::path(
+    patch,
+    path = "/api/{user_id}/tasks/{id}/complete",
+    tag = "tasks",
+    summary = "Toggle or set completion",
+    operation_id = "completeTask",
+    description = "No body flips `completed` atomically (n concurrent toggles flip it n times); \
+        `{\"completed\": true|false}` sets it.",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`"),
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these"),
+    ),
+    request_body(content = Option<CompleteBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
+        (status = 404, description = "No such task for this user", body = ErrorBody),
+        (status = 412, description = "`If-Match` names an outdated version", body = ErrorBody),
+        (status = 422, description = "`completed` is not a boolean, or the id is bad", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[patch("/<user_id>/tasks/<id>/complete", data = "<body>")]
 #[tracing::instrument(name = "tasks.complete", skip_all, fields(user = %user_id))]
 async fn complete(
@@ -209,6 +360,25 @@ async fn complete(
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
+#[utoipa::path(
+    delete,
+    path = "/api/{user_id}/tasks/{id}",
+    tag = "tasks",
+    summary = "Delete a task",
+    operation_id = "deleteTask",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`"),
+        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the task's `ETag` is one of these"),
+    ),
+    responses(
+        (status = 204, description = "Deleted (no body)"),
+        (status = 404, description = "No such task for this user", body = ErrorBody),
+        (status = 412, description = "`If-Match` names an outdated version", body = ErrorBody),
+        (status = 422, description = "The id is not a positive integer", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[delete("/<user_id>/tasks/<id>")]
 #[tracing::instrument(name = "tasks.delete", skip_all, fields(user = %user_id))]
 async fn delete(
@@ -227,13 +397,30 @@ async fn delete(
 }
 
 /// The answer of a bulk delete.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Deleted {
     /// How many tasks were deleted.
     pub deleted: u64,
 }
 
 /// `DELETE /api/<user_id>/tasks?completed=true`: clears the user's completed tasks.
+#[utoipa::path(
+    delete,
+    path = "/api/{user_id}/tasks",
+    tag = "tasks",
+    summary = "Clear the user's completed tasks",
+    operation_id = "clearCompletedTasks",
+    description = "One statement. Without `completed=true` nothing is deleted and the answer is 422.",
+    params(
+        ("user_id" = String, Path, description = "The token's `sub`"),
+        ("completed" = bool, Query, description = "Must be `true`"),
+    ),
+    responses(
+        (status = 200, description = "How many were deleted", body = Deleted, example = json!({"deleted": 3})),
+        (status = 422, description = "`completed=true` is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 #[delete("/<user_id>/tasks?<completed>")]
 #[tracing::instrument(name = "tasks.clear_completed", skip_all, fields(user = %user_id))]
 async fn clear_completed(
@@ -251,6 +438,14 @@ async fn clear_completed(
     let deleted = store::delete_completed(db, &user).await?;
     Ok(Json(Deleted { deleted }))
 }
+
+/// The OpenAPI description of the task routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, create, get, replace, patch, complete, delete, clear_completed),
+    components(schemas(Task, TaskInput, TaskPatch, CompleteBody, Deleted, Priority))
+)]
+pub struct TasksApi;
 
 /// Every task route, to be mounted under `/api`.
 pub fn routes() -> Vec<Route> {

@@ -13,6 +13,7 @@ mod health;
 mod jwks;
 mod lifecycle;
 mod metrics;
+mod openapi;
 mod outage;
 mod plans;
 mod ratelimit;

@@ -1,0 +1,178 @@
+//! The OpenAPI 3.1 document (utoipa) at `/openapi.json`, and Swagger UI at `/docs` from the
+//! assets compiled into the binary (nothing is fetched at build or run time).
+//!
+//! Each module describes its own routes (`TasksApi`, `StatsApi`, …); [`document`] merges
+//! them and adds what every route shares: the bearer scheme, the error responses any
+//! `/api/` call can meet, and the `X-Request-Id` / `RateLimit-*` headers.
+
+use rocket::fairing::AdHoc;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use crate::error::ErrorBody;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "todo-api",
+        description = "The backend of a multi-user todo app. Every `/api/{user_id}/…` call needs \
+            `Authorization: Bearer <JWT>` whose `sub` is `{user_id}`: a Better Auth `jwt()` token \
+            (verified with its JWKS) or an HS256 token signed with `BETTER_AUTH_SECRET` \
+            (`todo-api token --sub alice` prints one). Checks run 401 → 403 → 404/422. Every \
+            error has the `ErrorBody` shape. A task id that belongs to another user answers 404, \
+            exactly like a missing one."
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "tasks", description = "The user's tasks"),
+        (name = "stats", description = "Statistics"),
+        (name = "health", description = "Probes for the hosting platform"),
+        (name = "operations", description = "Operator endpoints"),
+    )
+)]
+struct Base;
+
+fn error_response(description: &str, extra_header: Option<(&str, &str)>) -> RefOr<Response> {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    if let Some((name, text)) = extra_header {
+        response = response.header(name, string_header(text));
+    }
+    RefOr::T(response.build())
+}
+
+fn string_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(description))
+        .build()
+}
+
+/// Adds the bearer scheme, the shared error responses and the shared headers.
+fn add_shared_parts(doc: &mut Document) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A Better Auth access token, or `todo-api token --sub <user>` in development",
+                ))
+                .build(),
+        ),
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let api = path.starts_with("/api/");
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            for response in responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.headers.insert(
+                        "X-Request-Id".to_owned(),
+                        RefOr::T(string_header("The request's id (the client's, if sane)")),
+                    );
+                    if api {
+                        for (name, text) in [
+                            (
+                                "RateLimit-Limit",
+                                "Requests per minute allowed to this user",
+                            ),
+                            ("RateLimit-Remaining", "Requests left now"),
+                            (
+                                "RateLimit-Reset",
+                                "Seconds until the allowance is full again",
+                            ),
+                        ] {
+                            response
+                                .headers
+                                .insert(name.to_owned(), RefOr::T(string_header(text)));
+                        }
+                    }
+                }
+            }
+            let mut shared = vec![(
+                "500",
+                error_response("Anything unexpected; the log has the detail", None),
+            )];
+            if api {
+                shared.extend([
+                    (
+                        "401",
+                        error_response(
+                            "`auth_required` (no bearer token) or `invalid_token` (bad signature, \
+                             expired, unknown key, wrong issuer or audience)",
+                            Some(("WWW-Authenticate", "`Bearer`")),
+                        ),
+                    ),
+                    (
+                        "403",
+                        error_response("`forbidden`: the path names another user", None),
+                    ),
+                    (
+                        "429",
+                        error_response(
+                            "`rate_limited`: over the per-user limit",
+                            Some(("Retry-After", "Seconds to wait")),
+                        ),
+                    ),
+                ]);
+            }
+            shared.push((
+                "503",
+                error_response(
+                    "`service_unavailable`: the database, or Better Auth's keys, cannot be reached",
+                    Some(("Retry-After", "Seconds to wait")),
+                ),
+            ));
+            for (status, response) in shared {
+                responses.entry(status.to_owned()).or_insert(response);
+            }
+        }
+    }
+}
+
+/// The whole OpenAPI document of the service.
+pub fn document() -> Document {
+    let mut doc = Base::openapi();
+    doc.merge(crate::tasks::TasksApi::openapi());
+    doc.merge(crate::stats::StatsApi::openapi());
+    doc.merge(crate::health::HealthApi::openapi());
+    doc.merge(crate::metrics::MetricsApi::openapi());
+    add_shared_parts(&mut doc);
+    doc
+}
+
+/// The docs module: `/openapi.json` and Swagger UI at `/docs`.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("API docs", |rocket| async {
+        let ui = SwaggerUi::new("/docs/<_..>")
+            .url("/openapi.json", document())
+            // No urls in this config: the crate then routes `/openapi.json` itself, which
+            // it skips when the config names urls.
+            .config(
+                Config::default()
+                    .persist_authorization(true)
+                    .try_it_out_enabled(true)
+                    .display_request_duration(true),
+            );
+        rocket.mount("/", ui)
+    })
+}

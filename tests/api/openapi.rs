@@ -1,0 +1,214 @@
+//! The OpenAPI document against the code: its paths and methods are exactly the mounted
+//! routes, its schemas accept the real answers, and the docs are served.
+
+use std::collections::BTreeSet;
+
+use rocket::http::{Method, Status};
+use serde_json::{json, Value};
+
+use crate::helpers::{on_both_databases, TestApp, TestResponse};
+
+fn document() -> Value {
+    serde_json::to_value(todo_api::openapi::document()).unwrap()
+}
+
+/// Checks `response`'s body against the schema the document gives for it.
+fn assert_documented(doc: &Value, path: &str, method: &str, response: &TestResponse) {
+    let status = response.status.code.to_string();
+    let documented = &doc["paths"][path][method]["responses"][&status];
+    assert!(
+        documented.is_object(),
+        "{method} {path} answered {status}, which is not documented"
+    );
+    let Some(content) = documented["content"].as_object() else {
+        assert!(
+            response.text.is_empty(),
+            "{method} {path} {status}: undocumented body {}",
+            response.text
+        );
+        return;
+    };
+    let media = response
+        .header("Content-Type")
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let schema = &content
+        .get(&media)
+        .unwrap_or_else(|| panic!("{method} {path} {status}: {media} not documented"))["schema"];
+    if media != "application/json" {
+        return;
+    }
+    let mut root = schema.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let body: Value = serde_json::from_str(&response.text).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: {errors:?}\n{body}"
+    );
+}
+
+#[rocket::async_test]
+async fn the_document_lists_exactly_the_mounted_routes() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let mounted: BTreeSet<(String, String)> = app
+        .client
+        .rocket()
+        .routes()
+        // The docs themselves, and the route rocket_cors answers refused preflights through.
+        .filter(|route| {
+            let path = route.uri.path();
+            !path.starts_with("/docs") && path != "/openapi.json" && !path.starts_with("/cors/")
+        })
+        .map(|route| {
+            let path = route
+                .uri
+                .path()
+                .split('/')
+                .map(
+                    |segment| match segment.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
+                        Some(name) => format!("{{{name}}}"),
+                        None => segment.to_owned(),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("/");
+            (path, route.method.as_str().to_ascii_lowercase())
+        })
+        .collect();
+    let doc = document();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()))
+                .map(move |method| (path.clone(), method.clone()))
+        })
+        .collect();
+    assert_eq!(
+        mounted, documented,
+        "mounted routes and documented operations differ"
+    );
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    for (path, method) in &documented {
+        let operation = &doc["paths"][path][method];
+        let responses = operation["responses"].as_object().unwrap();
+        assert!(responses.contains_key("500"), "{method} {path}");
+        if path.starts_with("/api/") {
+            assert_eq!(
+                operation["security"],
+                json!([{"bearer": []}]),
+                "{method} {path}"
+            );
+            for status in ["401", "403", "429", "503"] {
+                assert_eq!(
+                    responses[status]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+}
+
+on_both_databases! {
+    async fn documented_schemas_accept_the_real_answers(app) {
+        let doc = document();
+        let tasks = "/api/{user_id}/tasks";
+        let task = "/api/{user_id}/tasks/{id}";
+
+        let created = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": "Buy groceries", "description": "Milk", "priority": "high", "category": "home", "due_at": "2026-12-01T17:00:00+01:00"}))).await;
+        assert_documented(&doc, tasks, "post", &created);
+        let bare = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": "bare"}))).await;
+        assert_documented(&doc, tasks, "post", &bare);
+        let id = created.json()["id"].as_i64().unwrap();
+        let one = format!("/api/alice/tasks/{id}");
+        let checks: Vec<(&str, &str, TestResponse)> = vec![
+            (tasks, "get", app.call("alice", Method::Get, "/api/alice/tasks?sort=due_at&limit=1", None).await),
+            (task, "get", app.call("alice", Method::Get, &one, None).await),
+            (task, "put", app.call("alice", Method::Put, &one, Some(&json!({"title": "Buy bread", "description": null}))).await),
+            (task, "patch", app.call("alice", Method::Patch, &one, Some(&json!({"category": null}))).await),
+            ("/api/{user_id}/tasks/{id}/complete", "patch", app.call("alice", Method::Patch, &format!("{one}/complete"), None).await),
+            ("/api/{user_id}/stats", "get", app.call("alice", Method::Get, "/api/alice/stats", None).await),
+            (tasks, "delete", app.call("alice", Method::Delete, "/api/alice/tasks?completed=true", None).await),
+            (task, "get", app.call("alice", Method::Get, "/api/alice/tasks/99999", None).await),
+            (task, "put", app.call("alice", Method::Put, &format!("/api/alice/tasks/{}", bare.json()["id"]), Some(&json!({"title": ""}))).await),
+            (tasks, "post", app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!([1]))).await),
+            (tasks, "get", app.request(Method::Get, "/api/alice/tasks", None, None).await),
+            (tasks, "get", app.call("bob", Method::Get, "/api/alice/tasks", None).await),
+            (tasks, "get", app.call("alice", Method::Get, "/api/alice/tasks?sort=banana", None).await),
+            (task, "delete", app.call("alice", Method::Delete, &format!("/api/alice/tasks/{}", bare.json()["id"]), None).await),
+            ("/health", "get", app.request(Method::Get, "/health", None, None).await),
+            ("/health/live", "get", app.request(Method::Get, "/health/live", None, None).await),
+            ("/health/ready", "get", app.request(Method::Get, "/health/ready", None, None).await),
+            ("/metrics", "get", app.request(Method::Get, "/metrics", None, None).await),
+        ];
+        let statuses: BTreeSet<u16> = checks.iter().map(|(_, _, r)| r.status.code).collect();
+        assert_eq!(statuses, BTreeSet::from([200, 204, 400, 401, 403, 404, 422]), "the sample covers these answers");
+        for (path, method, response) in &checks {
+            assert_documented(&doc, path, method, response);
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn docs_and_the_document_are_served() {
+    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let served = app.request(Method::Get, "/openapi.json", None, None).await;
+    assert_eq!(served.status, Status::Ok);
+    assert_eq!(served.json(), document());
+    let page = app.request(Method::Get, "/docs/", None, None).await;
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.text.contains("swagger-ui"), "{}", page.text);
+    for asset in [
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/docs/swagger-initializer.js",
+    ] {
+        let response = app.request(Method::Get, asset, None, None).await;
+        assert_eq!(response.status, Status::Ok, "{asset}");
+        assert!(response.text.len() > 100, "{asset}");
+    }
+    let initializer = app
+        .request(Method::Get, "/docs/swagger-initializer.js", None, None)
+        .await;
+    assert!(
+        initializer.text.contains("\"url\": \"/openapi.json\""),
+        "{}",
+        initializer.text
+    );
+    assert!(initializer.text.contains("persistAuthorization"));
+}
+
+#[test]
+fn the_openapi_command_prints_the_document() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
+        .env_clear()
+        .env("ROCKET_PROFILE", "release")
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "needs no configuration: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed, document());
+}
