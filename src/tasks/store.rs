@@ -162,17 +162,19 @@ fn to_task(row: Option<TaskRow>) -> Result<Option<Task>, ApiError> {
     row.map(Task::try_from).transpose()
 }
 
-/// Binds list arguments in order to a query of either backend.
+/// Binds list arguments ([`Arg`]) in order to a query of either backend; exported for the
+/// plan tests, which run the very statements [`list_statement`] makes.
+#[macro_export]
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
         let mut query = $query;
         for arg in $args {
             query = match arg {
-                Arg::Text(v) => query.bind(v.clone()),
-                Arg::Bool(v) => query.bind(*v),
-                Arg::Small(v) => query.bind(*v),
-                Arg::Int(v) => query.bind(*v),
-                Arg::Time(v) => query.bind(*v),
+                $crate::tasks::query::Arg::Text(v) => query.bind(v.clone()),
+                $crate::tasks::query::Arg::Bool(v) => query.bind(*v),
+                $crate::tasks::query::Arg::Small(v) => query.bind(*v),
+                $crate::tasks::query::Arg::Int(v) => query.bind(*v),
+                $crate::tasks::query::Arg::Time(v) => query.bind(*v),
             };
         }
         query
@@ -225,7 +227,7 @@ pub fn list_statement(query: &ListQuery, now: DateTime<Utc>) -> (String, Vec<Arg
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
 pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
     let (sql, args, filter_arg_count) = list_statement(query, now());
-    let rows: Vec<ListRow> = on_pool!(db, |p| bind_args!(
+    let rows: Vec<ListRow> = on_pool!(db, |p| crate::bind_args!(
         sqlx::query_as(&sql).bind(user.id()),
         &args
     )
@@ -237,7 +239,7 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
         None if query.offset > 0 => {
             let (filter, _) = query.filter(now());
             let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
-            on_pool!(db, |p| bind_args!(
+            on_pool!(db, |p| crate::bind_args!(
                 sqlx::query_scalar::<_, i64>(&count_sql).bind(user.id()),
                 &args[..filter_arg_count]
             )

@@ -2,13 +2,11 @@
 //! `WWW-Authenticate: Bearer`; a path naming another user is a 403; 401 comes before 403,
 //! which comes before 404 and 422.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rocket::http::{Header as HttpHeader, Method, Status};
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_databases, TestApp, TEST_SECRET};
+use crate::helpers::{on_both_databases, unsigned, TestApp, TEST_SECRET};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -21,15 +19,6 @@ fn sign(claims: &Value, secret: &str, alg: Algorithm) -> String {
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
-}
-
-fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        signature
-    )
 }
 
 /// Tokens that must be refused, each with the reason.

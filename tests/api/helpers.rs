@@ -126,6 +126,18 @@ pub fn base_figment(url: &str) -> Figment {
         .merge(Serialized::global("rate_limit.per_minute", 1_000_000))
 }
 
+/// A token of three base64url parts with the given header, claims and signature text.
+pub fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        signature
+    )
+}
+
 /// A service under test with its own database.
 pub struct TestApp {
     pub client: Client,

@@ -16,7 +16,7 @@ use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{on_both_backends, Backend, TestApp, TestResponse, TEST_SECRET};
+use crate::helpers::{on_both_backends, unsigned, Backend, TestApp, TestResponse, TEST_SECRET};
 
 /// A signing key of the kind Better Auth can be configured with, and its public JWK.
 #[derive(Clone)]
@@ -240,15 +240,6 @@ fn assert_invalid_token(response: &TestResponse, what: &str) {
         Some("Bearer"),
         "{what}"
     );
-}
-
-fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
-    format!(
-        "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        signature
-    )
 }
 
 on_both_backends! {

@@ -2,7 +2,8 @@
 //! that user's rows through an index, never the whole table, on both databases.
 
 use rocket::form::Form;
-use todo_api::tasks::query::{Arg, ListParams};
+use todo_api::bind_args;
+use todo_api::tasks::query::ListParams;
 use todo_api::tasks::store::list_statement;
 
 use crate::helpers::{on_both_databases, AppPool};
@@ -29,23 +30,6 @@ pub const SHAPES: &[&str] = &[
     "completed=false&priority=high&category=work&sort=due_at",
 ];
 
-/// Binds the list arguments after the user id.
-macro_rules! bound {
-    ($query:expr, $user:expr, $args:expr) => {{
-        let mut query = $query.bind($user);
-        for arg in $args {
-            query = match arg {
-                Arg::Text(v) => query.bind(v.clone()),
-                Arg::Bool(v) => query.bind(*v),
-                Arg::Small(v) => query.bind(*v),
-                Arg::Int(v) => query.bind(*v),
-                Arg::Time(v) => query.bind(*v),
-            };
-        }
-        query
-    }};
-}
-
 /// The plan of the statement the service runs for `shape`, one step per line.
 async fn plan(pool: &AppPool, user: &str, shape: &str) -> String {
     let query = Form::<ListParams>::parse(shape).unwrap().parse().unwrap();
@@ -54,15 +38,16 @@ async fn plan(pool: &AppPool, user: &str, shape: &str) -> String {
         AppPool::Sqlite(p) => {
             // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
             let text = format!("EXPLAIN QUERY PLAN {sql}");
-            let rows: Vec<(i64, i64, i64, String)> = bound!(sqlx::query_as(&text), user, &args)
-                .fetch_all(p)
-                .await
-                .unwrap();
+            let rows: Vec<(i64, i64, i64, String)> =
+                bind_args!(sqlx::query_as(&text).bind(user), &args)
+                    .fetch_all(p)
+                    .await
+                    .unwrap();
             rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
         }
         AppPool::Postgres(p) => {
             let text = format!("EXPLAIN {sql}");
-            let rows: Vec<String> = bound!(sqlx::query_scalar(&text), user, &args)
+            let rows: Vec<String> = bind_args!(sqlx::query_scalar(&text).bind(user), &args)
                 .fetch_all(p)
                 .await
                 .unwrap();
