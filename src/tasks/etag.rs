@@ -200,6 +200,21 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_header_parses_without_panicking(header in "\\PC{0,60}") {
+            let _ = TagList::parse(&header);
+        }
+
+        #[test]
+        fn a_task_s_own_tag_always_matches(id in 1..i64::MAX, version in 1..i64::MAX, noise in "[a-z0-9 ]{0,8}") {
+            let task_id = <TaskId as rocket::request::FromParam>::from_param(&id.to_string()).map_err(|_| proptest::test_runner::TestCaseError::fail("id"))?;
+            let header = format!("\"{noise}\", \"{id}-{version}\"");
+            let versions = IfMatch(Some(TagList::parse(&header))).versions(task_id);
+            proptest::prop_assert_eq!(versions, Some(version.to_string()));
+        }
+    }
+
     #[test]
     fn if_match_names_only_strong_versions_of_the_same_task() -> Result<(), InvalidTaskId> {
         let id = <TaskId as rocket::request::FromParam>::from_param("7")?;

@@ -385,6 +385,47 @@ mod tests {
         }
     }
 
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            "\\PC{0,260}".prop_map(Value::String),
+            Just(json!("2026-12-01T17:00:00+01:00")),
+            prop::sample::select(vec!["low", "medium", "high", " work "]).prop_map(|s| json!(s)),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop::collection::vec(inner, 0..3).prop_map(Value::Array)
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_parsed_or_refused_without_panicking(
+            fields in proptest::collection::btree_map(
+                proptest::sample::select(vec!["title", "description", "completed", "priority", "category", "due_at", "user_id", "id", "x"]),
+                any_json(),
+                0..7,
+            )
+        ) {
+            let body: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            if let Ok(task) = NewTask::parse(&body) {
+                let title = task.title.as_str();
+                proptest::prop_assert_eq!(title.trim(), title);
+                proptest::prop_assert!((1..=TITLE_MAX).contains(&title.chars().count()));
+            }
+            for mode in [InputMode::Create, InputMode::Replace, InputMode::Patch] {
+                if let Ok(changes) = TaskChanges::parse(&body, mode) {
+                    if let Some(title) = &changes.title {
+                        proptest::prop_assert!(!title.as_str().is_empty());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn titles_are_trimmed_and_counted_in_characters() {
         assert_eq!(

@@ -10,9 +10,14 @@ use crate::db::AppPool;
 use crate::on_pool;
 
 /// The form text is stored and searched in: compatibility-normalised (NFKC), so "é" typed
-/// as one or two code points is the same letter, then lower-cased.
+/// as one or two code points is the same letter, then lower-cased, with the final sigma
+/// (which lower-casing picks by position in the word) folded to σ, so a search for "Σ"
+/// finds "ΑΣ" too.
 pub fn fold(text: &str) -> String {
-    text.nfkc().collect::<String>().to_lowercase()
+    text.nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .replace('ς', "σ")
 }
 
 /// A `LIKE` pattern matching any text that contains `needle` (already folded).
@@ -74,8 +79,34 @@ mod tests {
     fn folding_ignores_case_and_code_point_form() {
         assert_eq!(fold("ÉCOLE"), "école");
         assert_eq!(fold("E\u{301}cole"), "école");
-        assert_eq!(fold("ΣΊΣΥΦΟΣ Straße"), "σίσυφος straße");
+        assert_eq!(fold("ΣΊΣΥΦΟΣ Straße"), "σίσυφοσ straße");
+        assert_eq!(fold("Σ"), fold("ς"));
         assert_eq!(fold("ＡＢＣ"), "abc");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn folding_is_idempotent(text in "\\PC{0,40}") {
+            let once = fold(&text);
+            proptest::prop_assert_eq!(fold(&once), once);
+        }
+
+        #[test]
+        fn patterns_escape_every_wildcard(needle in "[%_\\\\a-zé]{0,20}") {
+            let pattern = contains_pattern(&needle);
+            let inner = &pattern[1..pattern.len() - 1];
+            // Unescaping gives the needle back: no wildcard is left bare.
+            let mut unescaped = String::new();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => unescaped.push(chars.next().unwrap_or_default()),
+                    '%' | '_' => proptest::prop_assert!(false, "bare wildcard in {}", pattern),
+                    c => unescaped.push(c),
+                }
+            }
+            proptest::prop_assert_eq!(unescaped, needle);
+        }
     }
 
     #[test]

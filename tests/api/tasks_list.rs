@@ -66,6 +66,48 @@ async fn seed_many(app: &TestApp, user: &str, count: i64) {
         .unwrap());
 }
 
+/// Titles from letters whose case round-trips one to one (Latin, Greek, Cyrillic), the
+/// LIKE wildcards and the escape character; each with a substring of it, some letters
+/// upper-cased. Generated deterministically, so a failure repeats.
+fn search_cases() -> Vec<(String, String)> {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    const LETTERS: &str = "abcxyzABCXYZ019 %_\\-'éèÉÜüñÑåÅøØçÇαβγΩωжЖяЯ";
+    let letters: Vec<char> = LETTERS.chars().collect();
+    let strategy = (
+        proptest::collection::vec(proptest::sample::select(letters), 2..30),
+        0.0..1.0f64,
+        0.0..1.0f64,
+        proptest::collection::vec(proptest::bool::ANY, 30),
+    );
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    (0..40)
+        .map(|i| {
+            let (chars, a, b, upper) = strategy.new_tree(&mut runner).unwrap().current();
+            // A unique prefix keeps titles distinct; the title is trimmed by the API, so keep its ends.
+            let title: String = format!("t{i} {} e", chars.iter().collect::<String>());
+            let body: Vec<char> = title.chars().collect();
+            let start = ((a * body.len() as f64) as usize).min(body.len() - 1);
+            let len = 1 + ((b * (body.len() - start) as f64) as usize).min(body.len() - start - 1);
+            let needle: String = body[start..start + len]
+                .iter()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| {
+                    if *up {
+                        c.to_uppercase().next().unwrap_or(*c)
+                    } else {
+                        *c
+                    }
+                })
+                .collect();
+            (title, needle)
+        })
+        .collect()
+}
+
 on_both_databases! {
     async fn filters_combine_with_and(app) {
         seed(&app).await;
@@ -190,6 +232,25 @@ on_both_databases! {
         let response = app.call("alice", Method::Get, &format!("/api/alice/tasks?q={long}"), None).await;
         assert_eq!(response.status, Status::UnprocessableEntity);
         assert!(response.json()["field_errors"]["q"].is_array());
+    }
+
+    async fn any_substring_in_any_case_finds_its_task(app) {
+        let cases = search_cases();
+        for (title, _) in &cases {
+            app.create_task("alice", json!({"title": title})).await;
+        }
+        for (title, needle) in &cases {
+            let trimmed = needle.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let query: String = url::form_urlencoded::byte_serialize(trimmed.as_bytes()).collect();
+            let found = titles(&app, &format!("q={query}")).await;
+            assert!(found.contains(title), "q={trimmed:?} should find {title:?}, found {found:?}");
+            for other in &found {
+                assert!(other.to_lowercase().contains(&trimmed.to_lowercase()), "q={trimmed:?} found {other:?}");
+            }
+        }
     }
 
     async fn tasks_stored_before_the_search_columns_are_found_after_restart(app) {
