@@ -19,8 +19,9 @@ pub const ALLOWED_HEADERS: [&str; 4] =
     ["Authorization", "Content-Type", "If-Match", "If-None-Match"];
 
 /// Response headers a browser may read.
-pub const EXPOSED_HEADERS: [&str; 8] = [
+pub const EXPOSED_HEADERS: [&str; 9] = [
     "ETag",
+    "X-Request-Id",
     "Location",
     "Link",
     "X-Total-Count",

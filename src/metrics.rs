@@ -5,15 +5,13 @@
 //! Invariant: labels are route templates and status codes, never raw paths, user ids or
 //! query strings, so the number of series stays fixed whatever clients send.
 
-use std::time::Instant;
-
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::http::ContentType;
-use rocket::{Data, Request, Response, State};
+use rocket::{Request, Response, State};
 
 use crate::auth::Verifier;
 use crate::config::AppConfig;
@@ -80,8 +78,6 @@ impl Metrics {
     }
 }
 
-struct Started(Option<Instant>);
-
 struct Recorder;
 
 #[rocket::async_trait]
@@ -89,36 +85,29 @@ impl Fairing for Recorder {
     fn info(&self) -> Info {
         Info {
             name: "Metrics",
-            kind: Kind::Request | Kind::Response,
+            kind: Kind::Response,
         }
-    }
-
-    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        request.local_cache(|| Started(Some(Instant::now())));
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let Some(metrics) = request.rocket().state::<Metrics>() else {
             return;
         };
-        let route = request.route().map_or_else(
-            || "unmatched".to_owned(),
-            |r| r.uri.origin.path().to_string(),
-        );
+        let route = crate::telemetry::route_template(request);
         let method = request.method().as_str();
         let status = response.status().code;
         metrics
             .requests
-            .with_label_values(&[method, &route, &status.to_string()])
+            .with_label_values(&[method, route, &status.to_string()])
             .inc();
         if status == 429 {
             metrics.rate_limited.inc();
         }
-        if let Some(started) = request.local_cache(|| Started(None)).0 {
+        if let Some(elapsed) = crate::telemetry::elapsed(request) {
             metrics
                 .latency
-                .with_label_values(&[method, &route])
-                .observe(started.elapsed().as_secs_f64());
+                .with_label_values(&[method, route])
+                .observe(elapsed.as_secs_f64());
         }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Invariant: the access log never records the query string or headers, where tokens live.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::http::Header;
@@ -41,6 +41,22 @@ pub fn init(config: &LogConfig) {
 }
 
 struct StartedAt(Option<Instant>);
+
+/// The matched route's template (`/api/<user_id>/tasks`), never the path as sent:
+/// `unmatched` when no route matched. Borrowed from the route, so nothing is allocated.
+pub fn route_template<'r>(request: &'r Request<'_>) -> &'r str {
+    request
+        .route()
+        .map_or("unmatched", |route| route.uri.origin.path().as_str())
+}
+
+/// Time since the request arrived (measured from the access log's request hook).
+pub fn elapsed(request: &Request<'_>) -> Option<Duration> {
+    request
+        .local_cache(|| StartedAt(None))
+        .0
+        .map(|started| started.elapsed())
+}
 
 /// The id of one request: the client's `X-Request-Id` when it is sane, else a new one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,15 +104,11 @@ struct Traced(Box<dyn Handler>);
 #[rocket::async_trait]
 impl Handler for Traced {
     async fn handle<'r>(&self, request: &'r Request<'_>, data: Data<'r>) -> Outcome<'r> {
-        let route = request
-            .route()
-            .map(|route| route.uri.origin.path().to_string())
-            .unwrap_or_default();
         let span = tracing::info_span!(
             "request",
             request_id = RequestId::of(request),
             method = request.method().as_str(),
-            route,
+            route = route_template(request),
         );
         self.0.handle(request, data).instrument(span).await
     }
@@ -125,15 +137,8 @@ impl Fairing for AccessLog {
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let latency_ms = request
-            .local_cache(|| StartedAt(None))
-            .0
-            .map(|started| started.elapsed().as_secs_f64() * 1000.0)
-            .unwrap_or_default();
-        let route = request
-            .route()
-            .map(|route| route.uri.origin.path().to_string())
-            .unwrap_or_else(|| "-".to_owned());
+        let latency_ms = elapsed(request).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let route = route_template(request);
         let status = response.status().code;
         let method = request.method().as_str();
         let request_id = RequestId::of(request);

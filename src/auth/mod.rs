@@ -129,6 +129,15 @@ pub fn stage() -> AdHoc {
         };
         match Verifier::new(&config.auth) {
             Ok(verifier) => {
+                if let Some(jwks) = &config.auth.jwks {
+                    let plain = url::Url::parse(&jwks.url).is_ok_and(|url| {
+                        url.scheme() == "http"
+                            && !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+                    });
+                    if plain {
+                        tracing::warn!(url = %jwks.url, "signing keys are fetched over plain http; use https outside a private network");
+                    }
+                }
                 tracing::info!(
                     hs256 = config.auth.secret.is_some(),
                     jwks = config.auth.jwks.as_ref().map(|j| j.url.as_str()),

@@ -307,6 +307,17 @@ pub struct TaskPatch {
     pub due_at: Option<DateTime<Utc>>,
 }
 
+/// The path of one task. Documentation only: the routes take `<user_id>` and `<id>`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// The token's `sub`.
+    pub user_id: String,
+    /// Task id.
+    #[param(minimum = 1)]
+    pub id: i64,
+}
+
 /// The body `PATCH …/complete` may carry. Documentation only.
 #[derive(utoipa::ToSchema)]
 pub struct CompleteBody {

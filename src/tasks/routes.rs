@@ -19,7 +19,7 @@ use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 use super::etag::{etag, IfMatch, IfNoneMatch, Tagged};
 #[allow(unused_imports)] // the schema types are named in the OpenAPI attributes
 use super::model::{
-    CompleteBody, InputMode, NewTask, Priority, Task, TaskChanges, TaskInput, TaskPatch,
+    CompleteBody, InputMode, NewTask, Priority, Task, TaskChanges, TaskInput, TaskPatch, TaskPath,
 };
 use super::query::{ListParams, ListQuery};
 #[allow(unused_imports)]
@@ -179,8 +179,7 @@ async fn create(
     summary = "Read a task",
     operation_id = "getTask",
     params(
-        ("user_id" = String, Path, description = "The token's `sub`"),
-        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        TaskPath,
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` the client holds: 304 when it is current"),
     ),
     responses(
@@ -239,8 +238,7 @@ async fn apply(
     operation_id = "replaceTask",
     description = "`title` is required; absent optional fields keep their value; explicit `null` clears.",
     params(
-        ("user_id" = String, Path, description = "The token's `sub`"),
-        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        TaskPath,
         ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these (`*`: any)"),
     ),
     request_body(content = TaskInput, content_type = "application/json"),
@@ -276,8 +274,7 @@ async fn replace(
     summary = "Change some fields of a task (JSON merge patch)",
     operation_id = "patchTask",
     params(
-        ("user_id" = String, Path, description = "The token's `sub`"),
-        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        TaskPath,
         ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these (`*`: any)"),
     ),
     request_body(content(
@@ -318,8 +315,7 @@ async fn patch(
     description = "No body flips `completed` atomically (n concurrent toggles flip it n times); \
         `{\"completed\": true|false}` sets it.",
     params(
-        ("user_id" = String, Path, description = "The token's `sub`"),
-        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        TaskPath,
         ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these"),
     ),
     request_body(content = Option<CompleteBody>, content_type = "application/json"),
@@ -367,8 +363,7 @@ async fn complete(
     summary = "Delete a task",
     operation_id = "deleteTask",
     params(
-        ("user_id" = String, Path, description = "The token's `sub`"),
-        ("id" = i64, Path, minimum = 1, description = "Task id"),
+        TaskPath,
         ("If-Match" = Option<String>, Header, description = "Delete only if the task's `ETag` is one of these"),
     ),
     responses(

@@ -56,7 +56,7 @@ on_both_backends! {
         assert_eq!(header(&headers, "access-control-allow-origin"), Some(ALLOWED));
         assert!(header(&headers, "vary").is_some_and(|v| v.contains("Origin")));
         let exposed = header(&headers, "access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
-        for h in ["etag", "location", "link", "x-total-count", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        for h in ["etag", "location", "link", "x-total-count", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "x-request-id", "retry-after"] {
             assert!(exposed.contains(h), "{h} not exposed: {exposed}");
         }
         let (status, headers, _) = raw_http(server.port, &request("https://evil.example")).await;
