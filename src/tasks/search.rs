@@ -36,7 +36,8 @@ pub fn contains_pattern(needle: &str) -> String {
 
 const BATCH: i64 = 500;
 
-const UNFOLDED: &str =
+/// The next rows to fill (public for the plan test: it must use the partial index).
+pub const UNFOLDED: &str =
     "SELECT id, title, description FROM tasks WHERE search_title IS NULL ORDER BY id LIMIT $1";
 
 const SET_FOLDED: &str =

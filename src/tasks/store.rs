@@ -163,7 +163,7 @@ fn to_task(row: Option<TaskRow>) -> Result<Option<Task>, ApiError> {
 }
 
 /// Binds list arguments ([`Arg`]) in order to a query of either backend; exported for the
-/// plan tests, which run the very statements [`list_statement`] makes.
+/// plan tests, which run the very statements [`ListStatement`] makes.
 #[macro_export]
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
@@ -197,28 +197,54 @@ pub struct Page {
     pub total: i64,
 }
 
-/// The page statement of `query` (the user id is `$1`), its arguments from `$2` on, and
-/// how many of those belong to the filter (the rest are `LIMIT` and `OFFSET`). Public so
+/// The statement of one list page (the user id is `$1`), built once per request. Public so
 /// the plan tests and benchmarks examine the very text the service runs.
-pub fn list_statement(query: &ListQuery, now: DateTime<Utc>) -> (String, Vec<Arg>, usize) {
-    let (filter, mut args) = query.filter(now);
-    let order = query.order_by();
-    let first_page_arg = args.len() + 2;
-    let sql = format!(
-        concat!(
-            "SELECT ",
-            columns!(),
-            ", (SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}) AS total_count \
-             FROM tasks WHERE user_id = $1{filter}{order} LIMIT ${limit} OFFSET ${offset}"
-        ),
-        filter = filter,
-        order = order,
-        limit = first_page_arg,
-        offset = first_page_arg + 1
-    );
-    let filter_arg_count = args.len();
-    args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
-    (sql, args, filter_arg_count)
+#[derive(Debug)]
+pub struct ListStatement {
+    /// The page with its total (the count rides on every row).
+    pub sql: String,
+    /// The filter after `user_id = $1`, for the count past the last page.
+    filter: String,
+    /// The arguments from `$2` on: the filter's, then `LIMIT` and `OFFSET`.
+    pub args: Vec<Arg>,
+    /// How many of `args` belong to the filter.
+    filter_args: usize,
+}
+
+impl ListStatement {
+    /// Builds the statement of `query`, with `now` for the overdue filter.
+    pub fn new(query: &ListQuery, now: DateTime<Utc>) -> Self {
+        let (filter, mut args) = query.filter(now);
+        let first_page_arg = args.len() + 2;
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                columns!(),
+                ", (SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}) AS total_count \
+                 FROM tasks WHERE user_id = $1{filter}{order} LIMIT ${limit} OFFSET ${offset}"
+            ),
+            filter = filter,
+            order = query.order_by(),
+            limit = first_page_arg,
+            offset = first_page_arg + 1
+        );
+        let filter_args = args.len();
+        args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
+        Self {
+            sql,
+            filter,
+            args,
+            filter_args,
+        }
+    }
+
+    /// The count alone, for a page past the end, which has no row to carry it.
+    fn count_sql(&self) -> String {
+        format!(
+            "SELECT COUNT(*) FROM tasks WHERE user_id = $1{}",
+            self.filter
+        )
+    }
 }
 
 /// A page of the user's tasks matching `query`: one statement, the total counted by an
@@ -226,22 +252,20 @@ pub fn list_statement(query: &ListQuery, now: DateTime<Utc>) -> (String, Vec<Arg
 /// page's rows, which the matching index yields already in order.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
 pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
-    let (sql, args, filter_arg_count) = list_statement(query, now());
+    let statement = ListStatement::new(query, now());
     let rows: Vec<ListRow> = on_pool!(db, |p| crate::bind_args!(
-        sqlx::query_as(&sql).bind(user.id()),
-        &args
+        sqlx::query_as(&statement.sql).bind(user.id()),
+        &statement.args
     )
     .fetch_all(p)
     .await)?;
     let total = match rows.first() {
         Some(row) => row.total_count,
-        // Past the last page the count has no row to ride on.
         None if query.offset > 0 => {
-            let (filter, _) = query.filter(now());
-            let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}");
+            let count_sql = statement.count_sql();
             on_pool!(db, |p| crate::bind_args!(
                 sqlx::query_scalar::<_, i64>(&count_sql).bind(user.id()),
-                &args[..filter_arg_count]
+                &statement.args[..statement.filter_args]
             )
             .fetch_one(p)
             .await)?
