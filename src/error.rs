@@ -273,6 +273,24 @@ pub struct ErrorBody {
     pub field_errors: FieldErrors,
 }
 
+/// The answers of the JSON body guards ([`JsonObject`], [`OptionalJsonObject`]), for the
+/// OpenAPI description of every route that takes a body. Documentation only.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    /// `malformed_json`.
+    #[response(
+        status = 400,
+        description = "`malformed_json`: not JSON, or not an object"
+    )]
+    Malformed(ErrorBody),
+    /// `payload_too_large`.
+    #[response(status = 413, description = "`payload_too_large`: body over 64 KiB")]
+    TooLarge(ErrorBody),
+    /// `unsupported_media_type`.
+    #[response(status = 415, description = "`unsupported_media_type`: not JSON")]
+    MediaType(ErrorBody),
+}
+
 /// What a client is told about an error: status, body and the headers that go with it.
 #[derive(Debug, Clone)]
 pub struct PublicError {

@@ -79,6 +79,17 @@ fn versions(tags: &[EntityTag], id: i64, strong_only: bool) -> impl Iterator<Ite
         .filter_map(move |tag| tag.opaque.strip_prefix(&prefix)?.parse().ok())
 }
 
+/// The `If-Match` parameter of every conditional write, for the OpenAPI description.
+/// Documentation only: the routes read the header through [`IfMatch`].
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfMatchHeader {
+    /// Write only if the task's `ETag` is one of these (`*`: if it exists); otherwise 412
+    /// `precondition_failed` and nothing is written.
+    #[param(rename = "If-Match")]
+    pub if_match: Option<String>,
+}
+
 /// The `If-Match` header of a write, if any.
 #[derive(Debug, Clone, Default)]
 pub struct IfMatch(Option<TagList>);

@@ -16,7 +16,7 @@ use crate::auth::AuthedUser;
 use crate::db::Db;
 use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 
-use super::etag::{etag, IfMatch, IfNoneMatch, Tagged};
+use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
 #[allow(unused_imports)] // the schema types are named in the OpenAPI attributes
 use super::model::{
     CompleteBody, InputMode, NewTask, Priority, Task, TaskChanges, TaskInput, TaskPatch, TaskPath,
@@ -26,7 +26,7 @@ use super::query::{ListParams, ListQuery};
 use super::query::{OrderParam, SortParam, StatusParam};
 use super::store::{self, InvalidTaskId, TaskId};
 #[allow(unused_imports)]
-use crate::error::ErrorBody;
+use crate::error::{BodyErrors, ErrorBody};
 
 const NO_SUCH_TASK: ApiError = ApiError::NotFound("Task not found");
 
@@ -145,10 +145,8 @@ async fn list(
     responses(
         (status = 201, description = "Created", body = Task,
             headers(("Location" = String, description = "The new task's URL"), ("ETag" = String, description = "The task's entity tag"))),
-        (status = 400, description = "Not JSON, or not an object", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 422, description = "Fields break rules; `field_errors` names each", body = ErrorBody),
+        BodyErrors,
     ),
     security(("bearer" = []))
 )]
@@ -239,17 +237,15 @@ async fn apply(
     description = "`title` is required; absent optional fields keep their value; explicit `null` clears.",
     params(
         TaskPath,
-        ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these (`*`: any)"),
+        IfMatchHeader,
     ),
     request_body(content = TaskInput, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
-        (status = 400, description = "Not JSON, or not an object", body = ErrorBody),
         (status = 404, description = "No such task for this user", body = ErrorBody),
         (status = 412, description = "`If-Match` names an outdated version; nothing was written", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not `application/json`", body = ErrorBody),
         (status = 422, description = "Fields break rules", body = ErrorBody),
+        BodyErrors,
     ),
     security(("bearer" = []))
 )]
@@ -275,7 +271,7 @@ async fn replace(
     operation_id = "patchTask",
     params(
         TaskPath,
-        ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these (`*`: any)"),
+        IfMatchHeader,
     ),
     request_body(content(
         (TaskPatch = "application/merge-patch+json"),
@@ -283,12 +279,10 @@ async fn replace(
     )),
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
-        (status = 400, description = "Not JSON, or not an object", body = ErrorBody),
         (status = 404, description = "No such task for this user", body = ErrorBody),
         (status = 412, description = "`If-Match` names an outdated version; nothing was written", body = ErrorBody),
-        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Fields break rules (`\"title\": null` included)", body = ErrorBody),
+        BodyErrors,
     ),
     security(("bearer" = []))
 )]
@@ -316,7 +310,7 @@ async fn patch(
         `{\"completed\": true|false}` sets it.",
     params(
         TaskPath,
-        ("If-Match" = Option<String>, Header, description = "Apply only if the task's `ETag` is one of these"),
+        IfMatchHeader,
     ),
     request_body(content = Option<CompleteBody>, content_type = "application/json"),
     responses(
@@ -324,6 +318,7 @@ async fn patch(
         (status = 404, description = "No such task for this user", body = ErrorBody),
         (status = 412, description = "`If-Match` names an outdated version", body = ErrorBody),
         (status = 422, description = "`completed` is not a boolean, or the id is bad", body = ErrorBody),
+        BodyErrors,
     ),
     security(("bearer" = []))
 )]
@@ -364,7 +359,7 @@ async fn complete(
     operation_id = "deleteTask",
     params(
         TaskPath,
-        ("If-Match" = Option<String>, Header, description = "Delete only if the task's `ETag` is one of these"),
+        IfMatchHeader,
     ),
     responses(
         (status = 204, description = "Deleted (no body)"),

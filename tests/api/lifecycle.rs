@@ -204,8 +204,14 @@ on_both_backends! {
         let refused = lines.iter().find(|l| l["message"] == "token refused").expect("the refusal is logged");
         assert_eq!(refused["spans"][0]["request_id"], generated.as_str(), "lines inside the handler name the request");
         assert!(lines.iter().any(|l| l["request_id"] == generated.as_str() && l["status"] == 401));
+        let started = lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains("listening"))).expect("a start-up line");
+        let names: Vec<&str> = started["settings_from_env"].as_str().unwrap_or_default().split('"').filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c == '_') && !n.is_empty()).collect();
+        for name in ["DATABASE_URL", "BETTER_AUTH_SECRET", "PORT", "LOG_FORMAT", "ROCKET_PROFILE"] {
+            assert!(names.contains(&name), "the start-up line names {name}: {started}");
+        }
         let all = served.stdout.lock().unwrap().clone();
         assert!(!all.contains(&token) && !all.contains("QUERY-SECRET-VALUE") && !all.contains("Bearer"), "{all}");
+        assert!(!all.contains(TEST_SECRET) && !all.contains(&db_url), "a setting's value was logged: {all}");
     }
 }
 
