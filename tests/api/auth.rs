@@ -126,6 +126,10 @@ on_both_databases! {
         }
         let in_query = app.request(Method::Get, &format!("/api/alice/tasks?access_token={token}"), None, None).await;
         assert_401(&in_query, "auth_required", "a token in the query string is not accepted");
+        for cookie in [format!("token={token}"), format!("better-auth.session_token={token}"), format!("Authorization=Bearer {token}")] {
+            let in_cookie = app.request_with(Method::Get, "/api/alice/tasks", None, None, &[("Cookie", &cookie)]).await;
+            assert_401(&in_cookie, "auth_required", "a token in a cookie is not accepted");
+        }
     }
 
     async fn the_bearer_scheme_is_case_insensitive(app) {
