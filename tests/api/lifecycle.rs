@@ -22,7 +22,7 @@ struct Served {
 }
 
 impl Served {
-    async fn start(db_url: &str) -> Served {
+    async fn start(db_url: &str, extra_env: &[(&str, &str)]) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,6 +37,7 @@ impl Served {
             .env("BETTER_AUTH_SECRET", TEST_SECRET)
             .env("LOG_FORMAT", "json")
             .env("SHUTDOWN_GRACE_SECS", "5")
+            .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -133,7 +134,9 @@ async fn answers(port: u16) -> bool {
 on_both_backends! {
     async fn sigterm_lets_a_request_in_flight_finish_then_exits_0(backend) {
         let (db_url, _dir) = TestApp::fresh_database(backend).await;
-        let served = Served::start(&db_url).await;
+        // The request below waits on a lock for as long as the test needs, even on a busy
+        // machine: the SQLite busy timeout (the pool's connect_timeout) is raised to 30 s.
+        let served = Served::start(&db_url, &[("ROCKET_DATABASES", "{todo={connect_timeout=30}}")]).await;
         let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
 
         // Hold the write lock, so the create below stays in flight until it is released.
@@ -181,7 +184,7 @@ on_both_backends! {
 
     async fn json_access_logs_carry_the_request_id_and_user_but_no_token(backend) {
         let (db_url, _dir) = TestApp::fresh_database(backend).await;
-        let served = Served::start(&db_url).await;
+        let served = Served::start(&db_url, &[]).await;
         let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
         let (status, headers, _) = raw_http(
             served.port,
