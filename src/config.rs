@@ -97,6 +97,16 @@ const VARIABLES: &[(&str, &str, Kind)] = &[
         Kind::Number { min: 0 },
     ),
     ("METRICS_ENABLED", "metrics.enabled", Kind::Bool),
+    (
+        "HEADER_READ_TIMEOUT_SECS",
+        "connections.header_read_timeout",
+        Kind::Number { min: 0 },
+    ),
+    (
+        "MAX_CONNECTIONS",
+        "connections.max",
+        Kind::Number { min: 1 },
+    ),
 ];
 
 /// Like [`figment`], reading variables through `env` (tests pass a fixed map).

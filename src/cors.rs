@@ -4,6 +4,10 @@
 //! rocket_cors' fairing answers a request from an unlisted origin with 403. That is right
 //! for a preflight, but a plain request from elsewhere (a same-origin page, a server) should
 //! just get no `Access-Control-Allow-Origin`; the wrapper below lets those pass untouched.
+//!
+//! Invariant: an `Origin` is compared as an exact string with the listed ones, before
+//! rocket_cors parses it, so a malformed one (`http://host:3000.evil`) is just another
+//! unlisted origin: its preflight gets the contract's 403, never rocket_cors' 500.
 
 use std::collections::HashSet;
 
@@ -13,6 +17,7 @@ use rocket::{Build, Data, Request, Response, Rocket};
 use rocket_cors::{AllowedHeaders, AllowedOrigins, Cors, CorsOptions, Method};
 
 use crate::config::AppConfig;
+use crate::error::{answer_early, ApiError};
 
 /// Request headers a browser may send.
 pub const ALLOWED_HEADERS: [&str; 4] =
@@ -64,10 +69,9 @@ struct CorsFairing {
 struct Bypassed(bool);
 
 impl CorsFairing {
-    fn bypasses(&self, request: &Request<'_>) -> bool {
-        let origin = request.headers().get_one("Origin");
-        request.method() != HttpMethod::Options
-            && origin.is_some_and(|origin| !self.origins.contains(origin))
+    fn is_listed(&self, request: &Request<'_>) -> Option<bool> {
+        let origin = request.headers().get_one("Origin")?;
+        Some(self.origins.contains(origin))
     }
 }
 
@@ -85,10 +89,20 @@ impl Fairing for CorsFairing {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, data: &mut Data<'_>) {
-        let bypass = self.bypasses(request);
-        request.local_cache(|| Bypassed(bypass));
-        if !bypass {
-            self.inner.on_request(request, data).await;
+        let preflight = request.method() == HttpMethod::Options;
+        if self.is_listed(request) == Some(false) {
+            request.local_cache(|| Bypassed(true));
+            if preflight {
+                answer_early(request, ApiError::OriginRefused);
+            }
+            return;
+        }
+        request.local_cache(|| Bypassed(false));
+        self.inner.on_request(request, data).await;
+        if preflight && request.uri().path().starts_with("/cors/") {
+            // rocket_cors refused a listed origin's preflight (a method or header that is
+            // not allowed): same answer, with the contract's body.
+            answer_early(request, ApiError::OriginRefused);
         }
     }
 

@@ -9,10 +9,12 @@ use std::io::Cursor;
 use std::sync::Mutex;
 
 use rocket::data::{Data, FromData, Outcome as DataOutcome, ToByteUnit};
-use rocket::fairing::AdHoc;
-use rocket::http::{ContentType, Header, Status};
+use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::http::uri::Origin;
+use rocket::http::{ContentType, Header, Method, Status};
 use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
+use rocket::route::{Handler, Outcome as RouteOutcome, Route};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -62,9 +64,19 @@ pub enum ApiError {
     /// 403: the path names another user.
     #[error("forbidden")]
     Forbidden,
+    /// 403: a CORS preflight from an origin that is not allowed (or not an origin at all),
+    /// or asking for a method or header that is not allowed.
+    #[error("CORS preflight refused")]
+    OriginRefused,
     /// 404: no such task for this user, or no such route.
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// 414: the request's URI is over [`MAX_URI_BYTES`].
+    #[error("URI too long")]
+    UriTooLong,
+    /// 431: the request's headers are over [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`].
+    #[error("request headers too large")]
+    HeadersTooLarge,
     /// 412: `If-Match` does not match.
     #[error("precondition failed")]
     PreconditionFailed,
@@ -86,6 +98,15 @@ pub enum ApiError {
     /// 503: the database cannot be reached.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// 422: the database refused a value the input checks let through.
+    #[error("the database refused a value: {source}")]
+    Refused {
+        /// The field at fault, when the database said which.
+        field: Option<&'static str>,
+        /// The driver's error, for the log only.
+        #[source]
+        source: sqlx::Error,
+    },
     /// 503: no key to check the token with can be had from the key source right now. Not
     /// a 401, so a frontend does not sign its user out for the service's outage.
     #[error("signing keys unavailable")]
@@ -111,12 +132,14 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => Status::BadRequest,
             Self::AuthRequired(_) | Self::InvalidToken => Status::Unauthorized,
-            Self::Forbidden => Status::Forbidden,
+            Self::Forbidden | Self::OriginRefused => Status::Forbidden,
             Self::NotFound(_) => Status::NotFound,
             Self::PreconditionFailed => Status::PreconditionFailed,
+            Self::UriTooLong => Status::UriTooLong,
+            Self::HeadersTooLarge => Status::RequestHeaderFieldsTooLarge,
             Self::PayloadTooLarge => Status::PayloadTooLarge,
             Self::UnsupportedMediaType => Status::UnsupportedMediaType,
-            Self::Validation(_) => Status::UnprocessableEntity,
+            Self::Validation(_) | Self::Refused { .. } => Status::UnprocessableEntity,
             Self::RateLimited { .. } => Status::TooManyRequests,
             Self::Unavailable(_) | Self::KeysUnavailable { .. } => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
@@ -129,12 +152,14 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::AuthRequired(_) => "auth_required",
             Self::InvalidToken => "invalid_token",
-            Self::Forbidden => "forbidden",
+            Self::Forbidden | Self::OriginRefused => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::PreconditionFailed => "precondition_failed",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::Validation(_) => "validation_error",
+            Self::Validation(_) | Self::Refused { .. } => "validation_error",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) | Self::KeysUnavailable { .. } => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -148,13 +173,22 @@ impl ApiError {
             Self::AuthRequired(reason) => (*reason).to_owned(),
             Self::InvalidToken => "Token is invalid or expired".to_owned(),
             Self::Forbidden => "You may only access your own tasks".to_owned(),
+            Self::OriginRefused => {
+                "This origin, method or header is not allowed to call the API (CORS)".to_owned()
+            }
             Self::NotFound(what) => (*what).to_owned(),
             Self::PreconditionFailed => {
                 "The task has changed since it was read (If-Match)".to_owned()
             }
+            Self::UriTooLong => format!("Request URI is longer than {MAX_URI_BYTES} bytes"),
+            Self::HeadersTooLarge => format!(
+                "Request has more than {MAX_HEADERS} headers or {} KiB of them",
+                MAX_HEADER_BYTES / 1024
+            ),
             Self::PayloadTooLarge => "Request body is larger than 64 KiB".to_owned(),
             Self::UnsupportedMediaType => "Request body must be application/json".to_owned(),
             Self::Validation(_) => "Request has invalid fields".to_owned(),
+            Self::Refused { .. } => "The database refused a value of the request".to_owned(),
             Self::RateLimited { .. } => "Too many requests; slow down".to_owned(),
             Self::Unavailable(_) => "The database is unavailable; try again shortly".to_owned(),
             Self::KeysUnavailable { .. } => {
@@ -169,6 +203,12 @@ impl ApiError {
                 error_code: self.code(),
                 field_errors: match self {
                     Self::Validation(errors) => errors.clone(),
+                    Self::Refused {
+                        field: Some(field), ..
+                    } => FieldErrors::from([(
+                        (*field).to_owned(),
+                        vec!["The database refused this value".to_owned()],
+                    )]),
                     _ => FieldErrors::new(),
                 },
             },
@@ -191,6 +231,8 @@ impl ApiError {
             405 => ("method_not_allowed", "Method not allowed"),
             412 => ("precondition_failed", "Precondition failed"),
             413 => ("payload_too_large", "Request body is larger than 64 KiB"),
+            414 => ("uri_too_long", "Request URI is too long"),
+            431 => ("headers_too_large", "Request headers are too large"),
             415 => (
                 "unsupported_media_type",
                 "Request body must be application/json",
@@ -218,6 +260,14 @@ impl ApiError {
     fn log(&self) {
         match self {
             Self::Unavailable(error) => tracing::error!(error = %error, "database unavailable"),
+            Self::Refused { field, source } => {
+                let sqlstate = match source {
+                    sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                    _ => None,
+                };
+                // The message may quote the value; the code and field say enough.
+                tracing::warn!(?sqlstate, field, "the database refused a value")
+            }
             Self::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "internal error")
             }
@@ -228,31 +278,110 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            // The wire conversation broke off (e.g. a connection cut mid-handshake).
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
-            sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => Self::Unavailable(error),
-            _ => Self::Internal(anyhow::Error::new(error)),
+        match classify(&error) {
+            DbErrorClass::Unavailable => Self::Unavailable(error),
+            DbErrorClass::Refused(field) => Self::Refused {
+                field,
+                source: error,
+            },
+            DbErrorClass::Unexpected => Self::Internal(anyhow::Error::new(error)),
         }
     }
 }
 
-/// Database errors that mean "cannot serve now" rather than "this query is wrong".
-fn is_unavailable(error: &dyn sqlx::error::DatabaseError) -> bool {
-    let Some(code) = error.code() else {
-        return false;
-    };
-    // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes (low byte).
-    // PostgreSQL: class 08 (connection), 53 (resources), 57P0x (shutdown / crash recovery).
-    match code.parse::<i64>() {
-        Ok(sqlite_code) => matches!(sqlite_code & 0xff, 5 | 6),
-        Err(_) => code.starts_with("08") || code.starts_with("53") || code.starts_with("57P"),
+/// What a database error means for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorClass {
+    /// The database cannot serve now (connection, pool, resources): 503, and the service
+    /// recovers by itself.
+    Unavailable,
+    /// The database refused a value (a data exception or a constraint): 422, naming the
+    /// field when the error tells which.
+    Refused(Option<&'static str>),
+    /// Anything else (a wrong query, a decoding bug): 500.
+    Unexpected,
+}
+
+/// Classifies a database error by its class, never by its message alone.
+pub fn classify(error: &sqlx::Error) -> DbErrorClass {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        // The wire conversation broke off (e.g. a connection cut mid-handshake).
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => DbErrorClass::Unavailable,
+        // A value the driver could not encode for the database is bad input too.
+        sqlx::Error::Encode(_) => DbErrorClass::Refused(None),
+        sqlx::Error::Database(db) => {
+            let field = || field_named_in(db.as_ref());
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                classify_postgres(&code, field)
+            } else {
+                match code.parse::<i64>() {
+                    Ok(code) => classify_sqlite(code, field),
+                    Err(_) => DbErrorClass::Unexpected,
+                }
+            }
+        }
+        _ => DbErrorClass::Unexpected,
     }
+}
+
+/// Classifies a PostgreSQL SQLSTATE; `field` is asked only for refusals.
+pub fn classify_postgres(
+    sqlstate: &str,
+    field: impl FnOnce() -> Option<&'static str>,
+) -> DbErrorClass {
+    match sqlstate.get(..2).unwrap_or_default() {
+        // Connection exception; insufficient resources.
+        "08" | "53" => DbErrorClass::Unavailable,
+        // Admin or crash shutdown, "cannot connect now".
+        "57" if matches!(sqlstate, "57P01" | "57P02" | "57P03") => DbErrorClass::Unavailable,
+        // Data exception; integrity constraint violation.
+        "22" | "23" => DbErrorClass::Refused(field()),
+        _ => DbErrorClass::Unexpected,
+    }
+}
+
+/// Classifies a SQLite result code (primary or extended: the primary code is its low
+/// byte); `field` is asked only for refusals.
+pub fn classify_sqlite(code: i64, field: impl FnOnce() -> Option<&'static str>) -> DbErrorClass {
+    match code & 0xff {
+        // BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+        5 | 6 | 7 | 8 | 10 | 13 | 14 | 15 => DbErrorClass::Unavailable,
+        // TOOBIG, CONSTRAINT, MISMATCH, RANGE.
+        18 | 19 | 20 | 25 => DbErrorClass::Refused(field()),
+        _ => DbErrorClass::Unexpected,
+    }
+}
+
+/// The task field a refusal names: PostgreSQL gives the constraint and column, SQLite only
+/// its message (`CHECK constraint failed: length(title) …`).
+fn field_named_in(error: &dyn sqlx::error::DatabaseError) -> Option<&'static str> {
+    const FIELDS: [&str; 7] = [
+        "user_id",
+        "description",
+        "category",
+        "priority",
+        "completed",
+        "due_at",
+        "title",
+    ];
+    let mut text = error.message().to_owned();
+    if let Some(constraint) = error.constraint() {
+        text.push(' ');
+        text.push_str(constraint);
+    }
+    if let Some(pg) = error.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        if let Some(column) = pg.column() {
+            text.push(' ');
+            text.push_str(column);
+        }
+    }
+    FIELDS.into_iter().find(|field| text.contains(field))
 }
 
 /// The body of every error response.
@@ -369,10 +498,81 @@ fn any_status(status: Status, request: &Request<'_>) -> PublicError {
     }
 }
 
-/// Registers the catcher that renders every status Rocket answers itself as the JSON shape.
+/// Longest request URI (path and query) the service reads.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most request headers the service reads.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of request header names and values the service reads.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Where [`answer_early`] sends a request.
+const EARLY_ROUTE: &str = "/_refused";
+
+/// Answers `request` with `error` from a request fairing, which cannot answer by itself:
+/// the error is stashed for the catcher, and the request goes to a route that fails with
+/// its status, so no guard or handler of the original route runs.
+pub fn answer_early(request: &mut Request<'_>, error: ApiError) {
+    error.log();
+    error.public().stash(request);
+    request.set_method(Method::Get);
+    request.set_uri(Origin::path_only(EARLY_ROUTE));
+}
+
+/// The route behind [`answer_early`]: fails with the stashed error's status, or 404 when
+/// called directly.
+#[derive(Clone)]
+struct EarlyAnswer;
+
+#[rocket::async_trait]
+impl Handler for EarlyAnswer {
+    async fn handle<'r>(&self, request: &'r Request<'_>, _: Data<'r>) -> RouteOutcome<'r> {
+        let slot = request.local_cache(|| StashedError(Mutex::new(None)));
+        let status = slot
+            .0
+            .lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(|error| error.status));
+        RouteOutcome::Error(status.unwrap_or(Status::NotFound))
+    }
+}
+
+/// Refuses request heads over the service's limits with the contract's body, before any
+/// route runs. (hyper refuses heads over its own, larger limits with a bare 431.)
+struct HeadLimits;
+
+#[rocket::async_trait]
+impl Fairing for HeadLimits {
+    fn info(&self) -> Info {
+        Info {
+            name: "Request head limits",
+            kind: Kind::Request,
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        let uri = request.uri();
+        let uri_bytes = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+        let headers = request.headers();
+        let header_bytes: usize = headers
+            .iter()
+            .map(|h| h.name().as_str().len() + h.value().len())
+            .sum();
+        if uri_bytes > MAX_URI_BYTES {
+            answer_early(request, ApiError::UriTooLong);
+        } else if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+            answer_early(request, ApiError::HeadersTooLarge);
+        }
+    }
+}
+
+/// Registers the catcher that renders every status Rocket answers itself as the JSON
+/// shape, the request head limits, and the route that answers refusals made early.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Error catchers", |rocket| async {
-        rocket.register("/", catchers![any_status])
+        rocket
+            .attach(HeadLimits)
+            .mount("/", vec![Route::new(Method::Get, EARLY_ROUTE, EarlyAnswer)])
+            .register("/", catchers![any_status])
     })
 }
 
@@ -478,5 +678,79 @@ mod tests {
         assert_eq!(public.retry_after, Some(5));
         let public = ApiError::from(sqlx::Error::RowNotFound).public();
         assert_eq!(public.status, Status::InternalServerError);
+    }
+
+    #[test]
+    fn database_codes_are_classified_by_their_class() {
+        use DbErrorClass::*;
+        let title = || Some("title");
+        for (sqlstate, expected) in [
+            // Connection, resources, shutdown: all-digit codes too.
+            ("08006", Unavailable),
+            ("08001", Unavailable),
+            ("08P01", Unavailable),
+            ("53300", Unavailable),
+            ("53100", Unavailable),
+            ("57P01", Unavailable),
+            ("57P02", Unavailable),
+            ("57P03", Unavailable),
+            // Data exceptions and constraint violations.
+            ("22021", Refused(Some("title"))),
+            ("22001", Refused(Some("title"))),
+            ("22P02", Refused(Some("title"))),
+            ("23514", Refused(Some("title"))),
+            ("23505", Refused(Some("title"))),
+            // Anything else.
+            ("42P01", Unexpected),
+            ("42601", Unexpected),
+            ("57014", Unexpected),
+            ("57P04", Unexpected),
+            ("XX000", Unexpected),
+            ("", Unexpected),
+        ] {
+            assert_eq!(
+                classify_postgres(sqlstate, title),
+                expected,
+                "SQLSTATE {sqlstate}"
+            );
+        }
+        for (code, expected) in [
+            (5, Unavailable),
+            (517, Unavailable),
+            (6, Unavailable),
+            (10, Unavailable),
+            (13, Unavailable),
+            (14, Unavailable),
+            (19, Refused(Some("title"))),
+            (275, Refused(Some("title"))),
+            (1299, Refused(Some("title"))),
+            (2067, Refused(Some("title"))),
+            (18, Refused(Some("title"))),
+            (20, Refused(Some("title"))),
+            (1, Unexpected),
+            (11, Unexpected),
+        ] {
+            assert_eq!(classify_sqlite(code, title), expected, "SQLite code {code}");
+        }
+    }
+
+    #[test]
+    fn a_refused_value_is_a_422_naming_its_field_and_never_quoting_the_database() {
+        let error = ApiError::Refused {
+            field: Some("title"),
+            source: sqlx::Error::Protocol("CHECK constraint failed: length(title)".into()),
+        };
+        let public = error.public();
+        assert_eq!(public.status, Status::UnprocessableEntity);
+        assert_eq!(public.body.error_code, "validation_error");
+        assert_eq!(
+            public.body.field_errors.keys().collect::<Vec<_>>(),
+            ["title"]
+        );
+        assert!(!public.body.detail.contains("CHECK"));
+        assert_eq!(public.retry_after, None);
+        let public = ApiError::from(sqlx::Error::Encode("bad".into())).public();
+        assert_eq!(public.status, Status::UnprocessableEntity);
+        assert!(public.body.field_errors.is_empty());
     }
 }

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use rocket_db_pools::Database as _;
 use todo_api::config::{self, AppConfig};
 use todo_api::db::{AppPool, PoolSettings};
 use todo_api::{auth, telemetry};
@@ -115,7 +116,13 @@ async fn main() -> ExitCode {
 
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match todo_api::rocket(figment).launch().await {
-            Ok(_) => ExitCode::SUCCESS,
+            Ok(rocket) => {
+                // Every request has been answered: now the pool may close.
+                if let Some(db) = todo_api::db::Db::fetch(&rocket) {
+                    db.close().await;
+                }
+                ExitCode::SUCCESS
+            }
             Err(error) => {
                 tracing::error!("{error}");
                 ExitCode::FAILURE

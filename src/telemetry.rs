@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
-use rocket::http::Header;
+use rocket::http::{Header, Method};
 use rocket::route::{Handler, Outcome, Route};
 use rocket::{Data, Request, Response};
 use tracing::Instrument as _;
@@ -41,6 +41,9 @@ pub fn init(config: &LogConfig) {
 }
 
 struct StartedAt(Option<Instant>);
+
+/// The method as the client sent it: a request answered early is rerouted as a `GET`.
+struct SentMethod(Option<Method>);
 
 /// The matched route's template (`/api/<user_id>/tasks`), never the path as sent:
 /// `unmatched` when no route matched. Borrowed from the route, so nothing is allocated.
@@ -114,19 +117,26 @@ impl Handler for Traced {
     }
 }
 
+/// Stamps each request with its arrival time and id, before any other fairing runs.
+struct RequestStart;
+
+/// Writes the access line. Attached after every other stage, so its response hook runs
+/// last and logs what the client really gets (a preflight rocket_cors turned into 204).
 struct AccessLog;
 
 #[rocket::async_trait]
-impl Fairing for AccessLog {
+impl Fairing for RequestStart {
     fn info(&self) -> Info {
         Info {
-            name: "Access log",
-            kind: Kind::Request | Kind::Response,
+            name: "Request start",
+            kind: Kind::Request,
         }
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         request.local_cache(|| StartedAt(Some(Instant::now())));
+        let method = request.method();
+        request.local_cache(|| SentMethod(Some(method)));
         let id = request
             .headers()
             .get_one("X-Request-Id")
@@ -135,12 +145,26 @@ impl Fairing for AccessLog {
             .map_or_else(new_request_id, str::to_owned);
         request.local_cache(|| RequestId(id));
     }
+}
+
+#[rocket::async_trait]
+impl Fairing for AccessLog {
+    fn info(&self) -> Info {
+        Info {
+            name: "Access log",
+            kind: Kind::Response,
+        }
+    }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let latency_ms = elapsed(request).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         let route = route_template(request);
         let status = response.status().code;
-        let method = request.method().as_str();
+        let method = request
+            .local_cache(|| SentMethod(None))
+            .0
+            .unwrap_or_else(|| request.method())
+            .as_str();
         let request_id = RequestId::of(request);
         let user = request.local_cache(LoggedUser::default).0.as_deref();
         response.set_header(Header::new("X-Request-Id", request_id.to_owned()));
@@ -156,7 +180,12 @@ impl Fairing for AccessLog {
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Telemetry", |rocket| async {
         rocket
-            .attach(AccessLog)
+            .attach(RequestStart)
+            // An ignite hook attached while igniting runs after every stage attached
+            // before ignition, so the access log's response hook comes after theirs.
+            .attach(AdHoc::on_ignite("Access log", |rocket| async {
+                rocket.attach(AccessLog)
+            }))
             .attach(AdHoc::on_liftoff("Start-up log", |rocket| {
                 Box::pin(async move {
                     let config = rocket.config();

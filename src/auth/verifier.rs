@@ -52,7 +52,7 @@ pub enum TokenError {
     /// A required claim is missing or has the wrong type.
     #[error("missing or invalid claim")]
     Claims,
-    /// `sub` is missing or empty.
+    /// `sub` is missing, empty, or holds U+0000 (no database can store such a user id).
     #[error("missing subject")]
     Subject,
 }
@@ -228,7 +228,7 @@ impl Verifier {
             _ => return Err(TokenError::Algorithm.into()),
         };
         match claims.sub {
-            Some(sub) if !sub.trim().is_empty() => Ok(sub),
+            Some(sub) if !sub.trim().is_empty() && !sub.contains('\0') => Ok(sub),
             _ => Err(TokenError::Subject.into()),
         }
     }

@@ -204,6 +204,12 @@ impl AppPool {
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
+    /// Closes the pool, waiting for connections in use to come back. For after the server
+    /// has answered its last request.
+    pub async fn close(&self) {
+        on_pool!(self, |p| p.close().await);
+    }
+
     /// Connections open and idle, for health and metrics.
     pub fn size_and_idle(&self) -> (u32, usize) {
         on_pool!(self, |p| (p.size(), p.num_idle()))
@@ -236,9 +242,10 @@ impl rocket_db_pools::Pool for AppPool {
         Ok(self.clone())
     }
 
-    async fn close(&self) {
-        on_pool!(self, |p| p.close().await);
-    }
+    /// rocket_db_pools calls this from its shutdown fairing, when shutdown *starts*: closing
+    /// then would fail every request still waiting for a connection. The pool stays open
+    /// until the server has drained; [`AppPool::close`] closes it after that.
+    async fn close(&self) {}
 }
 
 async fn run_migrations(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {

@@ -14,6 +14,19 @@ pub const DESCRIPTION_MAX: usize = 1000;
 /// Longest category, in Unicode scalar values.
 pub const CATEGORY_MAX: usize = 100;
 
+/// Why a text holding U+0000 is refused: PostgreSQL cannot store it, and SQLite's
+/// `length()` stops at it, so the two databases would disagree about the same value.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// Refuses a text value holding U+0000, for `what` ("Title", "q", …).
+pub fn refuse_nul(what: &str, text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        Err(format!("{what} {NUL_MESSAGE}"))
+    } else {
+        Ok(())
+    }
+}
+
 /// A task's priority; sorts low < medium < high.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default, utoipa::ToSchema,
@@ -74,6 +87,7 @@ impl Title {
                 "Title must be a string".to_owned()
             });
         };
+        refuse_nul("Title", raw)?;
         let title = raw.trim();
         if title.is_empty() {
             return Err("Title is required and cannot be empty".to_owned());
@@ -93,6 +107,7 @@ impl Title {
 fn parse_description(value: &Value) -> Result<Option<String>, String> {
     match value {
         Value::Null => Ok(None),
+        Value::String(text) if text.contains('\0') => Err(format!("Description {NUL_MESSAGE}")),
         Value::String(text) if text.chars().count() <= DESCRIPTION_MAX => Ok(Some(text.clone())),
         Value::String(_) => Err(format!(
             "Description must be at most {DESCRIPTION_MAX} characters"
@@ -105,6 +120,7 @@ fn parse_category(value: &Value) -> Result<Option<String>, String> {
     match value {
         Value::Null => Ok(None),
         Value::String(text) => {
+            refuse_nul("Category", text)?;
             let text = text.trim();
             let chars = text.chars().count();
             if chars == 0 || chars > CATEGORY_MAX {

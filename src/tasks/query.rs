@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{ApiError, FieldErrorsBuilder};
 
-use super::model::{parse_timestamp, Priority};
+use super::model::{parse_timestamp, Priority, CATEGORY_MAX, NUL_MESSAGE};
 use super::search::{contains_pattern, fold};
 
 /// Largest and default page size.
@@ -164,7 +164,13 @@ impl ListParams {
         let mut check =
             |name: &str, value: &Option<String>, parse: &dyn Fn(&str) -> Result<(), String>| {
                 if let Some(value) = value {
-                    if let Err(message) = parse(value.trim()) {
+                    // No parameter has a use for U+0000, and the database cannot hold it.
+                    let checked = if value.contains('\0') {
+                        Err(NUL_MESSAGE.to_owned())
+                    } else {
+                        parse(value.trim())
+                    };
+                    if let Err(message) = checked {
                         errors.add(name, message);
                     }
                 }
@@ -180,8 +186,8 @@ impl ListParams {
                 .ok_or_else(|| "must be one of: low, medium, high".to_owned())
         });
         check("category", &this.category, &|v| {
-            if v.is_empty() || v.chars().count() > 100 {
-                Err("must be 1 to 100 characters".to_owned())
+            if v.is_empty() || v.chars().count() > CATEGORY_MAX {
+                Err(format!("must be 1 to {CATEGORY_MAX} characters"))
             } else {
                 Ok(())
             }
@@ -338,8 +344,10 @@ impl ListQuery {
             (CreatedAt, true) => " ORDER BY created_at DESC, id DESC",
             (UpdatedAt, false) => " ORDER BY updated_at ASC, id ASC",
             (UpdatedAt, true) => " ORDER BY updated_at DESC, id DESC",
-            (Title, false) => " ORDER BY title ASC, id ASC",
-            (Title, true) => " ORDER BY title DESC, id DESC",
+            // The folded title, so case does not split the order; its collation is the
+            // code point order on both databases (migration 0004).
+            (Title, false) => " ORDER BY search_title ASC, id ASC",
+            (Title, true) => " ORDER BY search_title DESC, id DESC",
             (Priority, false) => " ORDER BY priority ASC, id ASC",
             (Priority, true) => " ORDER BY priority DESC, id DESC",
             // (due_at IS NULL) puts tasks without a due date last in both directions.

@@ -376,6 +376,7 @@ pub async fn raw_http(port: u16, request: &str) -> (u16, Vec<(String, String)>, 
 /// A service listening on a real loopback socket.
 pub struct LiveServer {
     pub port: u16,
+    pub db_url: String,
     shutdown: rocket::Shutdown,
     task: tokio::task::JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
@@ -411,6 +412,7 @@ impl LiveServer {
         let port = port_rx.await.expect("the service lifts off");
         LiveServer {
             port,
+            db_url,
             shutdown,
             task,
             _dir: dir,
@@ -434,4 +436,14 @@ impl TestApp {
             AppPool::Postgres(sqlx::PgPool::connect(&self.db_url).await.unwrap())
         }
     }
+}
+
+/// Holds the SQLite database's write lock until dropped, as another process writing would.
+pub async fn hold_sqlite_write_lock(db_url: &str) -> sqlx::SqliteConnection {
+    let mut conn = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
 }

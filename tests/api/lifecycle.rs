@@ -113,33 +113,45 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-/// Whether anything still answers HTTP on `port`.
-async fn answers(port: u16) -> bool {
+/// What a connection made during the drain gets.
+#[derive(Debug, PartialEq, Eq)]
+enum DrainAnswer {
+    /// The listener is closed: the connection is refused at once.
+    Refused,
+    /// An HTTP answer (any status), then the connection closes.
+    Answered(u16),
+    /// Accepted, then neither answered nor closed in time, or reset with no answer.
+    Dropped,
+}
+
+async fn connect_during_drain(port: u16) -> DrainAnswer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
+        return DrainAnswer::Refused;
     };
-    if stream
+    let _ = stream
         .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
+        .await;
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut buf)).await;
-    matches!(read, Ok(Ok(_))) && buf.starts_with(b"HTTP/1.1")
+    match tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut buf)).await {
+        Ok(_) if buf.starts_with(b"HTTP/1.1 ") => {
+            DrainAnswer::Answered(String::from_utf8_lossy(&buf[9..12]).parse().unwrap_or(0))
+        }
+        _ => DrainAnswer::Dropped,
+    }
 }
 
 on_both_backends! {
-    async fn sigterm_lets_a_request_in_flight_finish_then_exits_0(backend) {
+    async fn sigterm_answers_every_request_in_flight_then_exits_0(backend) {
         let (db_url, _dir) = TestApp::fresh_database(backend).await;
-        // The request below waits on a lock for as long as the test needs, even on a busy
-        // machine: the SQLite busy timeout (the pool's connect_timeout) is raised to 30 s.
-        let served = Served::start(&db_url, &[("ROCKET_DATABASES", "{todo={connect_timeout=30}}")]).await;
+        // 30 creates: 15 hold the pool's 15 connections, blocked by a lock; 15 wait for a
+        // connection. Waits (the SQLite busy timeout and the pool's) are raised to 30 s, so a
+        // busy machine cannot turn a wait into a 503.
+        let served = Served::start(&db_url, &[
+            ("ROCKET_DATABASES", "{todo={connect_timeout=30}}"),
+            ("DB_MAX_CONNECTIONS", "15"),
+        ]).await;
         let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
-
-        // Hold the write lock, so the create below stays in flight until it is released.
         let pool = if backend == Backend::Sqlite {
             AppPool::Sqlite(sqlx::SqlitePool::connect(&db_url).await.unwrap())
         } else {
@@ -154,32 +166,55 @@ on_both_backends! {
             sqlx::query(lock).execute(&mut conn).await.unwrap();
 
             let port = served.port;
-            let request = format!(
-                "POST /api/alice/tasks?access_token=QUERY-SECRET-VALUE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-                 X-Request-Id: shutdown-test-1\r\nContent-Type: application/json\r\nContent-Length: 22\r\nConnection: close\r\n\r\n\
-                 {{\"title\": \"in flight\"}}"
-            );
-            let in_flight = tokio::spawn(async move { raw_http(port, &request).await });
+            let in_flight: Vec<_> = (0..30).map(|i| {
+                let request = format!(
+                    "POST /api/alice/tasks?access_token=QUERY-SECRET-VALUE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                     X-Request-Id: shutdown-test-{i}\r\nContent-Type: application/json\r\nContent-Length: 22\r\nConnection: close\r\n\r\n\
+                     {{\"title\": \"in flight\"}}"
+                );
+                tokio::spawn(async move { raw_http(port, &request).await })
+            }).collect();
+            // Every request is in: its access line is not written yet, but the pool is full.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            if backend == Backend::Postgres {
+                loop {
+                    let waiting: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO tasks%'"
+                    // Not on the lock's own connection: inside its transaction the view
+                    // would show one snapshot.
+                    ).fetch_one(p).await.unwrap();
+                    if waiting == 15 { break; }
+                    assert!(Instant::now() < deadline, "{waiting} creates wait on the lock");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            assert!(!in_flight.is_finished(), "the create waits for the lock");
+            assert!(in_flight.iter().all(|r| !r.is_finished()), "the creates wait for the lock or a connection");
 
             sigterm(&served.child);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            assert!(!answers(served.port).await, "no new requests are served during shutdown");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let during = connect_during_drain(served.port).await;
+            assert!(matches!(during, DrainAnswer::Refused | DrainAnswer::Answered(503)), "a connection during the drain: {during:?}");
 
+            // The lock is held about 2 s after SIGTERM in all.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            assert!(in_flight.iter().all(|r| !r.is_finished()), "nothing was answered early (with a 503)");
             sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
             in_flight
         });
-        let (status, headers, body) = in_flight.await.unwrap();
-        assert_eq!(status, 201, "the request in flight completes: {body}");
-        assert!(headers.iter().any(|(n, v)| n == "x-request-id" && v == "shutdown-test-1"));
+        for (i, request) in in_flight.into_iter().enumerate() {
+            let (status, headers, body) = request.await.unwrap();
+            assert_eq!(status, 201, "request {i} in flight completes: {body}");
+            let id = format!("shutdown-test-{i}");
+            assert!(headers.iter().any(|(n, v)| n == "x-request-id" && *v == id));
+        }
 
-        let (exit, stdout) = served.wait(Duration::from_secs(15)).await;
+        let (exit, stdout) = served.wait(Duration::from_secs(20)).await;
         assert!(exit.success(), "exit status {exit:?}");
         assert!(stdout.contains("shutting down"), "{stdout}");
         assert!(!stdout.contains(&token) && !stdout.contains("QUERY-SECRET-VALUE"), "a token was logged");
         let stored: i64 = on_pool!(&pool, |p| sqlx::query_scalar("SELECT COUNT(*) FROM tasks").fetch_one(p).await.unwrap());
-        assert_eq!(stored, 1, "the task written during shutdown is kept");
+        assert_eq!(stored, 30, "every task written during shutdown is kept");
     }
 
     async fn json_access_logs_carry_the_request_id_and_user_but_no_token(backend) {
@@ -195,7 +230,17 @@ on_both_backends! {
         let (status, headers, _) = raw_http(served.port, "GET /api/alice/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\nConnection: close\r\n\r\n").await;
         assert_eq!(status, 401);
         let generated = headers.iter().find(|(n, _)| n == "x-request-id").map(|(_, v)| v.clone()).unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (origin, id, expected) in [("http://localhost:3000", "preflight-ok", 204), ("http://localhost:3000.evil.example", "preflight-bad", 403)] {
+            let (status, _, _) = raw_http(served.port, &format!(
+                "OPTIONS /api/alice/tasks/1 HTTP/1.1\r\nHost: x\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: PATCH\r\n\
+                 X-Request-Id: {id}\r\nConnection: close\r\n\r\n")).await;
+            assert_eq!(status, expected, "{origin}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !served.log_lines().iter().any(|l| l["request_id"] == "preflight-bad") {
+            assert!(Instant::now() < deadline, "the access lines are written");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         let lines = served.log_lines();
         let access = lines.iter().find(|l| l["request_id"] == "log-test-7").unwrap_or_else(|| panic!("no access line in {lines:?}"));
@@ -204,6 +249,11 @@ on_both_backends! {
         assert_eq!(access["status"], 200);
         assert_eq!(access["user"], "alice");
         assert!(access["latency_ms"].is_number());
+        for (id, status) in [("preflight-ok", 204), ("preflight-bad", 403)] {
+            let line = lines.iter().find(|l| l["request_id"] == id).unwrap_or_else(|| panic!("no access line for {id}"));
+            assert_eq!(line["status"], status, "the access log records what was answered: {line}");
+            assert_eq!(line["method"], "OPTIONS");
+        }
         let refused = lines.iter().find(|l| l["message"] == "token refused").expect("the refusal is logged");
         assert_eq!(refused["spans"][0]["request_id"], generated.as_str(), "lines inside the handler name the request");
         assert!(lines.iter().any(|l| l["request_id"] == generated.as_str() && l["status"] == 401));

@@ -281,3 +281,72 @@ on_both_databases! {
         assert!(errors["sort"].is_array() && errors["limit"].is_array(), "all reported: {errors}");
     }
 }
+
+/// Titles whose order differs between code point order and a language collation.
+const MIXED_TITLES: [&str; 11] = [
+    "banana",
+    "Apple",
+    "apple pie",
+    "Éclair",
+    "eclair",
+    "Zebra",
+    "zèbre",
+    "ábc",
+    "ABC",
+    "abc",
+    "Ωmega",
+];
+
+/// The contract's title order: folded title in code point order, then id.
+async fn assert_title_order(app: &TestApp) {
+    let mut created = Vec::new();
+    for title in MIXED_TITLES {
+        let task = app.create_task("alice", json!({"title": title})).await;
+        created.push((
+            todo_api::tasks::search::fold(title),
+            task["id"].as_i64().unwrap(),
+            title.to_owned(),
+        ));
+    }
+    created.sort();
+    let ascending: Vec<String> = created.iter().map(|(_, _, t)| t.clone()).collect();
+    assert_eq!(titles(app, "sort=title").await, ascending);
+    let mut descending = ascending.clone();
+    descending.reverse();
+    assert_eq!(titles(app, "sort=title&order=desc").await, descending);
+    // Paging through the order sees the same sequence.
+    let mut paged = Vec::new();
+    for offset in (0..MIXED_TITLES.len()).step_by(4) {
+        paged.extend(titles(app, &format!("sort=title&limit=4&offset={offset}")).await);
+    }
+    assert_eq!(paged, ascending);
+}
+
+on_both_databases! {
+    async fn sort_by_title_folds_case_and_orders_by_code_point(app) {
+        assert_title_order(&app).await;
+        assert_eq!(titles(&app, "sort=title").await[..3], ["ABC", "abc", "Apple"], "case never splits the order");
+    }
+}
+
+/// A hosted PostgreSQL created with a language collation orders titles exactly as SQLite.
+#[rocket::async_test]
+async fn sort_by_title_is_the_same_under_a_language_collation() {
+    use sqlx::Connection as _;
+    let Some(server) = crate::helpers::postgres_url() else {
+        return;
+    };
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+    sqlx::query(&format!(
+        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("the test server has ICU collations");
+    conn.close().await.unwrap();
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&format!("/{name}"));
+    let app = TestApp::on_database(url.as_str()).await;
+    assert_title_order(&app).await;
+}
