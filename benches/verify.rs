@@ -52,7 +52,7 @@ fn verify(c: &mut Criterion) {
         serve(json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1"}]}).to_string());
     let origin = format!("http://127.0.0.1:{port}");
     let config = AuthConfig {
-        secret: Some(todo_api::config::Secret::new(SECRET.to_owned())),
+        secret: Some(secrecy::SecretString::from(SECRET)),
         dev_secret: false,
         leeway_secs: 30,
         jwks: Some(JwksConfig {

@@ -4,13 +4,14 @@
 //! Invariant: an [`AppConfig`] only exists when every setting passed validation, and its
 //! `Debug` output never contains the secret.
 
-use std::fmt;
 use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::figment::providers::{Format, Serialized, Toml};
 use rocket::figment::value::Value;
-use rocket::figment::{Figment, Profile};
+use rocket::figment::Figment;
+use rocket::{Phase, Rocket};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// The secret used when none is configured in the debug profile. Release refuses it.
@@ -41,72 +42,88 @@ pub fn figment() -> Result<Figment, ConfigError> {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Text,
-    /// A whole number of at least `min`.
+    /// A whole number from `min` to `max`.
     Number {
         min: u64,
+        max: u64,
     },
     Bool,
     /// A number of seconds above zero; fractions allowed.
     Seconds,
 }
 
-/// Every variable the service reads, the key it sets, and its kind. Later rows win, so
-/// `DATABASE_URL` overrides `NEON_DB_URL`.
-const VARIABLES: &[(&str, &str, Kind)] = &[
-    ("NEON_DB_URL", "databases.todo.url", Kind::Text),
-    ("DATABASE_URL", "databases.todo.url", Kind::Text),
-    ("BETTER_AUTH_SECRET", "auth.secret", Kind::Text),
-    ("BETTER_AUTH_URL", "auth.better_auth_url", Kind::Text),
-    ("BETTER_AUTH_JWKS_URL", "auth.jwks_url", Kind::Text),
-    ("JWT_ISSUER", "auth.issuer", Kind::Text),
-    ("JWT_AUDIENCE", "auth.audience", Kind::Text),
-    (
-        "JWT_LEEWAY_SECS",
-        "auth.leeway_secs",
-        Kind::Number { min: 0 },
-    ),
-    ("JWKS_REFETCH_SECS", "auth.jwks_refetch_secs", Kind::Seconds),
-    (
+/// A whole number of at least `min`, up to `u32::MAX`.
+const fn at_least(min: u64) -> Kind {
+    Kind::Number {
+        min,
+        max: u32::MAX as u64,
+    }
+}
+
+/// One environment variable the service reads: its name, the figment key it sets, and
+/// how its text is read.
+struct Variable {
+    name: &'static str,
+    key: &'static str,
+    kind: Kind,
+}
+
+const fn var(name: &'static str, key: &'static str, kind: Kind) -> Variable {
+    Variable { name, key, kind }
+}
+
+/// Every variable the service reads. Later rows win, so `DATABASE_URL` overrides
+/// `NEON_DB_URL`; a figment error at a key is reported under the last row's name.
+const VARIABLES: &[Variable] = &[
+    var("NEON_DB_URL", "databases.todo.url", Kind::Text),
+    var("DATABASE_URL", "databases.todo.url", Kind::Text),
+    var("BETTER_AUTH_SECRET", "auth.secret", Kind::Text),
+    var("BETTER_AUTH_URL", "auth.better_auth_url", Kind::Text),
+    var("BETTER_AUTH_JWKS_URL", "auth.jwks_url", Kind::Text),
+    var("JWT_ISSUER", "auth.issuer", Kind::Text),
+    var("JWT_AUDIENCE", "auth.audience", Kind::Text),
+    var("JWT_LEEWAY_SECS", "auth.leeway_secs", at_least(0)),
+    var("JWKS_REFETCH_SECS", "auth.jwks_refetch_secs", Kind::Seconds),
+    var(
         "JWKS_CACHE_TTL_SECS",
         "auth.jwks_cache_ttl_secs",
         Kind::Seconds,
     ),
-    ("ALLOWED_ORIGINS", "cors.allowed_origins", Kind::Text),
-    ("LOG_LEVEL", "logging.level", Kind::Text),
-    ("LOG_FORMAT", "logging.format", Kind::Text),
-    ("PORT", "port", Kind::Number { min: 1 }),
-    (
+    var("ALLOWED_ORIGINS", "cors.allowed_origins", Kind::Text),
+    var("LOG_LEVEL", "logging.level", Kind::Text),
+    var("LOG_FORMAT", "logging.format", Kind::Text),
+    var(
+        "PORT",
+        "port",
+        Kind::Number {
+            min: 1,
+            max: u16::MAX as u64,
+        },
+    ),
+    var(
         "DB_MAX_CONNECTIONS",
         "databases.todo.max_connections",
-        Kind::Number { min: 1 },
+        at_least(1),
     ),
-    (
+    var(
         "DB_MIN_CONNECTIONS",
         "databases.todo.min_connections",
-        Kind::Number { min: 0 },
+        at_least(0),
     ),
-    ("MIGRATE_ON_START", "migrate_on_start", Kind::Bool),
-    (
-        "SHUTDOWN_GRACE_SECS",
-        "shutdown.grace",
-        Kind::Number { min: 0 },
-    ),
-    (
+    var("MIGRATE_ON_START", "migrate_on_start", Kind::Bool),
+    var("SHUTDOWN_GRACE_SECS", "shutdown.grace", at_least(0)),
+    var(
         "RATE_LIMIT_PER_MINUTE",
         "rate_limit.per_minute",
-        Kind::Number { min: 0 },
+        at_least(0),
     ),
-    ("METRICS_ENABLED", "metrics.enabled", Kind::Bool),
-    (
+    var("METRICS_ENABLED", "metrics.enabled", Kind::Bool),
+    var(
         "HEADER_READ_TIMEOUT_SECS",
         "connections.header_read_timeout",
-        Kind::Number { min: 0 },
+        at_least(0),
     ),
-    (
-        "MAX_CONNECTIONS",
-        "connections.max",
-        Kind::Number { min: 1 },
-    ),
+    var("MAX_CONNECTIONS", "connections.max", at_least(1)),
 ];
 
 /// Like [`figment`], reading variables through `env` (tests pass a fixed map).
@@ -114,13 +131,13 @@ pub fn figment_with_env(env: impl Fn(&str) -> Option<String>) -> Result<Figment,
     // Rocket.toml is also compiled in, beneath the file on disk: the binary keeps its
     // profile defaults when started from another folder or shipped without the file.
     let mut figment = rocket::Config::figment().join(Toml::string(EMBEDDED_ROCKET_TOML).nested());
-    for (name, key, kind) in VARIABLES {
+    for Variable { name, key, kind } in VARIABLES {
         let Some(raw) = env(name).filter(|value| !value.trim().is_empty()) else {
             continue;
         };
         let value: Value = match kind {
             Kind::Text => raw.into(),
-            Kind::Number { min } => parse_number(name, &raw, *min)?.into(),
+            Kind::Number { min, max } => parse_number(name, &raw, *min, *max)?.into(),
             Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true.into(),
                 "0" | "false" | "no" | "off" => false.into(),
@@ -140,12 +157,7 @@ pub fn figment_with_env(env: impl Fn(&str) -> Option<String>) -> Result<Figment,
     Ok(figment)
 }
 
-fn parse_number(name: &str, raw: &str, min: u64) -> Result<u64, ConfigError> {
-    let max = if name == "PORT" {
-        u64::from(u16::MAX)
-    } else {
-        u64::from(u32::MAX)
-    };
+fn parse_number(name: &str, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
     match raw.trim().parse::<u64>() {
         Ok(value) if (min..=max).contains(&value) => Ok(value),
         _ => Err(ConfigError::new(format!(
@@ -172,33 +184,11 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret's value, for the verifier and the token command only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
 /// Token verification settings. At least one of `secret` and `jwks` is set.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// The HS256 shared secret (`BETTER_AUTH_SECRET`); `None` turns HS256 off.
-    pub secret: Option<Secret>,
+    pub secret: Option<SecretString>,
     /// Whether the secret is the marked development secret.
     pub dev_secret: bool,
     /// Clock leeway for `exp` and `nbf`, in seconds.
@@ -227,8 +217,6 @@ pub struct JwksConfig {
 /// The validated configuration of the service, managed as Rocket state.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// The selected profile (`debug` or `release`).
-    pub profile: Profile,
     /// Token verification.
     pub auth: AuthConfig,
     /// Origins allowed by CORS, exactly as the browser sends them.
@@ -308,8 +296,7 @@ const DEFAULT_ORIGINS: &str = "http://localhost:3000,http://127.0.0.1:3000";
 impl AppConfig {
     /// Extracts and validates the configuration of the figment's selected profile.
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
-        let profile = figment.profile().clone();
-        let release = profile == "release";
+        let release = figment.profile() == "release";
         let raw: RawConfig = figment
             .extract()
             .map_err(|e| ConfigError::new(describe_figment_error(&e)))?;
@@ -325,7 +312,9 @@ impl AppConfig {
                     "DATABASE_URL (or NEON_DB_URL) must be set: sqlite://PATH or postgres://…",
                 ))
             }
-            Some(url) => crate::db::Backend::from_url(&url).map(drop)?,
+            Some(url) => crate::db::Backend::from_url(&url)
+                .map(drop)
+                .map_err(|e| ConfigError::new(e.to_string()))?,
         }
 
         let jwks = JwksConfig::from_raw(&raw.auth)?;
@@ -364,9 +353,8 @@ impl AppConfig {
             .collect::<Result<Vec<_>, _>>()?;
 
         Ok(Self {
-            profile,
             auth: AuthConfig {
-                secret: secret.map(Secret),
+                secret: secret.map(SecretString::from),
                 dev_secret,
                 leeway_secs: raw.auth.leeway_secs.unwrap_or(30),
                 jwks,
@@ -383,7 +371,7 @@ impl AppConfig {
     pub fn settings_from_env() -> Vec<&'static str> {
         VARIABLES
             .iter()
-            .map(|(name, _, _)| *name)
+            .map(|variable| variable.name)
             .chain(["ROCKET_PROFILE"])
             .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
             .collect()
@@ -498,27 +486,28 @@ fn validate_origin(origin: &str) -> Result<String, ConfigError> {
     Ok(url.origin().ascii_serialization())
 }
 
-/// Names the setting behind a figment error without echoing its value.
+/// Names the setting behind a figment error without echoing its value: the variable
+/// that sets its key (from [`VARIABLES`]), else the key itself.
 fn describe_figment_error(error: &rocket::figment::Error) -> String {
     let key = error.path.join(".");
-    let name = match key.as_str() {
-        "databases.todo.url" => "DATABASE_URL",
-        "auth.secret" => "BETTER_AUTH_SECRET",
-        "auth.better_auth_url" => "BETTER_AUTH_URL",
-        "auth.jwks_url" => "BETTER_AUTH_JWKS_URL",
-        "auth.issuer" => "JWT_ISSUER",
-        "auth.audience" => "JWT_AUDIENCE",
-        "auth.leeway_secs" => "JWT_LEEWAY_SECS",
-        "auth.jwks_refetch_secs" => "JWKS_REFETCH_SECS",
-        "auth.jwks_cache_ttl_secs" => "JWKS_CACHE_TTL_SECS",
-        "cors.allowed_origins" => "ALLOWED_ORIGINS",
-        "migrate_on_start" => "MIGRATE_ON_START",
-        "rate_limit.per_minute" => "RATE_LIMIT_PER_MINUTE",
-        "metrics.enabled" => "METRICS_ENABLED",
-        "" => "Rocket.toml",
-        other => other,
-    };
+    let name = VARIABLES
+        .iter()
+        .rev()
+        .find(|variable| variable.key == key)
+        .map_or(key.as_str(), |variable| variable.name);
+    let name = if name.is_empty() { "Rocket.toml" } else { name };
     format!("{name} has an invalid value ({})", error.kind)
+}
+
+/// The validated configuration, for the stages attached after `config::stage()`. `None`
+/// (after logging which stage asked) when the configuration stage is missing: the asking
+/// stage then refuses to start, so no feature quietly turns itself off.
+pub fn of<'a, P: Phase>(rocket: &'a Rocket<P>, stage: &str) -> Option<&'a AppConfig> {
+    let config = rocket.state::<AppConfig>();
+    if config.is_none() {
+        tracing::error!("the {stage} stage needs config::stage() attached before it");
+    }
+    config
 }
 
 /// The configuration fairing: validates once at ignite and manages [`AppConfig`].
@@ -568,7 +557,21 @@ mod tests {
 
     #[test]
     fn secret_debug_output_hides_the_value() {
-        let secret = Secret("super-secret-value".to_owned());
+        let secret = SecretString::from("super-secret-value");
         assert!(!format!("{secret:?}").contains("super-secret-value"));
+    }
+
+    #[test]
+    fn every_key_a_variable_sets_is_named_in_errors() {
+        for variable in VARIABLES {
+            let error = rocket::figment::Error::from("bad".to_owned()).with_path(variable.key);
+            let described = describe_figment_error(&error);
+            // The last row for a key names it (DATABASE_URL over NEON_DB_URL).
+            let last = VARIABLES.iter().rev().find(|v| v.key == variable.key);
+            assert!(
+                last.is_some_and(|last| described.starts_with(last.name)),
+                "{described}"
+            );
+        }
     }
 }

@@ -16,7 +16,6 @@ use rocket::http::Method as HttpMethod;
 use rocket::{Build, Data, Request, Response, Rocket};
 use rocket_cors::{AllowedHeaders, AllowedOrigins, Cors, CorsOptions, Method};
 
-use crate::config::AppConfig;
 use crate::error::{answer_early, ApiError};
 
 /// Request headers a browser may send.
@@ -133,11 +132,8 @@ impl Fairing for CorsFairing {
 /// The CORS module: needs the validated origins from `config::stage()`.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("CORS", |rocket| async {
-        let Some(origins) = rocket
-            .state::<AppConfig>()
-            .map(|c| c.allowed_origins.clone())
+        let Some(origins) = crate::config::of(&rocket, "CORS").map(|c| c.allowed_origins.clone())
         else {
-            tracing::error!("cors::stage() needs config::stage() attached before it");
             return Err(rocket);
         };
         match cors(&origins) {

@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod stats;
 pub mod tasks;
 pub mod telemetry;
+pub mod time;
 
 use rocket::figment::Figment;
 use rocket::{Build, Rocket};

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rocket_db_pools::Database as _;
+use secrecy::ExposeSecret as _;
 use todo_api::config::{self, AppConfig};
 use todo_api::db::{AppPool, PoolSettings};
 use todo_api::{auth, telemetry};
@@ -132,7 +133,13 @@ async fn main() -> ExitCode {
             let migrated = async {
                 let settings = PoolSettings::from_figment(&figment.focus("databases.todo"))?;
                 let pool = AppPool::connect_lazy(&settings)?;
-                pool.migrate().await
+                pool.migrate().await?;
+                todo_api::tasks::start_up(&pool).await.map_err(|source| {
+                    todo_api::db::DbError::Sqlx {
+                        context: "filling in the search columns",
+                        source,
+                    }
+                })
             };
             match migrated.await {
                 Ok(()) => {
@@ -161,7 +168,7 @@ async fn main() -> ExitCode {
                 eprintln!("token needs BETTER_AUTH_SECRET: it signs HS256 tokens with it");
                 return ExitCode::FAILURE;
             };
-            match auth::mint_hs256(secret.expose(), &sub, ttl) {
+            match auth::mint_hs256(secret.expose_secret(), &sub, ttl) {
                 Ok(token) => {
                     if writeln!(std::io::stdout(), "{token}").is_err() {
                         return ExitCode::FAILURE;

@@ -14,7 +14,6 @@ use rocket::http::ContentType;
 use rocket::{Request, Response, State};
 
 use crate::auth::Verifier;
-use crate::config::AppConfig;
 use crate::db::Db;
 
 /// The OpenAPI description of `/metrics`.
@@ -158,10 +157,10 @@ fn scrape(metrics: &State<Metrics>, db: &Db, verifier: &State<Verifier>) -> Expo
 /// The metrics module: the recorder and `/metrics`, when enabled.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Metrics", |rocket| async {
-        let enabled = rocket
-            .state::<AppConfig>()
-            .is_some_and(|config| config.metrics_enabled);
-        if !enabled {
+        let Some(config) = crate::config::of(&rocket, "metrics") else {
+            return Err(rocket);
+        };
+        if !config.metrics_enabled {
             return Ok(rocket);
         }
         match Metrics::new() {

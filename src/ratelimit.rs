@@ -19,8 +19,6 @@ use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::{Request, Response};
 
-use crate::config::AppConfig;
-
 type Keyed =
     RateLimiter<String, DashMapStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
@@ -151,15 +149,15 @@ pub fn check(request: &Request<'_>, user: &str) -> Result<(), u64> {
 /// The rate-limit module: the limiter (unless `RATE_LIMIT_PER_MINUTE=0`), its headers, and
 /// a background task that forgets idle users.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Rate limiting", |rocket| async {
-        let per_minute = rocket
-            .state::<AppConfig>()
-            .map_or(0, |config| config.rate_limit_per_minute);
-        let Some(per_minute) = NonZeroU32::new(per_minute) else {
-            tracing::info!("rate limiting is off");
-            return rocket;
+    AdHoc::try_on_ignite("Rate limiting", |rocket| async {
+        let Some(config) = crate::config::of(&rocket, "rate limiting") else {
+            return Err(rocket);
         };
-        rocket
+        let Some(per_minute) = NonZeroU32::new(config.rate_limit_per_minute) else {
+            tracing::info!("rate limiting is off");
+            return Ok(rocket);
+        };
+        Ok(rocket
             .manage(Limiter::per_minute(per_minute))
             .attach(Headers)
             .attach(AdHoc::on_liftoff("Rate limit pruning", |rocket| {
@@ -179,7 +177,7 @@ pub fn stage() -> AdHoc {
                         }
                     });
                 })
-            }))
+            })))
     })
 }
 

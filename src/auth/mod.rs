@@ -12,7 +12,6 @@ use rocket::fairing::AdHoc;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{Ignite, Rocket, Sentinel};
 
-use crate::config::AppConfig;
 use crate::error::{fail_guard, ApiError};
 
 pub use jwks::JwksStatus;
@@ -123,8 +122,7 @@ impl Sentinel for AuthedUser {
 /// The auth module: builds the verifier from the validated configuration.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Authentication", |rocket| async {
-        let Some(config) = rocket.state::<AppConfig>() else {
-            tracing::error!("auth::stage() needs config::stage() attached before it");
+        let Some(config) = crate::config::of(&rocket, "authentication") else {
             return Err(rocket);
         };
         match Verifier::new(&config.auth) {

@@ -11,6 +11,7 @@
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
 use super::jwks::{Jwks, JwksStatus, Lookup, JWKS_ALGORITHMS};
@@ -178,7 +179,7 @@ impl Verifier {
         };
         let hs256 = config.secret.as_ref().map(|secret| {
             (
-                DecodingKey::from_secret(secret.expose().as_bytes()),
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
                 validation(Algorithm::HS256),
             )
         });

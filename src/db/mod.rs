@@ -16,8 +16,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::Connection as _;
 
-use crate::config::{AppConfig, ConfigError};
-
 /// Runs `$body` with `$p` bound to the concrete sqlx pool of either backend.
 #[macro_export]
 macro_rules! on_pool {
@@ -28,6 +26,11 @@ macro_rules! on_pool {
         }
     };
 }
+
+/// A database URL of a scheme the service does not speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("DATABASE_URL must start with sqlite:// or postgres:// (other schemes are not supported)")]
+pub struct UnknownScheme;
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,7 @@ pub enum Backend {
 
 impl Backend {
     /// Picks the backend from the URL scheme; anything else is refused, never guessed.
-    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+    pub fn from_url(url: &str) -> Result<Self, UnknownScheme> {
         let scheme = url
             .split(':')
             .next()
@@ -49,10 +52,7 @@ impl Backend {
         match scheme.as_str() {
             "sqlite" => Ok(Self::Sqlite),
             "postgres" | "postgresql" => Ok(Self::Postgres),
-            _ => Err(ConfigError(
-                "DATABASE_URL must start with sqlite:// or postgres:// (other schemes are not supported)"
-                    .to_owned(),
-            )),
+            _ => Err(UnknownScheme),
         }
     }
 }
@@ -143,7 +143,7 @@ impl AppPool {
     /// the first queries, and the pool reconnects by itself after an outage.
     pub fn connect_lazy(settings: &PoolSettings) -> Result<Self, DbError> {
         let url = settings.base.url.as_str();
-        let backend = Backend::from_url(url).map_err(|e| DbError::Config(e.0))?;
+        let backend = Backend::from_url(url).map_err(|e| DbError::Config(e.to_string()))?;
         match backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -182,15 +182,6 @@ impl AppPool {
         match self {
             Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
             Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
-        }
-        let filled = crate::tasks::search::backfill(self)
-            .await
-            .map_err(|source| DbError::Sqlx {
-                context: "filling in the search columns",
-                source,
-            })?;
-        if filled > 0 {
-            tracing::info!(tasks = filled, "search columns filled in for older tasks");
         }
         Ok(())
     }
@@ -249,9 +240,12 @@ impl rocket_db_pools::Pool for AppPool {
 }
 
 async fn run_migrations(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    // Read here rather than from the configuration stage, so `db` depends on no other
+    // module; that stage validates the same key before this runs.
     let wanted = rocket
-        .state::<AppConfig>()
-        .is_none_or(|config| config.migrate_on_start);
+        .figment()
+        .extract_inner::<bool>("migrate_on_start")
+        .unwrap_or(true);
     if !wanted {
         return Ok(rocket);
     }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::auth::AuthedUser;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::tasks::model::now;
 use crate::tasks::store::{self, CategoryCounts};
+use crate::time::now;
 
 /// The OpenAPI description of the statistics route.
 #[derive(utoipa::OpenApi)]

@@ -10,8 +10,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 
-use super::model::Task;
-use super::store::TaskId;
+use super::model::{Task, TaskId};
 
 /// The strong entity tag of a task in its current state.
 pub fn etag(task: &Task) -> String {
@@ -90,22 +89,28 @@ pub struct IfMatchHeader {
     pub if_match: Option<String>,
 }
 
+/// The condition a write is made under: what `If-Match` asks, for one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No `If-Match`, or `If-Match: *`: the write applies to the task as it is.
+    Any,
+    /// Only if the task's version is one of these; an empty list matches nothing (the
+    /// header named only other tasks' or malformed tags).
+    Versions(Vec<i64>),
+}
+
 /// The `If-Match` header of a write, if any.
 #[derive(Debug, Clone, Default)]
 pub struct IfMatch(Option<TagList>);
 
 impl IfMatch {
-    /// The versions the write may apply to, as the comma-separated list the store binds;
-    /// `None` when any version will do. An empty list matches nothing.
-    pub fn versions(&self, id: TaskId) -> Option<String> {
+    /// The condition this header sets for a write to task `id` (strong comparison).
+    pub fn precondition(&self, id: TaskId) -> Precondition {
         match &self.0 {
-            None | Some(TagList::Any) => None,
-            Some(TagList::Tags(tags)) => Some(
-                versions(tags, id.get(), true)
-                    .map(|v| v.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+            None | Some(TagList::Any) => Precondition::Any,
+            Some(TagList::Tags(tags)) => {
+                Precondition::Versions(versions(tags, id.get(), true).collect())
+            }
         }
     }
 
@@ -180,7 +185,7 @@ impl<'r> Responder<'r, 'static> for Tagged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::store::InvalidTaskId;
+    use crate::tasks::model::InvalidTaskId;
 
     fn tags(list: &[(bool, &str)]) -> TagList {
         TagList::Tags(
@@ -221,8 +226,8 @@ mod tests {
         fn a_task_s_own_tag_always_matches(id in 1..i64::MAX, version in 1..i64::MAX, noise in "[a-z0-9 ]{0,8}") {
             let task_id = <TaskId as rocket::request::FromParam>::from_param(&id.to_string()).map_err(|_| proptest::test_runner::TestCaseError::fail("id"))?;
             let header = format!("\"{noise}\", \"{id}-{version}\"");
-            let versions = IfMatch(Some(TagList::parse(&header))).versions(task_id);
-            proptest::prop_assert_eq!(versions, Some(version.to_string()));
+            let precondition = IfMatch(Some(TagList::parse(&header))).precondition(task_id);
+            proptest::prop_assert_eq!(precondition, Precondition::Versions(vec![version]));
         }
     }
 
@@ -230,14 +235,16 @@ mod tests {
     fn if_match_names_only_strong_versions_of_the_same_task() -> Result<(), InvalidTaskId> {
         let id = <TaskId as rocket::request::FromParam>::from_param("7")?;
         let header = IfMatch(Some(TagList::parse(r#""7-2", W/"7-3", "8-4", "7-x""#)));
-        assert_eq!(header.versions(id).as_deref(), Some("2"));
-        assert_eq!(IfMatch(Some(TagList::Any)).versions(id), None);
-        assert_eq!(IfMatch(None).versions(id), None);
+        assert_eq!(header.precondition(id), Precondition::Versions(vec![2]));
         assert_eq!(
-            IfMatch(Some(TagList::parse("junk")))
-                .versions(id)
-                .as_deref(),
-            Some("")
+            IfMatch(Some(TagList::Any)).precondition(id),
+            Precondition::Any
+        );
+        assert_eq!(IfMatch(None).precondition(id), Precondition::Any);
+        assert_eq!(
+            IfMatch(Some(TagList::parse("junk"))).precondition(id),
+            Precondition::Versions(Vec::new()),
+            "a header naming no version of this task matches nothing"
         );
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! Task domain and wire types. Input is parsed field by field from the JSON object, so a
 //! client learns every broken rule at once and a value that exists here is valid.
 
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use serde::{Serialize, Serializer};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrorsBuilder};
+use crate::time::{parse_timestamp, serialize_optional_time, serialize_time};
 
 /// Longest title, in Unicode scalar values.
 pub const TITLE_MAX: usize = 200;
@@ -24,6 +25,38 @@ pub fn refuse_nul(what: &str, text: &str) -> Result<(), String> {
         Err(format!("{what} {NUL_MESSAGE}"))
     } else {
         Ok(())
+    }
+}
+
+/// A task id from the path: a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskId(i64);
+
+impl TaskId {
+    /// The id's value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// A path id that is not a positive integer.
+#[derive(Debug, Clone, Copy)]
+pub struct InvalidTaskId;
+
+impl From<InvalidTaskId> for ApiError {
+    fn from(_: InvalidTaskId) -> Self {
+        ApiError::field("id", "Task id must be a positive integer")
+    }
+}
+
+impl<'a> rocket::request::FromParam<'a> for TaskId {
+    type Error = InvalidTaskId;
+
+    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
+        match param.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Self(id)),
+            _ => Err(InvalidTaskId),
+        }
     }
 }
 
@@ -148,14 +181,6 @@ fn parse_priority(value: &Value) -> Result<Priority, String> {
         .ok_or_else(|| "Priority must be one of: low, medium, high".to_owned())
 }
 
-/// Parses an RFC 3339 timestamp with any offset into UTC, truncated to microseconds so
-/// SQLite and PostgreSQL store and return the same value.
-pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .ok()
-        .map(|at| at.with_timezone(&Utc).trunc_subsecs(6))
-}
-
 fn parse_due_at(value: &Value) -> Result<Option<DateTime<Utc>>, String> {
     match value {
         Value::Null => Ok(None),
@@ -238,6 +263,16 @@ fn field<T>(
 ) -> Option<T> {
     body.get(name)
         .and_then(|value| errors.check(name, parse(value)))
+}
+
+/// What `PATCH …/complete` asks for: `None` flips `completed`, `Some(b)` sets it.
+pub fn parse_completion(body: Option<&Map<String, Value>>) -> Result<Option<bool>, ApiError> {
+    match body.and_then(|body| body.get("completed")) {
+        None => Ok(None),
+        Some(value) => parse_completed(value)
+            .map(Some)
+            .map_err(|message| ApiError::field("completed", message)),
+    }
 }
 
 /// A validated new task.
@@ -376,30 +411,6 @@ pub struct Task {
     pub version: i64,
 }
 
-/// Formats a timestamp as the contract's RFC 3339 UTC with a `Z` suffix and microseconds.
-pub fn format_time(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn serialize_time<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_time(at))
-}
-
-fn serialize_optional_time<S: Serializer>(
-    at: &Option<DateTime<Utc>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => serialize_time(at, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
-/// The current time as stored: UTC, truncated to microseconds.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,15 +510,5 @@ mod tests {
         assert!(
             TaskChanges::parse(&object(json!({})), InputMode::Patch).is_ok_and(|c| c.is_empty())
         );
-    }
-
-    #[test]
-    fn due_dates_accept_any_offset_and_come_out_in_utc() {
-        let at = parse_timestamp("2026-12-01T18:00:00.1234567+01:00");
-        assert_eq!(
-            at.map(|at| format_time(&at)),
-            Some("2026-12-01T17:00:00.123456Z".to_owned())
-        );
-        assert_eq!(parse_timestamp("2026-12-01"), None);
     }
 }

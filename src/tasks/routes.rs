@@ -19,12 +19,13 @@ use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
 #[allow(unused_imports)] // the schema types are named in the OpenAPI attributes
 use super::model::{
-    CompleteBody, InputMode, NewTask, Priority, Task, TaskChanges, TaskInput, TaskPatch, TaskPath,
+    parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
+    TaskId, TaskInput, TaskPatch, TaskPath,
 };
 use super::query::{ListParams, ListQuery};
 #[allow(unused_imports)]
 use super::query::{OrderParam, SortParam, StatusParam};
-use super::store::{self, InvalidTaskId, TaskId};
+use super::store;
 #[allow(unused_imports)]
 use crate::error::{BodyErrors, ErrorBody};
 
@@ -222,8 +223,7 @@ async fn apply(
         }
         return Ok(Tagged::Task(task));
     }
-    let expected = if_match.versions(id);
-    found(store::update(db, user, id, changes, expected.as_deref()).await?)
+    found(store::update(db, user, id, changes, &if_match.precondition(id)).await?)
 }
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
@@ -333,21 +333,8 @@ async fn complete(
     body: OptionalJsonObject,
 ) -> Result<Tagged, ApiError> {
     let id = id?;
-    let value = match body.0 {
-        None => None,
-        Some(object) => match object.get("completed") {
-            Some(serde_json::Value::Bool(value)) => Some(*value),
-            None => None,
-            Some(_) => {
-                return Err(ApiError::field(
-                    "completed",
-                    "Completed must be true or false",
-                ))
-            }
-        },
-    };
-    let expected = if_match.versions(id);
-    found(store::set_completed(db, &user, id, value, expected.as_deref()).await?)
+    let value = parse_completion(body.0.as_ref())?;
+    found(store::set_completed(db, &user, id, value, &if_match.precondition(id)).await?)
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
@@ -379,7 +366,7 @@ async fn delete(
     db: &Db,
 ) -> Result<Status, ApiError> {
     let id = id?;
-    if store::delete(db, &user, id, if_match.versions(id).as_deref()).await? {
+    if store::delete(db, &user, id, &if_match.precondition(id)).await? {
         Ok(Status::NoContent)
     } else {
         Err(NO_SUCH_TASK)

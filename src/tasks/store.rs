@@ -1,8 +1,11 @@
 //! Task SQL: one statement text per operation, run on either backend through `on_pool!`.
 //!
 //! Invariant: every statement filters by the verified user's id, so another user's task is
-//! indistinguishable from a missing one. Every write is one statement (atomic by itself)
-//! and moves `updated_at` and `version`.
+//! indistinguishable from a missing one. Every write is one statement (atomic by itself),
+//! moves `updated_at` and `version`, and ends in [`commit`], the one place that runs a
+//! write and turns what it returned into [`TaskChange`]s: no write can bypass it.
+//! (The start-up fill of the search columns, in `search`, changes no task field a client
+//! sees, so it is not a change.)
 
 use chrono::{DateTime, Utc};
 
@@ -10,53 +13,32 @@ use crate::auth::AuthedUser;
 use crate::db::AppPool;
 use crate::error::ApiError;
 use crate::on_pool;
+use crate::time::now;
 
-use super::model::{now, NewTask, Priority, Task, TaskChanges};
-use super::query::{Arg, ListQuery};
+use super::etag::Precondition;
+use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
+use super::query::{Arg, ListQuery, ListStatement};
 use super::search::fold;
 
-/// A task id from the path: a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskId(i64);
-
-impl TaskId {
-    /// The id's value.
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-/// A path id that is not a positive integer.
-#[derive(Debug, Clone, Copy)]
-pub struct InvalidTaskId;
-
-impl From<InvalidTaskId> for ApiError {
-    fn from(_: InvalidTaskId) -> Self {
-        ApiError::field("id", "Task id must be a positive integer")
-    }
-}
-
-impl<'a> rocket::request::FromParam<'a> for TaskId {
-    type Error = InvalidTaskId;
-
-    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
-        match param.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(Self(id)),
-            _ => Err(InvalidTaskId),
-        }
-    }
-}
-
-macro_rules! columns {
-    () => {
-        "id, user_id, title, description, completed, priority, category, due_at, \
-         created_at, updated_at, version"
-    };
+/// What a committed write changed, in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskChange {
+    /// A task was created; it is as the API shows it.
+    Created(Task),
+    /// A task was replaced, patched or completed; it is as the API shows it now.
+    Updated(Task),
+    /// A task was deleted.
+    Deleted {
+        /// Its owner.
+        user_id: String,
+        /// Its id.
+        id: i64,
+    },
 }
 
 const GET: &str = concat!(
     "SELECT ",
-    columns!(),
+    task_columns!(),
     " FROM tasks WHERE id = $1 AND user_id = $2"
 );
 
@@ -64,11 +46,11 @@ const INSERT: &str = concat!(
     "INSERT INTO tasks (user_id, title, description, completed, priority, category, due_at, \
      created_at, updated_at, search_title, search_description) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
-    columns!()
+    task_columns!()
 );
 
 /// `AND` the stored version is one of the comma-separated list bound at `$n`, or the
-/// list is NULL (no `If-Match`). Plain SQL that both dialects run the same way.
+/// list is NULL (any version). Plain SQL that both dialects run the same way.
 macro_rules! version_in {
     ($n:literal) => {
         concat!(
@@ -95,7 +77,7 @@ const UPDATE: &str = concat!(
      WHERE id = $1 AND user_id = $2",
     version_in!(15),
     " RETURNING ",
-    columns!()
+    task_columns!()
 );
 
 // One statement: the row lock makes concurrent toggles apply one after the other.
@@ -104,17 +86,34 @@ const SET_COMPLETED: &str = concat!(
      version = version + 1 WHERE id = $1 AND user_id = $2",
     version_in!(5),
     " RETURNING ",
-    columns!()
+    task_columns!()
 );
 
 const DELETE: &str = concat!(
     "DELETE FROM tasks WHERE id = $1 AND user_id = $2",
-    version_in!(3)
+    version_in!(3),
+    " RETURNING id, user_id"
 );
+
+const DELETE_COMPLETED: &str =
+    "DELETE FROM tasks WHERE user_id = $1 AND completed = TRUE RETURNING id, user_id";
 
 const EXISTS: &str = "SELECT COUNT(*) FROM tasks WHERE id = $1 AND user_id = $2";
 
-const DELETE_COMPLETED: &str = "DELETE FROM tasks WHERE user_id = $1 AND completed = TRUE";
+/// The SQL form of a precondition (see `version_in!`): NULL for any version, else the
+/// versions comma-separated; an empty text matches no version.
+fn versions_arg(precondition: &Precondition) -> Arg {
+    match precondition {
+        Precondition::Any => Arg::OptText(None),
+        Precondition::Versions(versions) => Arg::OptText(Some(
+            versions
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )),
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct TaskRow {
@@ -158,12 +157,8 @@ impl TryFrom<TaskRow> for Task {
     }
 }
 
-fn to_task(row: Option<TaskRow>) -> Result<Option<Task>, ApiError> {
-    row.map(Task::try_from).transpose()
-}
-
-/// Binds list arguments ([`Arg`]) in order to a query of either backend; exported for the
-/// plan tests, which run the very statements [`ListStatement`] makes.
+/// Binds arguments ([`Arg`]) in order to a query of either backend; exported for the plan
+/// tests, which run the very statements [`ListStatement`] makes.
 #[macro_export]
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
@@ -175,6 +170,10 @@ macro_rules! bind_args {
                 $crate::tasks::query::Arg::Small(v) => query.bind(*v),
                 $crate::tasks::query::Arg::Int(v) => query.bind(*v),
                 $crate::tasks::query::Arg::Time(v) => query.bind(*v),
+                $crate::tasks::query::Arg::OptText(v) => query.bind(v.clone()),
+                $crate::tasks::query::Arg::OptBool(v) => query.bind(*v),
+                $crate::tasks::query::Arg::OptSmall(v) => query.bind(*v),
+                $crate::tasks::query::Arg::OptTime(v) => query.bind(*v),
             };
         }
         query
@@ -195,56 +194,6 @@ pub struct Page {
     pub tasks: Vec<Task>,
     /// Tasks matching the filters, on every page.
     pub total: i64,
-}
-
-/// The statement of one list page (the user id is `$1`), built once per request. Public so
-/// the plan tests and benchmarks examine the very text the service runs.
-#[derive(Debug)]
-pub struct ListStatement {
-    /// The page with its total (the count rides on every row).
-    pub sql: String,
-    /// The filter after `user_id = $1`, for the count past the last page.
-    filter: String,
-    /// The arguments from `$2` on: the filter's, then `LIMIT` and `OFFSET`.
-    pub args: Vec<Arg>,
-    /// How many of `args` belong to the filter.
-    filter_args: usize,
-}
-
-impl ListStatement {
-    /// Builds the statement of `query`, with `now` for the overdue filter.
-    pub fn new(query: &ListQuery, now: DateTime<Utc>) -> Self {
-        let (filter, mut args) = query.filter(now);
-        let first_page_arg = args.len() + 2;
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                columns!(),
-                ", (SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}) AS total_count \
-                 FROM tasks WHERE user_id = $1{filter}{order} LIMIT ${limit} OFFSET ${offset}"
-            ),
-            filter = filter,
-            order = query.order_by(),
-            limit = first_page_arg,
-            offset = first_page_arg + 1
-        );
-        let filter_args = args.len();
-        args.extend([Arg::Int(query.limit), Arg::Int(query.offset)]);
-        Self {
-            sql,
-            filter,
-            args,
-            filter_args,
-        }
-    }
-
-    /// The count alone, for a page past the end, which has no row to carry it.
-    fn count_sql(&self) -> String {
-        format!(
-            "SELECT COUNT(*) FROM tasks WHERE user_id = $1{}",
-            self.filter
-        )
-    }
 }
 
 /// A page of the user's tasks matching `query`: one statement, the total counted by an
@@ -287,60 +236,131 @@ pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<T
         .bind(user.id())
         .fetch_optional(p)
         .await)?;
-    to_task(row)
+    row.map(Task::try_from).transpose()
 }
 
-/// Runs one `RETURNING` statement and yields its row, if any. On SQLite inside a
-/// transaction, which makes it commit a `RETURNING` write reliably; on PostgreSQL alone,
-/// where one statement is atomic by itself: one round trip instead of three.
-macro_rules! write_returning {
-    ($db:expr, $query:expr) => {
-        match $db {
-            AppPool::Sqlite(p) => {
-                async {
-                    let mut tx = p.begin().await?;
-                    let row: Option<TaskRow> = $query.fetch_optional(&mut *tx).await?;
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(row)
-                }
+/// One write: its statement, its arguments, and what the rows it returns mean.
+struct Write {
+    sql: &'static str,
+    args: Vec<Arg>,
+    kind: WriteKind,
+}
+
+#[derive(Clone, Copy)]
+enum WriteKind {
+    /// Returns the created task rows.
+    Create,
+    /// Returns the updated task rows.
+    Update,
+    /// Returns `id, user_id` of the deleted rows.
+    Delete,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeletedRow {
+    id: i64,
+    user_id: String,
+}
+
+/// Runs a `RETURNING` write and yields its rows. On SQLite inside a transaction, which
+/// makes a `RETURNING` write commit reliably; on PostgreSQL alone, where one statement is
+/// atomic by itself: one round trip instead of three.
+async fn returning<R>(db: &AppPool, write: &Write) -> Result<Vec<R>, sqlx::Error>
+where
+    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
+    match db {
+        AppPool::Sqlite(p) => {
+            let mut tx = p.begin().await?;
+            let rows = crate::bind_args!(sqlx::query_as(write.sql), &write.args)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(rows)
+        }
+        AppPool::Postgres(p) => {
+            crate::bind_args!(sqlx::query_as(write.sql), &write.args)
+                .fetch_all(p)
                 .await
-            }
-            AppPool::Postgres(p) => $query.fetch_optional(p).await,
+        }
+    }
+}
+
+/// The commit step of every write: runs it, and returns what changed once it committed.
+async fn commit(db: &AppPool, write: Write) -> Result<Vec<TaskChange>, ApiError> {
+    let changes = match write.kind {
+        WriteKind::Create | WriteKind::Update => {
+            let rows: Vec<TaskRow> = returning(db, &write).await?;
+            rows.into_iter()
+                .map(|row| {
+                    let task = Task::try_from(row)?;
+                    Ok(match write.kind {
+                        WriteKind::Create => TaskChange::Created(task),
+                        _ => TaskChange::Updated(task),
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?
+        }
+        WriteKind::Delete => {
+            let rows: Vec<DeletedRow> = returning(db, &write).await?;
+            rows.into_iter()
+                .map(|row| TaskChange::Deleted {
+                    user_id: row.user_id,
+                    id: row.id,
+                })
+                .collect()
         }
     };
+    Ok(changes)
 }
 
 /// Creates a task owned by the user.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
 pub async fn create(db: &AppPool, user: &AuthedUser, task: NewTask) -> Result<Task, ApiError> {
     let at = now();
-    let row = write_returning!(
-        db,
-        sqlx::query_as(INSERT)
-            .bind(user.id())
-            .bind(task.title.as_str())
-            .bind(task.description.as_deref())
-            .bind(task.completed)
-            .bind(task.priority.rank())
-            .bind(task.category.as_deref())
-            .bind(task.due_at)
-            .bind(at)
-            .bind(at)
-            .bind(fold(task.title.as_str()))
-            .bind(task.description.as_deref().map(fold))
-    )?;
-    to_task(row)?.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("INSERT returned no row")))
+    let args = vec![
+        /* $1 user_id */ Arg::Text(user.id().to_owned()),
+        /* $2 title */ Arg::Text(task.title.as_str().to_owned()),
+        /* $3 description */ Arg::OptText(task.description.clone()),
+        /* $4 completed */ Arg::Bool(task.completed),
+        /* $5 priority */ Arg::Small(task.priority.rank()),
+        /* $6 category */ Arg::OptText(task.category.clone()),
+        /* $7 due_at */ Arg::OptTime(task.due_at),
+        /* $8 created_at */ Arg::Time(at),
+        /* $9 updated_at */ Arg::Time(at),
+        /* $10 search_title */ Arg::Text(fold(task.title.as_str())),
+        /* $11 search_description */ Arg::OptText(task.description.as_deref().map(fold)),
+    ];
+    let write = Write {
+        sql: INSERT,
+        args,
+        kind: WriteKind::Create,
+    };
+    match commit(db, write).await?.pop() {
+        Some(TaskChange::Created(task)) => Ok(task),
+        _ => Err(ApiError::Internal(anyhow::anyhow!(
+            "INSERT returned no row"
+        ))),
+    }
 }
 
-/// After a conditional write matched no row: 412 when the task is there (so its version
-/// was not one the client named), else `None` for the caller's 404.
-async fn stale_or_missing<T>(
+/// The task one conditional write of task `id` changed; when it changed none: 412 when
+/// the task is there (so its version was not one the client named), else `None` for the
+/// caller's 404.
+async fn changed_one(
     db: &AppPool,
     user: &AuthedUser,
     id: TaskId,
-    expected: Option<&str>,
-) -> Result<Option<T>, ApiError> {
-    if expected.is_none() {
+    precondition: &Precondition,
+    changes: Vec<TaskChange>,
+) -> Result<Option<TaskChange>, ApiError> {
+    if let Some(change) = changes.into_iter().next() {
+        return Ok(Some(change));
+    }
+    if *precondition == Precondition::Any {
         return Ok(None);
     }
     let found: i64 = on_pool!(db, |p| sqlx::query_scalar(EXISTS)
@@ -355,103 +375,125 @@ async fn stale_or_missing<T>(
     }
 }
 
-/// Applies `changes` to one task of the user if its version is in `expected` (a
-/// comma-separated list; `None`: any). `None` when there is no such task; 412 when the
-/// version does not match.
+/// The updated task of a conditional write, `None` when there was no such task.
+async fn updated(
+    db: &AppPool,
+    user: &AuthedUser,
+    id: TaskId,
+    precondition: &Precondition,
+    write: Write,
+) -> Result<Option<Task>, ApiError> {
+    let changes = commit(db, write).await?;
+    match changed_one(db, user, id, precondition, changes).await? {
+        Some(TaskChange::Updated(task)) => Ok(Some(task)),
+        Some(other) => Err(ApiError::Internal(anyhow::anyhow!(
+            "an update reported {other:?}"
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Applies `changes` to one task of the user under `precondition`. `None` when there is
+/// no such task; 412 when the version does not match.
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn update(
     db: &AppPool,
     user: &AuthedUser,
     id: TaskId,
     changes: TaskChanges,
-    expected: Option<&str>,
+    precondition: &Precondition,
 ) -> Result<Option<Task>, ApiError> {
     let search_description = changes
         .description
         .as_ref()
         .and_then(|d| d.as_deref().map(fold));
-    let row = write_returning!(
-        db,
-        sqlx::query_as(UPDATE)
-            .bind(id.get())
-            .bind(user.id())
-            .bind(changes.title.as_ref().map(|t| t.as_str()))
-            .bind(changes.description.is_some())
-            .bind(changes.description.flatten())
-            .bind(changes.completed)
-            .bind(changes.priority.map(Priority::rank))
-            .bind(changes.category.is_some())
-            .bind(changes.category.flatten())
-            .bind(changes.due_at.is_some())
-            .bind(changes.due_at.flatten())
-            .bind(now())
-            .bind(changes.title.as_ref().map(|t| fold(t.as_str())))
-            .bind(search_description)
-            .bind(expected)
-    )?;
-    match row {
-        Some(row) => Task::try_from(row).map(Some),
-        None => stale_or_missing(db, user, id, expected).await,
-    }
+    let args = vec![
+        /* $1 id */ Arg::Int(id.get()),
+        /* $2 user_id */ Arg::Text(user.id().to_owned()),
+        /* $3 title, or keep */
+        Arg::OptText(changes.title.as_ref().map(|t| t.as_str().to_owned())),
+        /* $4 set description? */ Arg::Bool(changes.description.is_some()),
+        /* $5 description */ Arg::OptText(changes.description.clone().flatten()),
+        /* $6 completed, or keep */ Arg::OptBool(changes.completed),
+        /* $7 priority, or keep */ Arg::OptSmall(changes.priority.map(Priority::rank)),
+        /* $8 set category? */ Arg::Bool(changes.category.is_some()),
+        /* $9 category */ Arg::OptText(changes.category.clone().flatten()),
+        /* $10 set due_at? */ Arg::Bool(changes.due_at.is_some()),
+        /* $11 due_at */ Arg::OptTime(changes.due_at.flatten()),
+        /* $12 updated_at */ Arg::Time(now()),
+        /* $13 search_title, or keep */
+        Arg::OptText(changes.title.as_ref().map(|t| fold(t.as_str()))),
+        /* $14 search_description */ Arg::OptText(search_description),
+        /* $15 versions */ versions_arg(precondition),
+    ];
+    let write = Write {
+        sql: UPDATE,
+        args,
+        kind: WriteKind::Update,
+    };
+    updated(db, user, id, precondition, write).await
 }
 
 /// Sets `completed` to `value`, or flips it when `value` is `None`, atomically; the
-/// version check and outcomes are those of [`update`].
+/// precondition and outcomes are those of [`update`].
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn set_completed(
     db: &AppPool,
     user: &AuthedUser,
     id: TaskId,
     value: Option<bool>,
-    expected: Option<&str>,
+    precondition: &Precondition,
 ) -> Result<Option<Task>, ApiError> {
-    let row = write_returning!(
-        db,
-        sqlx::query_as(SET_COMPLETED)
-            .bind(id.get())
-            .bind(user.id())
-            .bind(value)
-            .bind(now())
-            .bind(expected)
-    )?;
-    match row {
-        Some(row) => Task::try_from(row).map(Some),
-        None => stale_or_missing(db, user, id, expected).await,
-    }
+    let args = vec![
+        /* $1 id */ Arg::Int(id.get()),
+        /* $2 user_id */ Arg::Text(user.id().to_owned()),
+        /* $3 completed, or flip */ Arg::OptBool(value),
+        /* $4 updated_at */ Arg::Time(now()),
+        /* $5 versions */ versions_arg(precondition),
+    ];
+    let write = Write {
+        sql: SET_COMPLETED,
+        args,
+        kind: WriteKind::Update,
+    };
+    updated(db, user, id, precondition, write).await
 }
 
-/// Deletes one task of the user, under the same version check as [`update`]; `false`
-/// when there was no such task.
+/// Deletes one task of the user under `precondition`; `false` when there was no such
+/// task.
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn delete(
     db: &AppPool,
     user: &AuthedUser,
     id: TaskId,
-    expected: Option<&str>,
+    precondition: &Precondition,
 ) -> Result<bool, ApiError> {
-    let deleted = on_pool!(db, |p| sqlx::query(DELETE)
-        .bind(id.get())
-        .bind(user.id())
-        .bind(expected)
-        .execute(p)
-        .await
-        .map(|done| done.rows_affected()))?;
-    if deleted > 0 {
-        return Ok(true);
-    }
-    stale_or_missing::<()>(db, user, id, expected).await?;
-    Ok(false)
+    let args = vec![
+        /* $1 id */ Arg::Int(id.get()),
+        /* $2 user_id */ Arg::Text(user.id().to_owned()),
+        /* $3 versions */ versions_arg(precondition),
+    ];
+    let write = Write {
+        sql: DELETE,
+        args,
+        kind: WriteKind::Delete,
+    };
+    let changes = commit(db, write).await?;
+    Ok(changed_one(db, user, id, precondition, changes)
+        .await?
+        .is_some())
 }
 
 /// Deletes every completed task of the user and returns how many went.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
 pub async fn delete_completed(db: &AppPool, user: &AuthedUser) -> Result<u64, ApiError> {
-    let deleted = on_pool!(db, |p| sqlx::query(DELETE_COMPLETED)
-        .bind(user.id())
-        .execute(p)
-        .await
-        .map(|done| done.rows_affected()))?;
-    Ok(deleted)
+    let write = Write {
+        sql: DELETE_COMPLETED,
+        args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
+        kind: WriteKind::Delete,
+    };
+    let deleted = commit(db, write).await?.len();
+    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
 }
 
 // One round trip: per-category counts; totals are their sums.

@@ -38,7 +38,11 @@ fn debug_starts_with_nothing_set() {
     let config = load("debug", &[]).unwrap();
     assert!(config.auth.dev_secret);
     assert_eq!(
-        config.auth.secret.as_ref().map(|s| s.expose()),
+        config
+            .auth
+            .secret
+            .as_ref()
+            .map(|s| secrecy::ExposeSecret::expose_secret(s)),
         Some(DEV_SECRET)
     );
     assert!(config.metrics_enabled, "/metrics is on in debug");

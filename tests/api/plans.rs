@@ -3,8 +3,8 @@
 
 use rocket::form::Form;
 use todo_api::bind_args;
+use todo_api::tasks::query::ListStatement;
 use todo_api::tasks::query::{Arg, ListParams};
-use todo_api::tasks::store::ListStatement;
 
 use crate::helpers::{on_both_databases, AppPool};
 use crate::seed::seed;
