@@ -42,7 +42,7 @@ fn debug_starts_with_nothing_set() {
             .auth
             .secret
             .as_ref()
-            .map(|s| secrecy::ExposeSecret::expose_secret(s)),
+            .map(secrecy::ExposeSecret::expose_secret),
         Some(DEV_SECRET)
     );
     assert!(config.metrics_enabled, "/metrics is on in debug");
