@@ -82,7 +82,10 @@ pub enum ApiError {
     PreconditionFailed,
     /// 413: the body is over the limit.
     #[error("payload too large")]
-    PayloadTooLarge,
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// 415: the body is not JSON by its content type.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -114,6 +117,12 @@ pub enum ApiError {
         /// Seconds until the key source is tried again.
         retry_after: u64,
     },
+    /// 503: the service cannot serve now, with no more precise cause.
+    #[error("service unavailable")]
+    Overloaded,
+    /// Another 4xx Rocket answered by itself (a 405, a 400 for a URI it cannot parse).
+    #[error("request refused with {0}")]
+    ClientError(Status),
     /// 500: anything unexpected.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -137,11 +146,14 @@ impl ApiError {
             Self::PreconditionFailed => Status::PreconditionFailed,
             Self::UriTooLong => Status::UriTooLong,
             Self::HeadersTooLarge => Status::RequestHeaderFieldsTooLarge,
-            Self::PayloadTooLarge => Status::PayloadTooLarge,
+            Self::PayloadTooLarge { .. } => Status::PayloadTooLarge,
             Self::UnsupportedMediaType => Status::UnsupportedMediaType,
             Self::Validation(_) | Self::Refused { .. } => Status::UnprocessableEntity,
             Self::RateLimited { .. } => Status::TooManyRequests,
-            Self::Unavailable(_) | Self::KeysUnavailable { .. } => Status::ServiceUnavailable,
+            Self::Unavailable(_) | Self::KeysUnavailable { .. } | Self::Overloaded => {
+                Status::ServiceUnavailable
+            }
+            Self::ClientError(status) => *status,
             Self::Internal(_) => Status::InternalServerError,
         }
     }
@@ -157,11 +169,15 @@ impl ApiError {
             Self::PreconditionFailed => "precondition_failed",
             Self::UriTooLong => "uri_too_long",
             Self::HeadersTooLarge => "headers_too_large",
-            Self::PayloadTooLarge => "payload_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) | Self::Refused { .. } => "validation_error",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) | Self::KeysUnavailable { .. } => "service_unavailable",
+            Self::Unavailable(_) | Self::KeysUnavailable { .. } | Self::Overloaded => {
+                "service_unavailable"
+            }
+            Self::ClientError(status) if status.code == 405 => "method_not_allowed",
+            Self::ClientError(_) => "bad_request",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -185,7 +201,9 @@ impl ApiError {
                 "Request has more than {MAX_HEADERS} headers or {} KiB of them",
                 MAX_HEADER_BYTES / 1024
             ),
-            Self::PayloadTooLarge => "Request body is larger than 64 KiB".to_owned(),
+            Self::PayloadTooLarge { limit } => {
+                format!("Request body is larger than {} KiB", limit / 1024)
+            }
             Self::UnsupportedMediaType => "Request body must be application/json".to_owned(),
             Self::Validation(_) => "Request has invalid fields".to_owned(),
             Self::Refused { .. } => "The database refused a value of the request".to_owned(),
@@ -194,6 +212,9 @@ impl ApiError {
             Self::KeysUnavailable { .. } => {
                 "Sign-in keys cannot be loaded right now; try again shortly".to_owned()
             }
+            Self::Overloaded => "The service is unavailable; try again shortly".to_owned(),
+            Self::ClientError(status) if status.code == 405 => "Method not allowed".to_owned(),
+            Self::ClientError(_) => "The request was refused".to_owned(),
             Self::Internal(_) => "An unexpected error occurred".to_owned(),
         };
         PublicError {
@@ -216,45 +237,33 @@ impl ApiError {
                 Self::RateLimited { retry_after } | Self::KeysUnavailable { retry_after } => {
                     Some(*retry_after)
                 }
-                Self::Unavailable(_) => Some(5),
+                Self::Unavailable(_) | Self::Overloaded => Some(5),
                 _ => None,
             },
         }
     }
 
-    /// The error Rocket's own status codes stand for, when no guard said more.
+    /// The error Rocket's own status codes stand for, when no guard said more: the
+    /// variant of that status where there is one, so each message is written once.
     pub fn for_status(status: Status) -> PublicError {
-        let (code, detail) = match status.code {
-            401 => ("auth_required", "Authentication required"),
-            403 => ("forbidden", "Forbidden"),
-            404 => ("not_found", "No such resource"),
-            405 => ("method_not_allowed", "Method not allowed"),
-            412 => ("precondition_failed", "Precondition failed"),
-            413 => ("payload_too_large", "Request body is larger than 64 KiB"),
-            414 => ("uri_too_long", "Request URI is too long"),
-            431 => ("headers_too_large", "Request headers are too large"),
-            415 => (
-                "unsupported_media_type",
-                "Request body must be application/json",
-            ),
-            422 => ("validation_error", "Request has invalid parameters"),
-            429 => ("rate_limited", "Too many requests; slow down"),
-            503 => (
-                "service_unavailable",
-                "The service is unavailable; try again shortly",
-            ),
-            400..=499 => ("bad_request", "The request was refused"),
-            _ => ("internal_error", "An unexpected error occurred"),
-        };
-        PublicError {
-            status,
-            body: ErrorBody {
-                detail: detail.to_owned(),
-                error_code: code,
-                field_errors: FieldErrors::new(),
+        let error = match status.code {
+            401 => Self::AuthRequired("Authentication required"),
+            403 => Self::Forbidden,
+            404 => Self::NotFound("No such resource"),
+            412 => Self::PreconditionFailed,
+            413 => Self::PayloadTooLarge {
+                limit: DEFAULT_BODY_LIMIT,
             },
-            retry_after: (status.code == 503).then_some(5),
-        }
+            414 => Self::UriTooLong,
+            415 => Self::UnsupportedMediaType,
+            422 => Self::Validation(FieldErrors::new()),
+            429 => Self::RateLimited { retry_after: 1 },
+            431 => Self::HeadersTooLarge,
+            503 => Self::Overloaded,
+            400..=499 => Self::ClientError(status),
+            _ => Self::Internal(anyhow::anyhow!("status {status} without an error")),
+        };
+        error.public()
     }
 
     fn log(&self) {
@@ -413,7 +422,10 @@ pub enum BodyErrors {
     )]
     Malformed(ErrorBody),
     /// `payload_too_large`.
-    #[response(status = 413, description = "`payload_too_large`: body over 64 KiB")]
+    #[response(
+        status = 413,
+        description = "`payload_too_large`: body over the size limit"
+    )]
     TooLarge(ErrorBody),
     /// `unsupported_media_type`.
     #[response(status = 415, description = "`unsupported_media_type`: not JSON")]
@@ -571,7 +583,10 @@ pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Error catchers", |rocket| async {
         rocket
             .attach(HeadLimits)
-            .mount("/", vec![Route::new(Method::Get, EARLY_ROUTE, EarlyAnswer)])
+            .mount(
+                "/",
+                crate::telemetry::traced(vec![Route::new(Method::Get, EARLY_ROUTE, EarlyAnswer)]),
+            )
             .register("/", catchers![any_status])
     })
 }
@@ -608,7 +623,9 @@ async fn read_json_object(
             ApiError::Internal(anyhow::Error::new(e).context("reading request body"))
         })?;
     if !bytes.is_complete() {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::PayloadTooLarge {
+            limit: limit.as_u64(),
+        });
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);

@@ -173,6 +173,6 @@ pub fn stage() -> AdHoc {
                     .try_it_out_enabled(true)
                     .display_request_duration(true),
             );
-        rocket.mount("/", ui)
+        rocket.mount("/", crate::telemetry::traced(ui))
     })
 }

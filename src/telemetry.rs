@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::http::{Header, Method};
 use rocket::route::{Handler, Outcome, Route};
-use rocket::{Data, Request, Response};
+use rocket::{Build, Data, Request, Response, Rocket};
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
@@ -89,16 +89,50 @@ fn sane_request_id(id: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct LoggedUser(pub Option<String>);
 
+/// What [`traced`] appends to a route's name, so the start-up check can tell.
+const TRACED_MARK: &str = " (traced)";
+
 /// Wraps every handler of `routes` in a `request` span carrying the request id, method and
-/// route template, so everything the handler and its guards log names the request.
-pub fn traced(routes: Vec<Route>) -> Vec<Route> {
+/// route template, so everything the handler and its guards log names the request. Every
+/// module mounts its routes through this; start-up fails when one is mounted without it.
+pub fn traced(routes: impl Into<Vec<Route>>) -> Vec<Route> {
     routes
+        .into()
         .into_iter()
         .map(|mut route| {
             route.handler = Box::new(Traced(route.handler));
+            let name = route.name.as_deref().unwrap_or("route");
+            route.name = Some(format!("{name}{TRACED_MARK}").into());
             route
         })
         .collect()
+}
+
+/// Whether `route` runs inside a request span.
+pub fn is_traced(route: &Route) -> bool {
+    route
+        .name
+        .as_deref()
+        .is_some_and(|name| name.ends_with(TRACED_MARK))
+}
+
+/// Refuses to start when a mounted route was not wrapped by [`traced`]: its requests
+/// would log without their request id. rocket_cors' internal route is its own.
+async fn check_traced(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    let untraced: Vec<String> = rocket
+        .routes()
+        .filter(|route| !is_traced(route) && !route.uri.base().starts_with("/cors"))
+        .map(|route| format!("{} {}", route.method, route.uri))
+        .collect();
+    if untraced.is_empty() {
+        Ok(rocket)
+    } else {
+        tracing::error!(
+            ?untraced,
+            "routes mounted without telemetry::traced: their log lines would have no request id"
+        );
+        Err(rocket)
+    }
 }
 
 #[derive(Clone)]
@@ -184,7 +218,9 @@ pub fn stage() -> AdHoc {
             // An ignite hook attached while igniting runs after every stage attached
             // before ignition, so the access log's response hook comes after theirs.
             .attach(AdHoc::on_ignite("Access log", |rocket| async {
-                rocket.attach(AccessLog)
+                rocket
+                    .attach(AccessLog)
+                    .attach(AdHoc::try_on_ignite("Request spans", check_traced))
             }))
             .attach(AdHoc::on_liftoff("Start-up log", |rocket| {
                 Box::pin(async move {

@@ -180,15 +180,20 @@ on_both_databases! {
         // Invalid body and unknown id, but no token: 401.
         let response = app.request(Method::Put, "/api/alice/tasks/999999", None, Some(&json!({"title": ""}))).await;
         assert_eq!(response.status, Status::Unauthorized);
+        assert_eq!(response.error_code(), "auth_required");
         // Token for another user: 403 before 404 / 422.
         let response = app.request(Method::Put, "/api/alice/tasks/999999", Some(&bob), Some(&json!({"title": ""}))).await;
         assert_eq!(response.status, Status::Forbidden);
+        assert_eq!(response.error_code(), "forbidden");
         let response = app.request(Method::Get, "/api/alice/tasks/abc", Some(&bob), None).await;
         assert_eq!(response.status, Status::Forbidden);
+        assert_eq!(response.error_code(), "forbidden");
         // The right user: now 404 and 422 are reported.
         let response = app.call("bob", Method::Get, "/api/bob/tasks/999999", None).await;
         assert_eq!(response.status, Status::NotFound);
+        assert_eq!(response.error_code(), "not_found");
         let response = app.call("bob", Method::Post, "/api/bob/tasks", Some(&json!({"title": ""}))).await;
         assert_eq!(response.status, Status::UnprocessableEntity);
+        assert_eq!(response.error_code(), "validation_error");
     }
 }

@@ -75,6 +75,7 @@ on_both_databases! {
         }
         let response = app.call("alice", Method::Post, "/api/alice/tasks/1", Some(&json!({}))).await;
         assert_eq!(response.status, Status::NotFound, "an unsupported method on a known path");
+        assert_eq!(response.error_code(), "not_found");
         assert_error_body_has_no_internals(&response);
     }
 

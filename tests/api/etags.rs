@@ -65,6 +65,7 @@ on_both_databases! {
         let bobs = app.create_task("bob", json!({"title": "b"})).await;
         let response = app.call_with("alice", Method::Get, &format!("/api/alice/tasks/{}", bobs["id"]), None, &[("If-None-Match", "*")]).await;
         assert_eq!(response.status, Status::NotFound);
+        assert_eq!(response.error_code(), "not_found");
     }
 
     async fn if_match_guards_every_write(app) {
@@ -110,6 +111,7 @@ on_both_databases! {
         for (method, target, body) in &writes {
             let response = app.call_with("alice", *method, target, body.as_ref(), &[("If-Match", &current)]).await;
             assert_eq!(response.status, Status::NotFound, "{method} {target}");
+            assert_eq!(response.error_code(), "not_found");
         }
     }
 

@@ -359,15 +359,15 @@ on_both_backends! {
 
         // Better Auth restarted with a new key: its kid is unknown, so the keys are fetched again.
         server.publish(&[&old, &new]);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(get_tasks(&app, "alice", &new.sign(&claims)).await.status, Status::Ok, "new key after refetch");
+        // Refetches are at least 0.2 s apart: poll until the one after the interval.
+        until(|| async { get_tasks(&app, "alice", &new.sign(&claims)).await.status == Status::Ok }, "new key after refetch").await;
         assert_eq!(get_tasks(&app, "alice", &old.sign(&claims)).await.status, Status::Ok, "old key still published");
         let fetches = server.hits();
         assert_eq!(fetches, 2);
 
         // The old key is withdrawn; once the cache lifetime is over it stops verifying.
         server.publish(&[&new]);
-        tokio::time::sleep(Duration::from_millis(1600)).await;
+        until(|| async { get_tasks(&app, "alice", &old.sign(&claims)).await.status == Status::Unauthorized }, "withdrawn key refused once the cache expires").await;
         assert_invalid_token(&get_tasks(&app, "alice", &old.sign(&claims)).await, "withdrawn key");
         assert_eq!(get_tasks(&app, "alice", &new.sign(&claims)).await.status, Status::Ok);
         assert_eq!(server.hits(), fetches + 1, "one refresh at expiry");
@@ -412,23 +412,26 @@ on_both_backends! {
 
         for (status, body) in [(200, "<html>not json</html>"), (200, "{\"keys\": 3}"), (404, "")] {
             server.answer(status, body);
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let response = get_tasks(&app, "alice", &token).await;
-            assert_eq!(response.status, Status::ServiceUnavailable, "{status} {body}");
+            // Every answer until the next fetch has seen this body is a 503 too.
+            let fetched = server.hits();
+            until(|| async {
+                let response = get_tasks(&app, "alice", &token).await;
+                assert_eq!(response.status, Status::ServiceUnavailable, "{status} {body}");
+                server.hits() > fetched
+            }, "the key source is asked again").await;
         }
 
         server.publish(&[&key]);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(get_tasks(&app, "alice", &token).await.status, Status::Ok, "recovers by itself");
+        until(|| async { get_tasks(&app, "alice", &token).await.status == Status::Ok }, "recovers by itself").await;
         let ready = app.request(Method::Get, "/health/ready", None, None).await;
         assert_eq!(ready.json()["jwks"]["state"], "ok");
         assert_eq!(ready.json()["jwks"]["keys"], 1);
 
         // Once keys are held, an outage keeps them: known keys still verify.
         server.answer(500, "");
-        tokio::time::sleep(Duration::from_millis(250)).await;
         let unknown = TestKey::ed25519("brand-new").sign(&better_auth_claims(&server, "alice"));
-        assert_eq!(get_tasks(&app, "alice", &unknown).await.status, Status::ServiceUnavailable, "a new kid cannot be checked now");
+        // Once the refetch interval has passed, the unknown kid makes a fetch, which fails.
+        until(|| async { get_tasks(&app, "alice", &unknown).await.status == Status::ServiceUnavailable }, "a new kid cannot be checked now").await;
         assert_eq!(get_tasks(&app, "alice", &token).await.status, Status::Ok, "held keys still verify");
     }
 
@@ -446,5 +449,21 @@ on_both_backends! {
         assert!(response.header("Retry-After").is_some());
         let hs = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
         assert_eq!(hs.status, Status::Ok, "HS256 does not depend on the key source");
+    }
+}
+
+/// Polls `check` until it holds, failing after 10 s: waits for a state, not a duration.
+async fn until<F, Fut>(mut check: F, what: &str)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -120,8 +120,11 @@ enum DrainAnswer {
     Refused,
     /// An HTTP answer (any status), then the connection closes.
     Answered(u16),
-    /// Accepted, then neither answered nor closed in time, or reset with no answer.
-    Dropped,
+    /// Accepted, then closed or reset with no answer (a connection that raced the
+    /// listener's closing).
+    Reset,
+    /// Accepted, then neither answered nor closed in time.
+    Hung,
 }
 
 async fn connect_during_drain(port: u16) -> DrainAnswer {
@@ -137,7 +140,8 @@ async fn connect_during_drain(port: u16) -> DrainAnswer {
         Ok(_) if buf.starts_with(b"HTTP/1.1 ") => {
             DrainAnswer::Answered(String::from_utf8_lossy(&buf[9..12]).parse().unwrap_or(0))
         }
-        _ => DrainAnswer::Dropped,
+        Ok(_) => DrainAnswer::Reset,
+        Err(_) => DrainAnswer::Hung,
     }
 }
 
@@ -192,8 +196,21 @@ on_both_backends! {
             assert!(in_flight.iter().all(|r| !r.is_finished()), "the creates wait for the lock or a connection");
 
             sigterm(&served.child);
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let during = connect_during_drain(served.port).await;
+            // The shutdown has begun once its log line is out.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !served.stdout.lock().unwrap().contains("shutting down") {
+                assert!(Instant::now() < deadline, "the shutdown starts");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // A connection made now is refused or answered at once, never left hanging;
+            // one that raced the listener's closing may be reset, then the next is refused.
+            let during = loop {
+                let during = connect_during_drain(served.port).await;
+                if during != DrainAnswer::Reset {
+                    break during;
+                }
+                assert!(Instant::now() < deadline, "connections during the drain are reset");
+            };
             assert!(matches!(during, DrainAnswer::Refused | DrainAnswer::Answered(503)), "a connection during the drain: {during:?}");
 
             // The lock is held about 2 s after SIGTERM in all.
@@ -291,4 +308,29 @@ on_both_databases! {
         assert_eq!(unsafe_id.status, Status::Ok);
         assert_eq!(unsafe_id.header("X-Request-Id").map(str::len), Some(32), "an unsafe id is replaced");
     }
+}
+
+#[rocket::get("/untraced")]
+fn untraced() -> &'static str {
+    "no request span"
+}
+
+/// Every route runs inside a request span: start-up refuses a route mounted without one.
+#[rocket::async_test]
+async fn a_route_mounted_without_its_request_span_stops_start_up() {
+    let (url, _dir) = TestApp::fresh_database(Backend::Sqlite).await;
+    let bare =
+        todo_api::rocket(crate::helpers::base_figment(&url)).mount("/", rocket::routes![untraced]);
+    let error = bare
+        .ignite()
+        .await
+        .expect_err("an untraced route is refused");
+    // Reading the kind marks the error handled (an unhandled one panics when dropped).
+    assert!(matches!(
+        error.kind(),
+        rocket::error::ErrorKind::FailedFairings(failed) if failed.iter().any(|f| f.name == "Request spans")
+    ));
+    let wrapped = todo_api::rocket(crate::helpers::base_figment(&url))
+        .mount("/", todo_api::telemetry::traced(rocket::routes![untraced]));
+    assert!(wrapped.ignite().await.is_ok());
 }

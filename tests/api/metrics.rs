@@ -22,6 +22,7 @@ on_both_backends! {
         app.call("alice", Method::Get, "/api/alice/tasks/999", None).await;
         let limited = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
         assert_eq!(limited.status, Status::TooManyRequests);
+        assert_eq!(limited.error_code(), "rate_limited");
         app.request(Method::Get, "/nowhere/secret-path", None, None).await;
 
         let response = app.request(Method::Get, "/metrics", None, None).await;

@@ -158,6 +158,7 @@ on_both_backends! {
         let app = TestApp::spawn_with(backend, |f| f.merge(Serialized::global("auth.leeway_secs", 5))).await;
         let refused = app.request(Method::Get, "/api/alice/tasks", Some(&expired_secs_ago(25)), None).await;
         assert_eq!(refused.status, Status::Unauthorized);
+        assert_eq!(refused.error_code(), "invalid_token");
         let accepted = app.request(Method::Get, "/api/alice/tasks", Some(&expired_secs_ago(2)), None).await;
         assert_eq!(accepted.status, Status::Ok);
     }
@@ -208,6 +209,7 @@ on_both_backends! {
         }
         let refused = read(get().dispatch().await).await;
         assert_eq!(refused.status, Status::TooManyRequests);
+        assert_eq!(refused.error_code(), "rate_limited");
         assert_eq!(refused.header("RateLimit-Remaining"), Some("0"));
         assert_eq!(refused.header("RateLimit-Reset"), Some("60"));
         let retry: u64 = refused.header("Retry-After").unwrap().parse().unwrap();

@@ -53,6 +53,7 @@ on_both_backends! {
         }
         let still = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
         assert_eq!(still.status, Status::TooManyRequests, "the bucket refills with time only");
+        assert_eq!(still.error_code(), "rate_limited");
     }
 
     async fn zero_turns_limiting_off(backend) {

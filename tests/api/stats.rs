@@ -52,7 +52,9 @@ on_both_databases! {
     async fn stats_need_the_right_user(app) {
         let anonymous = app.request(Method::Get, "/api/alice/stats", None, None).await;
         assert_eq!(anonymous.status, Status::Unauthorized);
+        assert_eq!(anonymous.error_code(), "auth_required");
         let other = app.call("bob", Method::Get, "/api/alice/stats", None).await;
         assert_eq!(other.status, Status::Forbidden);
+        assert_eq!(other.error_code(), "forbidden");
     }
 }

@@ -144,6 +144,7 @@ on_both_databases! {
         assert_eq!(patched["priority"], "high");
         let response = app.call("alice", Method::Patch, &path, Some(&json!({"title": null}))).await;
         assert_eq!(response.status, Status::UnprocessableEntity);
+        assert_eq!(response.error_code(), "validation_error");
     }
 
     async fn complete_toggles_both_ways_and_sets(app) {
@@ -176,6 +177,7 @@ on_both_databases! {
         assert_eq!(again.error_code(), "not_found");
         let get = app.call("alice", Method::Get, &path, None).await;
         assert_eq!(get.status, Status::NotFound);
+        assert_eq!(get.error_code(), "not_found");
     }
 
     async fn clearing_completed_tasks_needs_completed_true(app) {
@@ -185,6 +187,7 @@ on_both_databases! {
         for path in ["/api/alice/tasks", "/api/alice/tasks?completed=false"] {
             let refused = app.call("alice", Method::Delete, path, None).await;
             assert_eq!(refused.status, Status::UnprocessableEntity, "{path}");
+            assert_eq!(refused.error_code(), "validation_error");
         }
         let cleared = app.call("alice", Method::Delete, "/api/alice/tasks?completed=true", None).await;
         assert_eq!(cleared.status, Status::Ok);
@@ -193,6 +196,7 @@ on_both_databases! {
         assert_eq!(list, json!([open]));
         let gone = app.call("alice", Method::Get, &format!("/api/alice/tasks/{}", done["id"]), None).await;
         assert_eq!(gone.status, Status::NotFound);
+        assert_eq!(gone.error_code(), "not_found");
         let bobs = app.call("bob", Method::Get, "/api/bob/tasks", None).await.json();
         assert_eq!(bobs.as_array().map(Vec::len), Some(1), "other users keep theirs");
     }
@@ -212,6 +216,7 @@ on_both_databases! {
             let theirs = app.call("bob", method, &format!("/api/bob/tasks/{id}{suffix}"), body).await;
             let nobodys = app.call("bob", method, &format!("/api/bob/tasks/{missing}{suffix}"), body).await;
             assert_eq!(theirs.status, Status::NotFound, "{method} {suffix}");
+            assert_eq!(theirs.error_code(), "not_found");
             assert_eq!(theirs.text, nobodys.text, "{method} {suffix}: indistinguishable from missing");
         }
         let bobs = app.call("bob", Method::Get, "/api/bob/tasks", None).await.json();
@@ -229,6 +234,7 @@ on_both_databases! {
             assert!(response.json()["field_errors"]["id"].is_array());
             let anonymous = app.request(Method::Get, &format!("/api/alice/tasks/{id}"), None, None).await;
             assert_eq!(anonymous.status, Status::Unauthorized, "{id}: 401 comes first");
+            assert_eq!(anonymous.error_code(), "auth_required");
         }
     }
 
