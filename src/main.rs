@@ -59,26 +59,21 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
         .ok_or_else(|| "use a positive number with s, m, h or d, such as 15m or 1h".to_owned())
 }
 
-/// One HTTP/1.1 GET of `/health/live` on loopback; the image needs no curl for this.
+/// `GET /health/live` on loopback with the project's HTTP client; the image needs no curl.
 async fn healthcheck(port: u16) -> Result<(), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await?;
-        Ok::<_, std::io::Error>(head)
-    };
-    let head = tokio::time::timeout(std::time::Duration::from_secs(3), probe)
-        .await
-        .map_err(|_| "timed out".to_owned())?
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
         .map_err(|e| e.to_string())?;
-    if head.starts_with(b"HTTP/1.1 200") {
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/health/live"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() == reqwest::StatusCode::OK {
         Ok(())
     } else {
-        Err(format!("answered {}", String::from_utf8_lossy(&head)))
+        Err(format!("answered {}", response.status()))
     }
 }
 

@@ -171,7 +171,7 @@ on_both_databases! {
             assert_eq!(forbidden.status, Status::Forbidden, "{method} {path}");
             assert_eq!(forbidden.error_code(), "forbidden");
         }
-        let after = app.call("alice", Method::Get, &format!("/api/alice/tasks/{id}"), None).await.json();
+        let after = app.as_user("alice").get(&format!("tasks/{id}")).await.json();
         assert_eq!(after, task, "no refused request changed anything");
     }
 
@@ -189,10 +189,10 @@ on_both_databases! {
         assert_eq!(response.status, Status::Forbidden);
         assert_eq!(response.error_code(), "forbidden");
         // The right user: now 404 and 422 are reported.
-        let response = app.call("bob", Method::Get, "/api/bob/tasks/999999", None).await;
+        let response = app.as_user("bob").get("tasks/999999").await;
         assert_eq!(response.status, Status::NotFound);
         assert_eq!(response.error_code(), "not_found");
-        let response = app.call("bob", Method::Post, "/api/bob/tasks", Some(&json!({"title": ""}))).await;
+        let response = app.as_user("bob").post("tasks", &json!({"title": ""})).await;
         assert_eq!(response.status, Status::UnprocessableEntity);
         assert_eq!(response.error_code(), "validation_error");
     }

@@ -19,10 +19,9 @@ on_both_databases! {
             let app = &app;
             async move {
                 let response = match i / 20 {
-                    0..=2 => app.call(user, Method::Post, &format!("/api/{user}/tasks"),
-                                          Some(&json!({"title": format!("task {i}")}))).await,
-                    3 => app.call(user, Method::Get, &format!("/api/{user}/tasks"), None).await,
-                    _ => app.call(user, Method::Patch, &format!("/api/{user}/tasks/{seed}/complete"), None).await,
+                    0..=2 => app.as_user(user).post(&format!("/api/{user}/tasks"), &json!({"title": format!("task {i}")})).await,
+                    3 => app.as_user(user).get(&format!("/api/{user}/tasks")).await,
+                    _ => app.as_user(user).patch(&format!("/api/{user}/tasks/{seed}/complete"), None).await,
                 };
                 (i, user.clone(), response)
             }
@@ -42,9 +41,9 @@ on_both_databases! {
             assert_eq!(fetched.json()["title"], task["title"]);
         }
         for (user, seed) in users.iter().zip(&seeds) {
-            let list = app.call(user, Method::Get, &format!("/api/{user}/tasks"), None).await.json();
+            let list = app.as_user(user).get(&format!("/api/{user}/tasks")).await.json();
             assert_eq!(list.as_array().map(Vec::len), Some(4), "{user}: seed + 3 created");
-            let seed = app.call(user, Method::Get, &format!("/api/{user}/tasks/{seed}"), None).await.json();
+            let seed = app.as_user(user).get(&format!("/api/{user}/tasks/{seed}")).await.json();
             assert_eq!(seed["completed"], true, "{user}: toggled exactly once");
         }
     }
@@ -55,7 +54,7 @@ on_both_databases! {
         let flips = 25;
         let responses = join_all((0..flips).map(|_| app.call("alice", Method::Patch, &path, None))).await;
         assert!(responses.iter().all(|r| r.status == Status::Ok));
-        let after = app.call("alice", Method::Get, &format!("/api/alice/tasks/{}", task["id"]), None).await.json();
+        let after = app.as_user("alice").get(&format!("tasks/{}", task["id"])).await.json();
         assert_eq!(after["completed"], flips % 2 == 1, "{flips} flips from false");
         let trues = responses.iter().filter(|r| r.json()["completed"] == true).count();
         assert_eq!(trues, 13, "each toggle saw the previous one's result");

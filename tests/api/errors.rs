@@ -73,17 +73,17 @@ on_both_databases! {
             assert_eq!(response.error_code(), "not_found", "{path}");
             assert_eq!(response.header("Content-Type"), Some("application/json"));
         }
-        let response = app.call("alice", Method::Post, "/api/alice/tasks/1", Some(&json!({}))).await;
+        let response = app.as_user("alice").post("tasks/1", &json!({})).await;
         assert_eq!(response.status, Status::NotFound, "an unsupported method on a known path");
         assert_eq!(response.error_code(), "not_found");
         assert_error_body_has_no_internals(&response);
     }
 
     async fn validation_errors_name_fields_in_an_object(app) {
-        let response = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": ""}))).await;
+        let response = app.as_user("alice").post("tasks", &json!({"title": ""})).await;
         assert_eq!(response.error_code(), "validation_error");
         assert_eq!(response.json()["field_errors"], json!({"title": ["Title is required and cannot be empty"]}));
-        let ok_error = app.call("alice", Method::Get, "/api/alice/tasks/999", None).await;
+        let ok_error = app.as_user("alice").get("tasks/999").await;
         assert_eq!(ok_error.json()["field_errors"], json!({}), "empty object, never null");
     }
 }

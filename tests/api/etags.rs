@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::helpers::{on_both_databases, TestApp};
 
 async fn tag_of(app: &TestApp, path: &str) -> String {
-    let response = app.call("alice", Method::Get, path, None).await;
+    let response = app.as_user("alice").get(path).await;
     assert_eq!(response.status, Status::Ok, "{}", response.text);
     response
         .header("ETag")
@@ -18,7 +18,7 @@ async fn tag_of(app: &TestApp, path: &str) -> String {
 
 on_both_databases! {
     async fn every_task_answer_carries_a_strong_etag_that_moves_on_each_change(app) {
-        let created = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": "t"}))).await;
+        let created = app.as_user("alice").post("tasks", &json!({"title": "t"})).await;
         assert_eq!(created.status, Status::Created);
         let path = format!("/api/alice/tasks/{}", created.json()["id"]);
         let first = created.header("ETag").expect("201 has an ETag").to_owned();
@@ -28,16 +28,16 @@ on_both_databases! {
         // Several changes within the same millisecond still give distinct tags.
         let mut seen = vec![first];
         for body in [json!({"title": "u"}), json!({"title": "u"}), json!({"priority": "high"})] {
-            let response = app.call("alice", Method::Patch, &path, Some(&body)).await;
+            let response = app.as_user("alice").patch(&path, Some(&body)).await;
             assert_eq!(response.status, Status::Ok);
             let tag = response.header("ETag").unwrap().to_owned();
             assert!(!seen.contains(&tag), "{tag} repeats one of {seen:?}");
             assert_eq!(tag_of(&app, &path).await, tag);
             seen.push(tag);
         }
-        let toggled = app.call("alice", Method::Patch, &format!("{path}/complete"), None).await;
+        let toggled = app.as_user("alice").patch(&format!("{path}/complete"), None).await;
         assert!(!seen.contains(&toggled.header("ETag").unwrap().to_owned()));
-        let replaced = app.call("alice", Method::Put, &path, Some(&json!({"title": "v"}))).await;
+        let replaced = app.as_user("alice").put(&path, &json!({"title": "v"})).await;
         assert_ne!(replaced.header("ETag"), toggled.header("ETag"));
     }
 
@@ -56,7 +56,7 @@ on_both_databases! {
         assert_eq!(stale.status, Status::Ok);
         assert_eq!(stale.json()["title"], "t");
 
-        app.call("alice", Method::Patch, &path, Some(&json!({"title": "changed"}))).await;
+        app.as_user("alice").patch(&path, Some(&json!({"title": "changed"}))).await;
         let after_change = app.call_with("alice", Method::Get, &path, None, &[("If-None-Match", &tag)]).await;
         assert_eq!(after_change.status, Status::Ok, "a changed task is sent again");
         assert_eq!(after_change.json()["title"], "changed");
@@ -73,7 +73,7 @@ on_both_databases! {
         let id = task["id"].as_i64().unwrap();
         let path = format!("/api/alice/tasks/{id}");
         let stale = tag_of(&app, &path).await;
-        let current = app.call("alice", Method::Patch, &path, Some(&json!({"title": "t2"}))).await.header("ETag").unwrap().to_owned();
+        let current = app.as_user("alice").patch(&path, Some(&json!({"title": "t2"}))).await.header("ETag").unwrap().to_owned();
 
         let writes = [
             (Method::Put, path.clone(), Some(json!({"title": "lost"}))),
@@ -90,7 +90,7 @@ on_both_databases! {
                 assert_eq!(response.error_code(), "precondition_failed");
             }
         }
-        let unchanged = app.call("alice", Method::Get, &path, None).await;
+        let unchanged = app.as_user("alice").get(&path).await;
         assert_eq!(unchanged.json()["title"], "t2");
         assert_eq!(unchanged.json()["completed"], false);
         assert_eq!(unchanged.header("ETag"), Some(current.as_str()), "refused writes change nothing");
@@ -130,7 +130,7 @@ on_both_databases! {
             let winners: Vec<_> = responses.iter().filter(|r| r.status == Status::Ok).collect();
             assert_eq!(winners.len(), 1, "round {round}: exactly one writer wins");
             assert!(responses.iter().all(|r| r.status == Status::Ok || r.status == Status::PreconditionFailed));
-            let stored = app.call("alice", Method::Get, &path, None).await;
+            let stored = app.as_user("alice").get(&path).await;
             assert_eq!(stored.json()["title"], winners[0].json()["title"]);
             assert_eq!(stored.header("ETag"), winners[0].header("ETag"));
         }

@@ -45,7 +45,7 @@ on_both_databases! {
             ("description", json!({"title": "ok", "description": "line\u{0}"})),
             ("category", json!({"title": "ok", "category": "\u{0}work"})),
         ] {
-            let response = app.call("alice", Method::Post, "/api/alice/tasks", Some(&body)).await;
+            let response = app.as_user("alice").post("tasks", &body).await;
             assert_field_error(&response, field);
         }
         assert_eq!(titles(&app, "alice").await, Vec::<Value>::new(), "nothing was stored");
@@ -60,7 +60,7 @@ on_both_databases! {
             let response = app.call("alice", method, &path, Some(&body)).await;
             assert_field_error(&response, field);
         }
-        let stored = app.call("alice", Method::Get, &path, None).await.json();
+        let stored = app.as_user("alice").get(&path).await.json();
         assert_eq!(stored, task, "the task is unchanged");
     }
 
@@ -74,7 +74,7 @@ on_both_databases! {
             ("status=all%00", "status"),
             ("due_before=2026-01-01T00:00:00Z%00", "due_before"),
         ] {
-            let response = app.call("alice", Method::Get, &format!("/api/alice/tasks?{query}"), None).await;
+            let response = app.as_user("alice").get(&format!("tasks?{query}")).await;
             assert_field_error(&response, field);
         }
     }
@@ -154,7 +154,7 @@ on_both_databases! {
         app.create_task("alice", json!({"title": "before"})).await;
         let pool = app.pool().await;
         on_pool!(&pool, |p| sqlx::query("ALTER TABLE tasks RENAME TO tasks_elsewhere").execute(p).await.map(drop).unwrap());
-        let response = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        let response = app.as_user("alice").get("tasks").await;
         assert_eq!(response.status, Status::InternalServerError, "{}", response.text);
         assert_eq!(response.error_code(), "internal_error");
         assert_eq!(response.json()["detail"], "An unexpected error occurred");
@@ -163,7 +163,7 @@ on_both_databases! {
         for needle in ["tasks", "SELECT", "relation", "sqlx", "/", ".rs"] {
             assert!(!response.text.contains(needle), "{needle} leaked: {}", response.text);
         }
-        let created = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": "x"}))).await;
+        let created = app.as_user("alice").post("tasks", &json!({"title": "x"})).await;
         assert_eq!(created.status, Status::InternalServerError);
         on_pool!(&pool, |p| sqlx::query("ALTER TABLE tasks_elsewhere RENAME TO tasks").execute(p).await.map(drop).unwrap());
         assert_eq!(titles(&app, "alice").await, [json!("before")]);

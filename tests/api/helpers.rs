@@ -15,12 +15,8 @@ pub use todo_api::db::AppPool;
 /// The HS256 secret every test service uses.
 pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 
-/// Which database a test case runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// Which database a test case runs on: the service's own.
+pub use todo_api::db::Backend;
 
 /// Runs each test body once on SQLite and once on PostgreSQL, each in its own database.
 macro_rules! on_both_databases {
@@ -332,6 +328,14 @@ impl TestApp {
             .await
     }
 
+    /// A client acting as `user` (with a valid token) on the user's own routes.
+    pub fn as_user(&self, user: &str) -> AsUser<'_> {
+        AsUser {
+            app: self,
+            user: user.to_owned(),
+        }
+    }
+
     /// Creates a task for `user`, asserting 201, and returns it.
     pub async fn create_task(&self, user: &str, body: Value) -> Value {
         let response = self
@@ -460,4 +464,60 @@ pub async fn hold_sqlite_write_lock(db_url: &str) -> sqlx::SqliteConnection {
         .await
         .unwrap();
     conn
+}
+
+/// Requests of one user, to paths under `/api/{user}/` (`app.as_user("alice").get("tasks")`)
+/// or to a whole path.
+pub struct AsUser<'a> {
+    app: &'a TestApp,
+    user: String,
+}
+
+impl AsUser<'_> {
+    /// `relative` under `/api/{user}/`; a path that starts with `/` is taken as it is.
+    fn path(&self, relative: &str) -> String {
+        if relative.starts_with('/') {
+            relative.to_owned()
+        } else {
+            format!("/api/{}/{relative}", self.user)
+        }
+    }
+
+    /// `method` on `relative`, with an optional JSON body and extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        relative: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        self.app
+            .call_with(&self.user, method, &self.path(relative), body, headers)
+            .await
+    }
+
+    /// `GET`.
+    pub async fn get(&self, relative: &str) -> TestResponse {
+        self.send(Method::Get, relative, None, &[]).await
+    }
+
+    /// `POST` with a JSON body.
+    pub async fn post(&self, relative: &str, body: &Value) -> TestResponse {
+        self.send(Method::Post, relative, Some(body), &[]).await
+    }
+
+    /// `PUT` with a JSON body.
+    pub async fn put(&self, relative: &str, body: &Value) -> TestResponse {
+        self.send(Method::Put, relative, Some(body), &[]).await
+    }
+
+    /// `PATCH` with an optional JSON body.
+    pub async fn patch(&self, relative: &str, body: Option<&Value>) -> TestResponse {
+        self.send(Method::Patch, relative, body, &[]).await
+    }
+
+    /// `DELETE`.
+    pub async fn delete(&self, relative: &str) -> TestResponse {
+        self.send(Method::Delete, relative, None, &[]).await
+    }
 }

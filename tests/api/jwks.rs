@@ -261,7 +261,7 @@ on_both_backends! {
         assert_eq!(server.hits(), 1, "one fetch serves every later token");
 
         // The shared-secret mode keeps working beside JWKS.
-        let hs = app.call("usr_8fJ2", Method::Get, "/api/usr_8fJ2/tasks", None).await;
+        let hs = app.as_user("usr_8fJ2").get("tasks").await;
         assert_eq!(hs.status, Status::Ok);
         assert_eq!(hs.json()[0]["title"], "from Better Auth");
     }
@@ -447,7 +447,7 @@ on_both_backends! {
         let response = get_tasks(&app, "alice", &key.sign(&claims)).await;
         assert_eq!(response.status, Status::ServiceUnavailable, "{}", response.text);
         assert!(response.header("Retry-After").is_some());
-        let hs = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        let hs = app.as_user("alice").get("tasks").await;
         assert_eq!(hs.status, Status::Ok, "HS256 does not depend on the key source");
     }
 }

@@ -17,10 +17,10 @@ on_both_backends! {
     async fn metrics_count_requests_by_route_and_status(backend) {
         let app = TestApp::spawn_with(backend, |f| f.merge(Serialized::global("rate_limit.per_minute", 3))).await;
         for _ in 0..2 {
-            app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+            app.as_user("alice").get("tasks").await;
         }
-        app.call("alice", Method::Get, "/api/alice/tasks/999", None).await;
-        let limited = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        app.as_user("alice").get("tasks/999").await;
+        let limited = app.as_user("alice").get("tasks").await;
         assert_eq!(limited.status, Status::TooManyRequests);
         assert_eq!(limited.error_code(), "rate_limited");
         app.request(Method::Get, "/nowhere/secret-path", None, None).await;

@@ -137,26 +137,26 @@ on_both_databases! {
         let tasks = "/api/{user_id}/tasks";
         let task = "/api/{user_id}/tasks/{id}";
 
-        let created = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": "Buy groceries", "description": "Milk", "priority": "high", "category": "home", "due_at": "2026-12-01T17:00:00+01:00"}))).await;
+        let created = app.as_user("alice").post("tasks", &json!({"title": "Buy groceries", "description": "Milk", "priority": "high", "category": "home", "due_at": "2026-12-01T17:00:00+01:00"})).await;
         assert_documented(&doc, tasks, "post", &created);
-        let bare = app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!({"title": "bare"}))).await;
+        let bare = app.as_user("alice").post("tasks", &json!({"title": "bare"})).await;
         assert_documented(&doc, tasks, "post", &bare);
         let id = created.json()["id"].as_i64().unwrap();
         let one = format!("/api/alice/tasks/{id}");
         let checks: Vec<(&str, &str, TestResponse)> = vec![
-            (tasks, "get", app.call("alice", Method::Get, "/api/alice/tasks?sort=due_at&limit=1", None).await),
-            (task, "get", app.call("alice", Method::Get, &one, None).await),
-            (task, "put", app.call("alice", Method::Put, &one, Some(&json!({"title": "Buy bread", "description": null}))).await),
-            (task, "patch", app.call("alice", Method::Patch, &one, Some(&json!({"category": null}))).await),
-            ("/api/{user_id}/tasks/{id}/complete", "patch", app.call("alice", Method::Patch, &format!("{one}/complete"), None).await),
-            ("/api/{user_id}/stats", "get", app.call("alice", Method::Get, "/api/alice/stats", None).await),
-            (tasks, "delete", app.call("alice", Method::Delete, "/api/alice/tasks?completed=true", None).await),
-            (task, "get", app.call("alice", Method::Get, "/api/alice/tasks/99999", None).await),
+            (tasks, "get", app.as_user("alice").get("tasks?sort=due_at&limit=1").await),
+            (task, "get", app.as_user("alice").get(&one).await),
+            (task, "put", app.as_user("alice").put(&one, &json!({"title": "Buy bread", "description": null})).await),
+            (task, "patch", app.as_user("alice").patch(&one, Some(&json!({"category": null}))).await),
+            ("/api/{user_id}/tasks/{id}/complete", "patch", app.as_user("alice").patch(&format!("{one}/complete"), None).await),
+            ("/api/{user_id}/stats", "get", app.as_user("alice").get("stats").await),
+            (tasks, "delete", app.as_user("alice").delete("tasks?completed=true").await),
+            (task, "get", app.as_user("alice").get("tasks/99999").await),
             (task, "put", app.call("alice", Method::Put, &format!("/api/alice/tasks/{}", bare.json()["id"]), Some(&json!({"title": ""}))).await),
-            (tasks, "post", app.call("alice", Method::Post, "/api/alice/tasks", Some(&json!([1]))).await),
+            (tasks, "post", app.as_user("alice").post("tasks", &json!([1])).await),
             (tasks, "get", app.request(Method::Get, "/api/alice/tasks", None, None).await),
-            (tasks, "get", app.call("bob", Method::Get, "/api/alice/tasks", None).await),
-            (tasks, "get", app.call("alice", Method::Get, "/api/alice/tasks?sort=banana", None).await),
+            (tasks, "get", app.as_user("bob").get("/api/alice/tasks").await),
+            (tasks, "get", app.as_user("alice").get("tasks?sort=banana").await),
             (task, "delete", app.call("alice", Method::Delete, &format!("/api/alice/tasks/{}", bare.json()["id"]), None).await),
             ("/health", "get", app.request(Method::Get, "/health", None, None).await),
             ("/health/live", "get", app.request(Method::Get, "/health/live", None, None).await),

@@ -45,7 +45,7 @@ on_both_databases! {
             INSERT INTO tasks (user_id, title, search_title, created_at, updated_at) \
             SELECT 'alice', 'task ' || i, 'task ' || i, $1, $1 FROM n";
         on_pool!(&app.pool().await, |p| sqlx::query(sql).bind(chrono::Utc::now()).execute(p).await.map(drop).unwrap());
-        let page = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        let page = app.as_user("alice").get("tasks").await;
         assert_eq!(page.status, Status::Ok);
         assert_eq!(page.json().as_array().map(Vec::len), Some(1000));
         assert_eq!(page.header("X-Total-Count"), Some("1005"));
@@ -89,7 +89,7 @@ on_both_databases! {
             assert_eq!(response.status, Status::Forbidden, "{method} {path}");
             assert_eq!(response.error_code(), "forbidden");
         }
-        let unchanged = app.call("alice", Method::Get, &path, None).await.json();
+        let unchanged = app.as_user("alice").get(&path).await.json();
         assert_eq!(unchanged, task);
     }
 
@@ -100,7 +100,7 @@ on_both_databases! {
         let after = app.create_task("alice", json!({"title": "after", "due_at": "2026-06-01T12:00:00.000001Z"})).await;
         let list = |query: String| {
             let app = &app;
-            async move { app.call("alice", Method::Get, &format!("/api/alice/tasks?{query}"), None).await.json() }
+            async move { app.as_user("alice").get(&format!("tasks?{query}")).await.json() }
         };
         assert_eq!(ids(&list(format!("due_before={at}")).await), [before["id"].as_i64().unwrap()]);
         assert_eq!(ids(&list(format!("due_after={at}")).await), [after["id"].as_i64().unwrap()]);
@@ -109,7 +109,7 @@ on_both_databases! {
         // Touch in the order after, on, before: updated_at ascending follows it.
         for task in [&after, &on, &before] {
             let path = format!("/api/alice/tasks/{}", task["id"]);
-            assert_eq!(app.call("alice", Method::Patch, &path, Some(&json!({"priority": "low"}))).await.status, Status::Ok);
+            assert_eq!(app.as_user("alice").patch(&path, Some(&json!({"priority": "low"}))).await.status, Status::Ok);
         }
         let touched = [after["id"].as_i64().unwrap(), on["id"].as_i64().unwrap(), before["id"].as_i64().unwrap()];
         assert_eq!(ids(&list("sort=updated_at&order=asc".to_owned()).await), touched);
@@ -129,19 +129,19 @@ on_both_databases! {
             assert_eq!(response.json()["user_id"], "alice");
             assert_eq!(response.json()["id"], task["id"]);
         }
-        let bobs = app.call("bob", Method::Get, "/api/bob/tasks", None).await.json();
+        let bobs = app.as_user("bob").get("tasks").await.json();
         assert_eq!(bobs, json!([]));
     }
 
     async fn clearing_without_completed_true_is_a_422_naming_completed(app) {
         app.create_task("alice", json!({"title": "done", "completed": true})).await;
         for path in ["/api/alice/tasks", "/api/alice/tasks?completed=false", "/api/alice/tasks?completed=yes"] {
-            let response = app.call("alice", Method::Delete, path, None).await;
+            let response = app.as_user("alice").delete(path).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{path}");
             assert_eq!(response.error_code(), "validation_error");
             assert!(response.json()["field_errors"]["completed"].is_array(), "{path}: {}", response.text);
         }
-        assert_eq!(app.call("alice", Method::Get, "/api/alice/tasks", None).await.json().as_array().map(Vec::len), Some(1));
+        assert_eq!(app.as_user("alice").get("tasks").await.json().as_array().map(Vec::len), Some(1));
     }
 
     async fn the_jwt_leeway_is_30_seconds(app) {

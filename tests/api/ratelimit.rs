@@ -18,14 +18,14 @@ on_both_backends! {
     async fn a_user_over_the_limit_gets_429_and_others_carry_on(backend) {
         let app = limited_app(backend, 5).await;
         for remaining in (0..5).rev() {
-            let response = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+            let response = app.as_user("alice").get("tasks").await;
             assert_eq!(response.status, Status::Ok);
             assert_eq!(response.header("RateLimit-Limit"), Some("5"));
             assert_eq!(response.header("RateLimit-Remaining"), Some(remaining.to_string().as_str()));
             let reset: u64 = response.header("RateLimit-Reset").unwrap().parse().unwrap();
             assert!(reset <= 60, "reset {reset}");
         }
-        let refused = app.call("alice", Method::Post, "/api/alice/tasks", Some(&serde_json::json!({"title": "x"}))).await;
+        let refused = app.as_user("alice").post("tasks", &serde_json::json!({"title": "x"})).await;
         assert_eq!(refused.status, Status::TooManyRequests);
         assert_eq!(refused.error_code(), "rate_limited");
         let retry: u64 = refused.header("Retry-After").unwrap().parse().unwrap();
@@ -35,10 +35,10 @@ on_both_backends! {
         assert_eq!(listed.status(), Status::Unauthorized, "unverified requests are not counted");
         assert!(listed.headers().get_one("RateLimit-Limit").is_none());
 
-        let bob = app.call("bob", Method::Get, "/api/bob/tasks", None).await;
+        let bob = app.as_user("bob").get("tasks").await;
         assert_eq!(bob.status, Status::Ok, "alice's burst leaves bob alone");
         assert_eq!(bob.header("RateLimit-Remaining"), Some("4"));
-        let stats = app.call("bob", Method::Get, "/api/bob/stats", None).await;
+        let stats = app.as_user("bob").get("stats").await;
         assert_eq!(stats.header("RateLimit-Remaining"), Some("3"), "every /api route counts");
 
         for _ in 0..20 {
@@ -51,7 +51,7 @@ on_both_backends! {
                 .dispatch().await;
             assert!(preflight.status().code < 300, "preflights are never limited: {}", preflight.status());
         }
-        let still = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        let still = app.as_user("alice").get("tasks").await;
         assert_eq!(still.status, Status::TooManyRequests, "the bucket refills with time only");
         assert_eq!(still.error_code(), "rate_limited");
     }
@@ -59,7 +59,7 @@ on_both_backends! {
     async fn zero_turns_limiting_off(backend) {
         let app = limited_app(backend, 0).await;
         for _ in 0..30 {
-            let response = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+            let response = app.as_user("alice").get("tasks").await;
             assert_eq!(response.status, Status::Ok);
             assert!(response.header("RateLimit-Limit").is_none());
         }

@@ -7,7 +7,7 @@ use crate::helpers::on_both_databases;
 
 on_both_databases! {
     async fn stats_of_a_user_without_tasks_are_zero(app) {
-        let response = app.call("alice", Method::Get, "/api/alice/stats", None).await;
+        let response = app.as_user("alice").get("stats").await;
         assert_eq!(response.status, Status::Ok);
         assert_eq!(response.json(), json!({"total": 0, "completed": 0, "pending": 0, "overdue": 0,
             "completion_rate": 0.0, "by_priority": {"low": 0, "medium": 0, "high": 0}, "by_category": []}));
@@ -27,7 +27,7 @@ on_both_databases! {
             app.create_task("alice", body).await;
         }
         app.create_task("bob", json!({"title": "not counted", "due_at": past})).await;
-        let stats = app.call("alice", Method::Get, "/api/alice/stats", None).await.json();
+        let stats = app.as_user("alice").get("stats").await.json();
         assert_eq!(stats["total"], 6);
         assert_eq!(stats["completed"], 3);
         assert_eq!(stats["pending"], 3);
@@ -45,7 +45,7 @@ on_both_databases! {
         for completed in [true, false, false] {
             app.create_task("alice", json!({"title": "t", "completed": completed})).await;
         }
-        let stats = app.call("alice", Method::Get, "/api/alice/stats", None).await.json();
+        let stats = app.as_user("alice").get("stats").await.json();
         assert_eq!(stats["completion_rate"], 0.3333);
     }
 
@@ -53,7 +53,7 @@ on_both_databases! {
         let anonymous = app.request(Method::Get, "/api/alice/stats", None, None).await;
         assert_eq!(anonymous.status, Status::Unauthorized);
         assert_eq!(anonymous.error_code(), "auth_required");
-        let other = app.call("bob", Method::Get, "/api/alice/stats", None).await;
+        let other = app.as_user("bob").get("/api/alice/stats").await;
         assert_eq!(other.status, Status::Forbidden);
         assert_eq!(other.error_code(), "forbidden");
     }

@@ -7,7 +7,7 @@ use crate::helpers::on_both_databases;
 
 on_both_databases! {
     async fn a_new_user_has_an_empty_list(app) {
-        let response = app.call("alice", Method::Get, "/api/alice/tasks", None).await;
+        let response = app.as_user("alice").get("tasks").await;
         assert_eq!(response.status, Status::Ok);
         assert_eq!(response.json(), json!([]));
     }
@@ -16,7 +16,7 @@ on_both_databases! {
         let body = json!({"title": "  Buy groceries  ", "description": "Milk, eggs, bread",
                           "priority": "high", "category": " home ",
                           "due_at": "2026-12-01T18:00:00+01:00", "user_id": "mallory", "id": 7});
-        let response = app.call("alice", Method::Post, "/api/alice/tasks", Some(&body)).await;
+        let response = app.as_user("alice").post("tasks", &body).await;
         assert_eq!(response.status, Status::Created);
         let task = response.json();
         let id = task["id"].as_i64().unwrap();
@@ -31,7 +31,7 @@ on_both_databases! {
         assert_eq!(task["created_at"], task["updated_at"]);
         assert!(task["created_at"].as_str().unwrap().ends_with('Z'));
 
-        let fetched = app.call("alice", Method::Get, &format!("/api/alice/tasks/{id}"), None).await;
+        let fetched = app.as_user("alice").get(&format!("tasks/{id}")).await;
         assert_eq!(fetched.status, Status::Ok);
         assert_eq!(fetched.json(), task);
     }
@@ -49,7 +49,7 @@ on_both_databases! {
         let first = app.create_task("alice", json!({"title": "first"})).await;
         let second = app.create_task("alice", json!({"title": "second"})).await;
         app.create_task("bob", json!({"title": "not alice's"})).await;
-        let list = app.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
+        let list = app.as_user("alice").get("tasks").await.json();
         assert_eq!(list, json!([second, first]));
     }
 
@@ -73,13 +73,13 @@ on_both_databases! {
             (json!({"title": "ok", "due_at": "2026-12-01"}), "due_at", "due_at without a time"),
         ];
         for (body, field, reason) in cases {
-            let response = app.call("alice", Method::Post, "/api/alice/tasks", Some(&body)).await;
+            let response = app.as_user("alice").post("tasks", &body).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{reason}");
             assert_eq!(response.error_code(), "validation_error", "{reason}");
             let errors = response.json()["field_errors"].clone();
             assert!(errors[field].as_array().is_some_and(|m| !m.is_empty()), "{reason}: {errors}");
         }
-        let list = app.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
+        let list = app.as_user("alice").get("tasks").await.json();
         assert_eq!(list, json!([]), "nothing invalid was stored");
     }
 
@@ -94,7 +94,7 @@ on_both_databases! {
 
     async fn all_broken_fields_are_reported_together(app) {
         let body = json!({"title": "", "priority": "x", "due_at": 3});
-        let response = app.call("alice", Method::Post, "/api/alice/tasks", Some(&body)).await;
+        let response = app.as_user("alice").post("tasks", &body).await;
         let errors = response.json()["field_errors"].clone();
         for field in ["title", "priority", "due_at"] {
             assert!(errors.get(field).is_some(), "{field} missing from {errors}");
@@ -106,7 +106,7 @@ on_both_databases! {
                                                    "priority": "low", "due_at": "2026-12-01T17:00:00Z"})).await;
         let path = format!("/api/alice/tasks/{}", task["id"]);
         let body = json!({"title": " new title ", "description": null, "completed": true});
-        let response = app.call("alice", Method::Put, &path, Some(&body)).await;
+        let response = app.as_user("alice").put(&path, &body).await;
         assert_eq!(response.status, Status::Ok);
         let updated = response.json();
         assert_eq!(updated["title"], "new title");
@@ -117,7 +117,7 @@ on_both_databases! {
         assert_eq!(updated["due_at"], task["due_at"], "absent keeps");
         assert_eq!(updated["created_at"], task["created_at"], "created_at never changes");
         assert!(updated["updated_at"].as_str() > task["updated_at"].as_str(), "updated_at moves");
-        let fetched = app.call("alice", Method::Get, &path, None).await.json();
+        let fetched = app.as_user("alice").get(&path).await.json();
         assert_eq!(fetched, updated);
     }
 
@@ -125,24 +125,24 @@ on_both_databases! {
         let task = app.create_task("alice", json!({"title": "keep me"})).await;
         let path = format!("/api/alice/tasks/{}", task["id"]);
         for body in [json!({"completed": true}), json!({"title": ""}), json!({"title": "x".repeat(201)})] {
-            let response = app.call("alice", Method::Put, &path, Some(&body)).await;
+            let response = app.as_user("alice").put(&path, &body).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{body}");
             assert!(response.json()["field_errors"]["title"].is_array());
         }
-        let fetched = app.call("alice", Method::Get, &path, None).await.json();
+        let fetched = app.as_user("alice").get(&path).await.json();
         assert_eq!(fetched, task, "a refused update changes nothing");
     }
 
     async fn patch_changes_only_the_given_fields(app) {
         let task = app.create_task("alice", json!({"title": "t", "category": "c", "priority": "high"})).await;
         let path = format!("/api/alice/tasks/{}", task["id"]);
-        let response = app.call("alice", Method::Patch, &path, Some(&json!({"category": null}))).await;
+        let response = app.as_user("alice").patch(&path, Some(&json!({"category": null}))).await;
         assert_eq!(response.status, Status::Ok);
         let patched = response.json();
         assert_eq!(patched["category"], Value::Null);
         assert_eq!(patched["title"], "t");
         assert_eq!(patched["priority"], "high");
-        let response = app.call("alice", Method::Patch, &path, Some(&json!({"title": null}))).await;
+        let response = app.as_user("alice").patch(&path, Some(&json!({"title": null}))).await;
         assert_eq!(response.status, Status::UnprocessableEntity);
         assert_eq!(response.error_code(), "validation_error");
     }
@@ -150,18 +150,18 @@ on_both_databases! {
     async fn complete_toggles_both_ways_and_sets(app) {
         let task = app.create_task("alice", json!({"title": "t"})).await;
         let path = format!("/api/alice/tasks/{}/complete", task["id"]);
-        let on = app.call("alice", Method::Patch, &path, None).await;
+        let on = app.as_user("alice").patch(&path, None).await;
         assert_eq!(on.status, Status::Ok);
         assert_eq!(on.json()["completed"], true);
         assert!(on.json()["updated_at"].as_str() > task["updated_at"].as_str());
-        let off = app.call("alice", Method::Patch, &path, None).await;
+        let off = app.as_user("alice").patch(&path, None).await;
         assert_eq!(off.json()["completed"], false);
         for value in [true, true, false, false] {
-            let set = app.call("alice", Method::Patch, &path, Some(&json!({"completed": value}))).await;
+            let set = app.as_user("alice").patch(&path, Some(&json!({"completed": value}))).await;
             assert_eq!(set.status, Status::Ok);
             assert_eq!(set.json()["completed"], value, "setting is idempotent");
         }
-        let bad = app.call("alice", Method::Patch, &path, Some(&json!({"completed": "yes"}))).await;
+        let bad = app.as_user("alice").patch(&path, Some(&json!({"completed": "yes"}))).await;
         assert_eq!(bad.status, Status::UnprocessableEntity);
         assert!(bad.json()["field_errors"]["completed"].is_array());
     }
@@ -169,13 +169,13 @@ on_both_databases! {
     async fn delete_answers_204_with_no_body_then_404(app) {
         let task = app.create_task("alice", json!({"title": "t"})).await;
         let path = format!("/api/alice/tasks/{}", task["id"]);
-        let response = app.call("alice", Method::Delete, &path, None).await;
+        let response = app.as_user("alice").delete(&path).await;
         assert_eq!(response.status, Status::NoContent);
         assert!(response.text.is_empty());
-        let again = app.call("alice", Method::Delete, &path, None).await;
+        let again = app.as_user("alice").delete(&path).await;
         assert_eq!(again.status, Status::NotFound);
         assert_eq!(again.error_code(), "not_found");
-        let get = app.call("alice", Method::Get, &path, None).await;
+        let get = app.as_user("alice").get(&path).await;
         assert_eq!(get.status, Status::NotFound);
         assert_eq!(get.error_code(), "not_found");
     }
@@ -185,19 +185,19 @@ on_both_databases! {
         let open = app.create_task("alice", json!({"title": "open"})).await;
         app.create_task("bob", json!({"title": "bob's done", "completed": true})).await;
         for path in ["/api/alice/tasks", "/api/alice/tasks?completed=false"] {
-            let refused = app.call("alice", Method::Delete, path, None).await;
+            let refused = app.as_user("alice").delete(path).await;
             assert_eq!(refused.status, Status::UnprocessableEntity, "{path}");
             assert_eq!(refused.error_code(), "validation_error");
         }
-        let cleared = app.call("alice", Method::Delete, "/api/alice/tasks?completed=true", None).await;
+        let cleared = app.as_user("alice").delete("tasks?completed=true").await;
         assert_eq!(cleared.status, Status::Ok);
         assert_eq!(cleared.json(), json!({"deleted": 1}));
-        let list = app.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
+        let list = app.as_user("alice").get("tasks").await.json();
         assert_eq!(list, json!([open]));
-        let gone = app.call("alice", Method::Get, &format!("/api/alice/tasks/{}", done["id"]), None).await;
+        let gone = app.as_user("alice").get(&format!("tasks/{}", done["id"])).await;
         assert_eq!(gone.status, Status::NotFound);
         assert_eq!(gone.error_code(), "not_found");
-        let bobs = app.call("bob", Method::Get, "/api/bob/tasks", None).await.json();
+        let bobs = app.as_user("bob").get("tasks").await.json();
         assert_eq!(bobs.as_array().map(Vec::len), Some(1), "other users keep theirs");
     }
 
@@ -219,17 +219,17 @@ on_both_databases! {
             assert_eq!(theirs.error_code(), "not_found");
             assert_eq!(theirs.text, nobodys.text, "{method} {suffix}: indistinguishable from missing");
         }
-        let bobs = app.call("bob", Method::Get, "/api/bob/tasks", None).await.json();
+        let bobs = app.as_user("bob").get("tasks").await.json();
         assert_eq!(bobs, json!([]));
-        let cleared = app.call("bob", Method::Delete, "/api/bob/tasks?completed=true", None).await.json();
+        let cleared = app.as_user("bob").delete("tasks?completed=true").await.json();
         assert_eq!(cleared, json!({"deleted": 0}));
-        let untouched = app.call("alice", Method::Get, &format!("/api/alice/tasks/{id}"), None).await.json();
+        let untouched = app.as_user("alice").get(&format!("tasks/{id}")).await.json();
         assert_eq!(untouched, task, "alice's task is untouched");
     }
 
     async fn a_bad_task_id_is_a_422_after_auth(app) {
         for id in ["abc", "0", "-3", "99999999999999999999"] {
-            let response = app.call("alice", Method::Get, &format!("/api/alice/tasks/{id}"), None).await;
+            let response = app.as_user("alice").get(&format!("tasks/{id}")).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{id}");
             assert!(response.json()["field_errors"]["id"].is_array());
             let anonymous = app.request(Method::Get, &format!("/api/alice/tasks/{id}"), None, None).await;

@@ -137,7 +137,7 @@ on_both_databases! {
         assert_eq!(titles(&app, "sort=priority&order=desc").await, ["d", "b", "c", "a"]);
         assert_eq!(titles(&app, "sort=due_at").await, ["a", "b", "c", "d"], "no due date last");
         assert_eq!(titles(&app, "sort=due_at&order=desc").await, ["c", "b", "a", "d"], "no due date last");
-        app.call("alice", Method::Patch, "/api/alice/tasks/1", Some(&json!({"title": "a"}))).await;
+        app.as_user("alice").patch("tasks/1", Some(&json!({"title": "a"}))).await;
         assert_eq!(titles(&app, "sort=updated_at").await[0], "a", "most recently updated first");
     }
 
@@ -145,19 +145,19 @@ on_both_databases! {
         for i in 0..5 {
             app.create_task("alice", json!({"title": format!("t{i}"), "priority": "high"})).await;
         }
-        let response = app.call("alice", Method::Get, "/api/alice/tasks?priority=high&limit=2&offset=2", None).await;
+        let response = app.as_user("alice").get("tasks?priority=high&limit=2&offset=2").await;
         assert_eq!(response.header("X-Total-Count"), Some("5"));
         let titles: Vec<Value> = response.json().as_array().unwrap().iter().map(|t| t["title"].clone()).collect();
         assert_eq!(titles, [json!("t2"), json!("t1")]);
         let link = response.header("Link").unwrap();
         assert!(link.contains("</api/alice/tasks?priority=high&limit=2&offset=4>; rel=\"next\""), "{link}");
         assert!(link.contains("</api/alice/tasks?priority=high&limit=2&offset=0>; rel=\"prev\""), "{link}");
-        let last = app.call("alice", Method::Get, "/api/alice/tasks?limit=2&offset=4", None).await;
+        let last = app.as_user("alice").get("tasks?limit=2&offset=4").await;
         assert!(!last.header("Link").unwrap().contains("next"));
-        let beyond = app.call("alice", Method::Get, "/api/alice/tasks?limit=2&offset=50", None).await;
+        let beyond = app.as_user("alice").get("tasks?limit=2&offset=50").await;
         assert_eq!(beyond.json(), json!([]));
         assert_eq!(beyond.header("X-Total-Count"), Some("5"));
-        let empty = app.call("bob", Method::Get, "/api/bob/tasks", None).await;
+        let empty = app.as_user("bob").get("tasks").await;
         assert_eq!(empty.header("X-Total-Count"), Some("0"));
         assert_eq!(empty.header("Link"), None);
     }
@@ -176,7 +176,7 @@ on_both_databases! {
             let mut next = Some(format!("/api/alice/tasks?{query}&limit={limit}&offset=0"));
             let mut total = None;
             while let Some(url) = next.take() {
-                let page = app.call("alice", Method::Get, &url, None).await;
+                let page = app.as_user("alice").get(&url).await;
                 assert_eq!(page.status, Status::Ok, "{url}");
                 total = page.header("X-Total-Count").map(str::to_owned);
                 seen.extend(page.json().as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()));
@@ -222,14 +222,14 @@ on_both_databases! {
 
         // Edits keep the search in step with the text.
         let id = app.create_task("alice", json!({"title": "plain"})).await["id"].clone();
-        app.call("alice", Method::Patch, &format!("/api/alice/tasks/{id}"), Some(&json!({"title": "ÅNGSTRÖM", "description": "ÖL"}))).await;
+        app.as_user("alice").patch(&format!("tasks/{id}"), Some(&json!({"title": "ÅNGSTRÖM", "description": "ÖL"}))).await;
         assert_eq!(titles(&app, "q=%C3%A5ngstr").await, ["ÅNGSTRÖM"]);
         assert_eq!(titles(&app, "q=%C3%B6l").await, ["ÅNGSTRÖM"]);
-        app.call("alice", Method::Patch, &format!("/api/alice/tasks/{id}"), Some(&json!({"description": null}))).await;
+        app.as_user("alice").patch(&format!("tasks/{id}"), Some(&json!({"description": null}))).await;
         assert_eq!(titles(&app, "q=%C3%B6l").await, Vec::<String>::new(), "a cleared description no longer matches");
 
         let long = "x".repeat(1001);
-        let response = app.call("alice", Method::Get, &format!("/api/alice/tasks?q={long}"), None).await;
+        let response = app.as_user("alice").get(&format!("tasks?q={long}")).await;
         assert_eq!(response.status, Status::UnprocessableEntity);
         assert!(response.json()["field_errors"]["q"].is_array());
     }
@@ -272,11 +272,11 @@ on_both_databases! {
             ("due_after=2026-13-01T00:00:00Z", "due_after"), ("overdue=1", "overdue"),
             ("category=", "category"), ("q=a&q=b", "q"), ("completed=true&completed=false", "completed"),
         ] {
-            let response = app.call("alice", Method::Get, &format!("/api/alice/tasks?{query}"), None).await;
+            let response = app.as_user("alice").get(&format!("tasks?{query}")).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{query}");
             assert!(response.json()["field_errors"][field].is_array(), "{query}: {}", response.text);
         }
-        let response = app.call("alice", Method::Get, "/api/alice/tasks?sort=banana&limit=0", None).await;
+        let response = app.as_user("alice").get("tasks?sort=banana&limit=0").await;
         let errors = response.json()["field_errors"].clone();
         assert!(errors["sort"].is_array() && errors["limit"].is_array(), "all reported: {errors}");
     }
