@@ -310,52 +310,102 @@ impl NewTask {
     }
 }
 
-/// The writable fields of a task, as `POST` and `PUT` take them (`title` required).
-/// Documentation only: bodies are parsed field by field by [`NewTask`] and
-/// [`TaskChanges`], which report every broken rule at once.
-#[derive(utoipa::ToSchema)]
-#[schema(example = json!({"title": "Buy groceries", "description": "Milk, eggs, bread",
-    "priority": "high", "category": "home", "due_at": "2026-12-01T17:00:00+01:00"}))]
-pub struct TaskInput {
-    /// 1–200 characters after trimming.
-    #[schema(min_length = 1, max_length = 200)]
-    pub title: String,
-    /// At most 1000 characters; `null` clears it.
-    #[schema(max_length = 1000, nullable)]
-    pub description: Option<String>,
-    /// Default `false`.
-    pub completed: Option<bool>,
-    /// Default `medium`.
-    pub priority: Option<Priority>,
-    /// 1–100 characters after trimming; `null` clears it.
-    #[schema(min_length = 1, max_length = 100, nullable)]
-    pub category: Option<String>,
-    /// RFC 3339 with any offset; stored and returned in UTC; `null` clears it.
-    #[schema(nullable)]
-    pub due_at: Option<DateTime<Utc>>,
+/// The JSON schema of a task body: `POST` and `PUT` (`title` required) or a merge patch
+/// (any subset; `"title": null` refused). Its limits are the constants the parser checks.
+fn body_schema(patch: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Ref, SchemaFormat, Type};
+    use utoipa::openapi::RefOr;
+
+    let text = |min: usize, max: usize, nullable: bool, description: &str| {
+        let kind = if nullable {
+            utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null])
+        } else {
+            utoipa::openapi::schema::SchemaType::Type(Type::String)
+        };
+        ObjectBuilder::new()
+            .schema_type(kind)
+            .min_length((min > 0).then_some(min))
+            .max_length(Some(max))
+            .description(Some(description))
+    };
+    let mut body = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "title",
+            text(
+                1,
+                TITLE_MAX,
+                false,
+                "Trimmed; never `null`. Any character but U+0000.",
+            ),
+        )
+        .property(
+            "description",
+            text(0, DESCRIPTION_MAX, true, "`null` clears it."),
+        )
+        .property(
+            "completed",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some(if patch {
+                    "Completion state."
+                } else {
+                    "Default `false`."
+                })),
+        )
+        .property("priority", RefOr::Ref(Ref::from_schema_name("Priority")))
+        .property(
+            "category",
+            text(1, CATEGORY_MAX, true, "Trimmed; `null` clears it."),
+        )
+        .property(
+            "due_at",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Null,
+                ]))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some(
+                    "RFC 3339 with any offset; stored and returned in UTC; `null` clears it.",
+                )),
+        );
+    if patch {
+        body = body.description(Some(
+            "A JSON merge patch: any subset of the writable fields; `null` clears a nullable \
+             field. Unknown fields are ignored.",
+        ));
+    } else {
+        body = body.required("title").description(Some(
+            "The writable fields. Absent optional fields take their default (POST) or keep \
+             their value (PUT); unknown fields (such as `user_id`) are ignored.",
+        ));
+    }
+    body.into()
 }
 
-/// A JSON merge patch of a task: any subset of the writable fields; `null` clears a
-/// nullable field; `"title": null` is refused. Documentation only, like [`TaskInput`].
-#[derive(utoipa::ToSchema)]
-#[schema(example = json!({"category": null, "priority": "low"}))]
-pub struct TaskPatch {
-    /// 1–200 characters after trimming; never `null`.
-    #[schema(min_length = 1, max_length = 200)]
-    pub title: Option<String>,
-    /// At most 1000 characters; `null` clears it.
-    #[schema(max_length = 1000, nullable)]
-    pub description: Option<String>,
-    /// Completion state.
-    pub completed: Option<bool>,
-    /// Priority.
-    pub priority: Option<Priority>,
-    /// 1–100 characters after trimming; `null` clears it.
-    #[schema(min_length = 1, max_length = 100, nullable)]
-    pub category: Option<String>,
-    /// RFC 3339; `null` clears it.
-    #[schema(nullable)]
-    pub due_at: Option<DateTime<Utc>>,
+impl utoipa::PartialSchema for NewTask {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        body_schema(false)
+    }
+}
+
+impl utoipa::ToSchema for NewTask {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TaskInput".into()
+    }
+}
+
+impl utoipa::PartialSchema for TaskChanges {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        body_schema(true)
+    }
+}
+
+impl utoipa::ToSchema for TaskChanges {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TaskPatch".into()
+    }
 }
 
 /// The path of one task. Documentation only: the routes take `<user_id>` and `<id>`.
@@ -384,6 +434,7 @@ pub struct CompleteBody {
     "updated_at": "2026-11-22T10:00:00.123456Z"}))]
 pub struct Task {
     /// Id, unique across users.
+    #[schema(minimum = 1)]
     pub id: i64,
     /// Owner.
     pub user_id: String,

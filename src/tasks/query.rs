@@ -32,6 +32,99 @@ pub struct ListParams {
     offset: Vec<String>,
 }
 
+impl utoipa::IntoParams for ListParams {
+    /// The list's query parameters, their limits taken from the constants the parser uses.
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Ref, SchemaFormat, Type};
+        use utoipa::openapi::{RefOr, Required, Schema};
+
+        let param = |name: &str, description: &str, schema: RefOr<Schema>| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let of = |t: Type| ObjectBuilder::new().schema_type(t);
+        let named = |name: &str| RefOr::Ref(Ref::from_schema_name(name));
+        let time = || {
+            of(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .into()
+        };
+        vec![
+            param(
+                "completed",
+                "Only completed (`true`) or pending (`false`) tasks",
+                of(Type::Boolean).into(),
+            ),
+            param(
+                "status",
+                "Same as `completed`, frontend style",
+                named("StatusFilter"),
+            ),
+            param("priority", "Only tasks of this priority", named("Priority")),
+            param(
+                "category",
+                "Only tasks of this category (exact)",
+                of(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(CATEGORY_MAX))
+                    .into(),
+            ),
+            param(
+                "q",
+                "Case-insensitive substring of title or description (any letter; `%` and `_` \
+                 literal)",
+                of(Type::String).max_length(Some(MAX_SEARCH)).into(),
+            ),
+            param(
+                "due_before",
+                "Only tasks due strictly before (RFC 3339; encode `+` as `%2B`)",
+                time(),
+            ),
+            param(
+                "due_after",
+                "Only tasks due strictly after (RFC 3339)",
+                time(),
+            ),
+            param(
+                "overdue",
+                "`true`: pending tasks due in the past; `false`: all others",
+                of(Type::Boolean).into(),
+            ),
+            param(
+                "sort",
+                "Sort field (default `created_at`)",
+                named("SortField"),
+            ),
+            param(
+                "order",
+                "Default: `desc` for the time fields, `asc` for the others",
+                named("SortOrder"),
+            ),
+            param(
+                "limit",
+                "Page size (default: the largest)",
+                of(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_LIMIT))
+                    .into(),
+            ),
+            param(
+                "offset",
+                "Tasks skipped (default 0)",
+                of(Type::Integer).minimum(Some(0)).into(),
+            ),
+        ]
+    }
+}
+
 /// The parameters, each given at most once.
 #[derive(Debug, Default)]
 struct Single {
@@ -56,10 +149,28 @@ fn single(errors: &mut FieldErrorsBuilder, name: &str, values: &[String]) -> Opt
     values.first().cloned()
 }
 
-/// Documentation of the `status` parameter.
-#[derive(utoipa::ToSchema)]
+/// A value of a list parameter: a fixed set of names, each parsed and documented from
+/// one table.
+trait Named: Sized + Copy + 'static {
+    const NAMES: &'static [(&'static str, Self)];
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| *value)
+    }
+
+    fn one_of() -> String {
+        let names: Vec<&str> = Self::NAMES.iter().map(|(n, _)| *n).collect();
+        format!("must be one of: {}", names.join(", "))
+    }
+}
+
+/// The `status` filter: completion, frontend style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
-pub enum StatusParam {
+pub enum StatusFilter {
     /// Every task.
     All,
     /// Tasks not completed.
@@ -68,45 +179,63 @@ pub enum StatusParam {
     Completed,
 }
 
-/// Documentation of the `sort` parameter.
-#[derive(utoipa::ToSchema)]
+impl Named for StatusFilter {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("all", Self::All),
+        ("pending", Self::Pending),
+        ("completed", Self::Completed),
+    ];
+}
+
+impl StatusFilter {
+    /// The completion state this status selects (`None`: any).
+    fn completed(self) -> Option<bool> {
+        match self {
+            Self::All => None,
+            Self::Pending => Some(false),
+            Self::Completed => Some(true),
+        }
+    }
+}
+
+/// A sortable field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
-pub enum SortParam {
-    /// Creation time (default, newest first).
+pub enum SortField {
+    /// Creation time (the default; newest first unless `order=asc`).
     CreatedAt,
-    /// Time of the last change (newest first).
+    /// Time of the last change (newest first unless `order=asc`).
     UpdatedAt,
-    /// Title (A → Z).
+    /// Title, folded as the search folds it, in code point order (A → Z).
     Title,
-    /// Priority (low → medium → high).
+    /// Priority, low → medium → high.
     Priority,
-    /// Due date (soonest first); tasks without one last in both directions.
+    /// Due date (soonest first); tasks without one come last either way.
     DueAt,
 }
 
-/// Documentation of the `order` parameter.
-#[derive(utoipa::ToSchema)]
+impl Named for SortField {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("created_at", Self::CreatedAt),
+        ("updated_at", Self::UpdatedAt),
+        ("title", Self::Title),
+        ("priority", Self::Priority),
+        ("due_at", Self::DueAt),
+    ];
+}
+
+/// The sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "lowercase")]
-pub enum OrderParam {
+pub enum SortOrder {
     /// Ascending.
     Asc,
     /// Descending.
     Desc,
 }
 
-/// A sortable field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortField {
-    /// Creation time (the default).
-    CreatedAt,
-    /// Time of the last change.
-    UpdatedAt,
-    /// Title.
-    Title,
-    /// Priority, low → medium → high.
-    Priority,
-    /// Due date; tasks without one come last either way.
-    DueAt,
+impl Named for SortOrder {
+    const NAMES: &'static [(&'static str, Self)] = &[("asc", Self::Asc), ("desc", Self::Desc)];
 }
 
 /// A validated list query.
@@ -177,9 +306,10 @@ impl ListParams {
                 }
             };
         check("completed", &this.completed, &|v| parse_bool(v).map(drop));
-        check("status", &this.status, &|v| match v {
-            "all" | "pending" | "completed" => Ok(()),
-            _ => Err("must be one of: all, pending, completed".to_owned()),
+        check("status", &this.status, &|v| {
+            StatusFilter::parse(v)
+                .map(drop)
+                .ok_or_else(StatusFilter::one_of)
         });
         check("priority", &this.priority, &|v| {
             Priority::parse(v)
@@ -212,13 +342,10 @@ impl ListParams {
         }
         check("overdue", &this.overdue, &|v| parse_bool(v).map(drop));
         check("sort", &this.sort, &|v| {
-            sort_field(v).map(drop).ok_or_else(|| {
-                "must be one of: created_at, updated_at, title, priority, due_at".to_owned()
-            })
+            SortField::parse(v).map(drop).ok_or_else(SortField::one_of)
         });
-        check("order", &this.order, &|v| match v {
-            "asc" | "desc" => Ok(()),
-            _ => Err("must be asc or desc".to_owned()),
+        check("order", &this.order, &|v| {
+            SortOrder::parse(v).map(drop).ok_or_else(SortOrder::one_of)
         });
         check("limit", &this.limit, &|v| match v.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(()),
@@ -230,13 +357,11 @@ impl ListParams {
         });
         errors.finish()?;
 
-        let by_status = match text(&this.status) {
-            Some("pending") => Some(false),
-            Some("completed") => Some(true),
-            _ => None,
-        };
+        let by_status = text(&this.status)
+            .and_then(StatusFilter::parse)
+            .and_then(StatusFilter::completed);
         let sort = text(&this.sort)
-            .and_then(sort_field)
+            .and_then(SortField::parse)
             .unwrap_or(SortField::CreatedAt);
         Ok(ListQuery {
             completed: text(&this.completed)
@@ -251,8 +376,8 @@ impl ListParams {
             overdue: text(&this.overdue).and_then(|v| parse_bool(v).ok()),
             sort,
             // created_at and updated_at default to newest first; the others to ascending.
-            descending: match text(&this.order) {
-                Some(order) => order == "desc",
+            descending: match text(&this.order).and_then(SortOrder::parse) {
+                Some(order) => order == SortOrder::Desc,
                 None => matches!(sort, SortField::CreatedAt | SortField::UpdatedAt),
             },
             limit: text(&this.limit)
@@ -265,17 +390,6 @@ impl ListParams {
 
 fn text(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim)
-}
-
-fn sort_field(name: &str) -> Option<SortField> {
-    match name {
-        "created_at" => Some(SortField::CreatedAt),
-        "updated_at" => Some(SortField::UpdatedAt),
-        "title" => Some(SortField::Title),
-        "priority" => Some(SortField::Priority),
-        "due_at" => Some(SortField::DueAt),
-        _ => None,
-    }
 }
 
 /// A value bound to a statement.

@@ -17,14 +17,11 @@ use crate::db::Db;
 use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 
 use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
-#[allow(unused_imports)] // the schema types are named in the OpenAPI attributes
 use super::model::{
     parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
-    TaskId, TaskInput, TaskPatch, TaskPath,
+    TaskId, TaskPath,
 };
-use super::query::{ListParams, ListQuery};
-#[allow(unused_imports)]
-use super::query::{OrderParam, SortParam, StatusParam};
+use super::query::{ListParams, ListQuery, SortField, SortOrder, StatusFilter};
 use super::store;
 #[allow(unused_imports)]
 use crate::error::{BodyErrors, ErrorBody};
@@ -92,18 +89,7 @@ fn page_links(uri: &Origin<'_>, query: &ListQuery, total: i64) -> Option<String>
         value of a known parameter, is a 422 naming it.",
     params(
         ("user_id" = String, Path, description = "The token's `sub`", example = "usr_8fJ2"),
-        ("completed" = Option<bool>, Query, description = "Only completed (`true`) or pending (`false`) tasks"),
-        ("status" = Option<StatusParam>, Query, description = "Same as `completed`, frontend style"),
-        ("priority" = Option<Priority>, Query, description = "Only tasks of this priority"),
-        ("category" = Option<String>, Query, description = "Only tasks of this category (exact)", example = "work"),
-        ("q" = Option<String>, Query, description = "Case-insensitive substring of title or description (any letter, `%` and `_` literal)", example = "groceries"),
-        ("due_before" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "Only tasks due strictly before (RFC 3339; encode `+` as `%2B`)"),
-        ("due_after" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "Only tasks due strictly after (RFC 3339)"),
-        ("overdue" = Option<bool>, Query, description = "`true`: pending tasks due in the past; `false`: all others"),
-        ("sort" = Option<SortParam>, Query, description = "Sort field (default `created_at`)"),
-        ("order" = Option<OrderParam>, Query, description = "Default: `desc` for the time fields, `asc` for the others"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 1000)"),
-        ("offset" = Option<i64>, Query, minimum = 0, description = "Tasks skipped (default 0)"),
+        ListParams,
     ),
     responses(
         (status = 200, description = "One page of tasks", body = [Task],
@@ -142,7 +128,7 @@ async fn list(
     operation_id = "createTask",
     description = "A `user_id` in the body is ignored: the task belongs to the path's user.",
     params(("user_id" = String, Path, description = "The token's `sub`")),
-    request_body(content = TaskInput, content_type = "application/json"),
+    request_body(content = NewTask, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Task,
             headers(("Location" = String, description = "The new task's URL"), ("ETag" = String, description = "The task's entity tag"))),
@@ -239,12 +225,10 @@ async fn apply(
         TaskPath,
         IfMatchHeader,
     ),
-    request_body(content = TaskInput, content_type = "application/json"),
+    request_body(content = NewTask, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
-        (status = 404, description = "No such task for this user", body = ErrorBody),
-        (status = 412, description = "`If-Match` names an outdated version; nothing was written", body = ErrorBody),
-        (status = 422, description = "Fields break rules", body = ErrorBody),
+        TaskWriteErrors,
         BodyErrors,
     ),
     security(("bearer" = []))
@@ -274,14 +258,12 @@ async fn replace(
         IfMatchHeader,
     ),
     request_body(content(
-        (TaskPatch = "application/merge-patch+json"),
-        (TaskPatch = "application/json"),
+        (TaskChanges = "application/merge-patch+json"),
+        (TaskChanges = "application/json"),
     )),
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
-        (status = 404, description = "No such task for this user", body = ErrorBody),
-        (status = 412, description = "`If-Match` names an outdated version; nothing was written", body = ErrorBody),
-        (status = 422, description = "Fields break rules (`\"title\": null` included)", body = ErrorBody),
+        TaskWriteErrors,
         BodyErrors,
     ),
     security(("bearer" = []))
@@ -315,9 +297,7 @@ async fn patch(
     request_body(content = Option<CompleteBody>, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String))),
-        (status = 404, description = "No such task for this user", body = ErrorBody),
-        (status = 412, description = "`If-Match` names an outdated version", body = ErrorBody),
-        (status = 422, description = "`completed` is not a boolean, or the id is bad", body = ErrorBody),
+        TaskWriteErrors,
         BodyErrors,
     ),
     security(("bearer" = []))
@@ -350,9 +330,7 @@ async fn complete(
     ),
     responses(
         (status = 204, description = "Deleted (no body)"),
-        (status = 404, description = "No such task for this user", body = ErrorBody),
-        (status = 412, description = "`If-Match` names an outdated version", body = ErrorBody),
-        (status = 422, description = "The id is not a positive integer", body = ErrorBody),
+        TaskWriteErrors,
     ),
     security(("bearer" = []))
 )]
@@ -371,6 +349,28 @@ async fn delete(
     } else {
         Err(NO_SUCH_TASK)
     }
+}
+
+/// The answers a write to one task can fail with besides the body's and the shared ones.
+/// Documentation only, like [`BodyErrors`]: never constructed.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TaskWriteErrors {
+    /// `not_found`.
+    #[response(status = 404, description = "`not_found`: no such task for this user")]
+    NotFound(ErrorBody),
+    /// `precondition_failed`.
+    #[response(
+        status = 412,
+        description = "`precondition_failed`: `If-Match` names an outdated version; nothing was written"
+    )]
+    Stale(ErrorBody),
+    /// `validation_error`.
+    #[response(
+        status = 422,
+        description = "`validation_error`: the id is not a positive integer, or a field breaks a rule; `field_errors` names each"
+    )]
+    Invalid(ErrorBody),
 }
 
 /// The answer of a bulk delete.
@@ -420,7 +420,17 @@ async fn clear_completed(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list, create, get, replace, patch, complete, delete, clear_completed),
-    components(schemas(Task, TaskInput, TaskPatch, CompleteBody, Deleted, Priority))
+    components(schemas(
+        Task,
+        NewTask,
+        TaskChanges,
+        CompleteBody,
+        Deleted,
+        Priority,
+        StatusFilter,
+        SortField,
+        SortOrder
+    ))
 )]
 pub struct TasksApi;
 

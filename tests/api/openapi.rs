@@ -216,3 +216,112 @@ fn the_openapi_command_prints_the_document() {
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed, document());
 }
+
+/// Every `$ref` in `value`.
+fn refs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(target)) => found.push(target.clone()),
+                    _ => refs(value, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_ref_resolves() {
+    let doc = document();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20, "{found:?}");
+    for target in found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{target} is not local"));
+        assert!(doc.pointer(pointer).is_some(), "{target} does not resolve");
+    }
+}
+
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    // The OpenAPI Initiative's schema of 3.1 documents (2022-10-07), kept as a fixture.
+    let schema: Value =
+        serde_json::from_str(include_str!("../fixtures/openapi-3.1-schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let doc = document();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // The validator itself catches a broken document.
+    let mut broken = doc.clone();
+    broken["paths"]["/health"]["get"]["responses"] = json!("none");
+    assert!(!validator.is_valid(&broken));
+}
+
+#[test]
+fn documented_limits_are_the_constants() {
+    use todo_api::tasks::model::{CATEGORY_MAX, DESCRIPTION_MAX, TITLE_MAX};
+    use todo_api::tasks::query::{MAX_LIMIT, MAX_SEARCH};
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    for body in ["TaskInput", "TaskPatch"] {
+        let properties = &schemas[body]["properties"];
+        assert_eq!(properties["title"]["maxLength"], json!(TITLE_MAX), "{body}");
+        assert_eq!(properties["title"]["minLength"], json!(1), "{body}");
+        assert_eq!(
+            properties["description"]["maxLength"],
+            json!(DESCRIPTION_MAX),
+            "{body}"
+        );
+        assert_eq!(
+            properties["category"]["maxLength"],
+            json!(CATEGORY_MAX),
+            "{body}"
+        );
+    }
+    assert_eq!(schemas["TaskInput"]["required"], json!(["title"]));
+    assert!(schemas["TaskPatch"].get("required").is_none());
+    let parameters = doc["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        parameters
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"].clone())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(param("limit")["maximum"], json!(MAX_LIMIT));
+    assert_eq!(param("limit")["minimum"], json!(1));
+    assert_eq!(param("q")["maxLength"], json!(MAX_SEARCH));
+    assert_eq!(param("category")["maxLength"], json!(CATEGORY_MAX));
+    for (name, schema) in [
+        ("status", "StatusFilter"),
+        ("sort", "SortField"),
+        ("order", "SortOrder"),
+    ] {
+        assert_eq!(
+            param(name)["$ref"],
+            json!(format!("#/components/schemas/{schema}"))
+        );
+    }
+    assert_eq!(
+        schemas["SortField"]["enum"],
+        json!(["created_at", "updated_at", "title", "priority", "due_at"])
+    );
+    assert_eq!(schemas["Task"]["properties"]["id"]["minimum"], json!(1));
+    let id = doc["paths"]["/api/{user_id}/tasks/{id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "id")
+        .unwrap();
+    assert_eq!(id["schema"]["minimum"], json!(1));
+}
