@@ -10,6 +10,7 @@ macro_rules! task_columns {
     };
 }
 
+pub mod changes;
 pub mod etag;
 pub mod model;
 pub mod query;
@@ -60,6 +61,7 @@ async fn start_up_stage(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<B
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Tasks", |rocket| async {
         rocket
+            .manage(changes::ChangeHooks::default())
             .mount("/api", crate::telemetry::traced(routes::routes()))
             .attach(AdHoc::try_on_ignite("Tasks start-up", start_up_stage))
     })

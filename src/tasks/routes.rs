@@ -9,7 +9,7 @@ use rocket::request::Request;
 use rocket::response::status::Created;
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
-use rocket::Route;
+use rocket::{Route, State};
 use serde::Serialize;
 
 use crate::auth::AuthedUser;
@@ -22,6 +22,7 @@ use super::model::{
     TaskId, TaskPath,
 };
 use super::query::{ListParams, ListQuery, SortField, SortOrder, StatusFilter};
+use super::changes::ChangeHooks;
 use super::store;
 #[allow(unused_imports)]
 use crate::error::{BodyErrors, ErrorBody};
@@ -143,10 +144,11 @@ async fn create(
     user_id: &str,
     user: AuthedUser,
     db: &Db,
+    hooks: &State<ChangeHooks>,
     body: JsonObject,
 ) -> Result<Created<Tagged>, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
-    let task = store::create(db, &user, new_task).await?;
+    let task = store::create(db, hooks, &user, new_task).await?;
     let location = format!(
         "/api/{}/tasks/{}",
         RawStr::new(user.id()).percent_encode(),
@@ -194,6 +196,7 @@ async fn get(
 async fn apply(
     user: &AuthedUser,
     db: &Db,
+    hooks: &State<ChangeHooks>,
     id: TaskIdParam,
     if_match: &IfMatch,
     body: &JsonObject,
@@ -209,7 +212,7 @@ async fn apply(
         }
         return Ok(Tagged::Task(task));
     }
-    found(store::update(db, user, id, changes, &if_match.precondition(id)).await?)
+    found(store::update(db, hooks, user, id, changes, &if_match.precondition(id)).await?)
 }
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
@@ -241,9 +244,10 @@ async fn replace(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
+    hooks: &State<ChangeHooks>,
     body: JsonObject,
 ) -> Result<Tagged, ApiError> {
-    apply(&user, db, id, &if_match, &body, InputMode::Replace).await
+    apply(&user, db, hooks, id, &if_match, &body, InputMode::Replace).await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>`: JSON merge patch of the writable fields.
@@ -276,9 +280,10 @@ async fn patch(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
+    hooks: &State<ChangeHooks>,
     body: JsonObject,
 ) -> Result<Tagged, ApiError> {
-    apply(&user, db, id, &if_match, &body, InputMode::Patch).await
+    apply(&user, db, hooks, id, &if_match, &body, InputMode::Patch).await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>/complete`: no body toggles; `{"completed": b}` sets.
@@ -310,11 +315,12 @@ async fn complete(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
+    hooks: &State<ChangeHooks>,
     body: OptionalJsonObject,
 ) -> Result<Tagged, ApiError> {
     let id = id?;
     let value = parse_completion(body.0.as_ref())?;
-    found(store::set_completed(db, &user, id, value, &if_match.precondition(id)).await?)
+    found(store::set_completed(db, hooks, &user, id, value, &if_match.precondition(id)).await?)
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
@@ -342,9 +348,10 @@ async fn delete(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
+    hooks: &State<ChangeHooks>,
 ) -> Result<Status, ApiError> {
     let id = id?;
-    if store::delete(db, &user, id, &if_match.precondition(id)).await? {
+    if store::delete(db, hooks, &user, id, &if_match.precondition(id)).await? {
         Ok(Status::NoContent)
     } else {
         Err(NO_SUCH_TASK)
@@ -405,6 +412,7 @@ async fn clear_completed(
     user: AuthedUser,
     completed: Option<&str>,
     db: &Db,
+    hooks: &State<ChangeHooks>,
 ) -> Result<Json<Deleted>, ApiError> {
     if completed != Some("true") {
         return Err(ApiError::field(
@@ -412,7 +420,7 @@ async fn clear_completed(
             "Only completed tasks can be cleared: send completed=true",
         ));
     }
-    let deleted = store::delete_completed(db, &user).await?;
+    let deleted = store::delete_completed(db, hooks, &user).await?;
     Ok(Json(Deleted { deleted }))
 }
 

@@ -3,7 +3,11 @@
 //! Invariant: every statement filters by the verified user's id, so another user's task is
 //! indistinguishable from a missing one. Every write is one statement (atomic by itself),
 //! moves `updated_at` and `version`, and ends in [`commit`], the one place that runs a
-//! write and turns what it returned into [`TaskChange`]s: no write can bypass it.
+//! write, draws its event ids, and hands what changed ([`TaskChange`]) to the registered
+//! sinks once it committed: no write can bypass it.
+//!
+//! On PostgreSQL each write statement also announces its events (`pg_notify`, see
+//! `announced!`), so a notification exists exactly when the write committed.
 //! (The start-up fill of the search columns, in `search`, changes no task field a client
 //! sees, so it is not a change.)
 
@@ -15,26 +19,12 @@ use crate::error::ApiError;
 use crate::on_pool;
 use crate::time::now;
 
+use super::changes::{ChangeHooks, Committed};
+pub use super::changes::TaskChange;
 use super::etag::Precondition;
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{Arg, ListQuery, ListStatement};
 use super::search::fold;
-
-/// What a committed write changed, in commit order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskChange {
-    /// A task was created; it is as the API shows it.
-    Created(Task),
-    /// A task was replaced, patched or completed; it is as the API shows it now.
-    Updated(Task),
-    /// A task was deleted.
-    Deleted {
-        /// Its owner.
-        user_id: String,
-        /// Its id.
-        id: i64,
-    },
-}
 
 const GET: &str = concat!(
     "SELECT ",
@@ -42,12 +32,16 @@ const GET: &str = concat!(
     " FROM tasks WHERE id = $1 AND user_id = $2"
 );
 
-const INSERT: &str = concat!(
-    "INSERT INTO tasks (user_id, title, description, completed, priority, category, due_at, \
-     created_at, updated_at, search_title, search_description) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
-    task_columns!()
-);
+macro_rules! insert {
+    () => {
+        concat!(
+            "INSERT INTO tasks (user_id, title, description, completed, priority, category, \
+             due_at, created_at, updated_at, search_title, search_description) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+            task_columns!()
+        )
+    };
+}
 
 /// `AND` the stored version is one of the comma-separated list bound at `$n`, or the
 /// list is NULL (any version). Plain SQL that both dialects run the same way.
@@ -64,7 +58,9 @@ macro_rules! version_in {
 }
 
 // `CASE WHEN $flag THEN $value ELSE column END` tells "keep" from "set to null".
-const UPDATE: &str = concat!(
+macro_rules! update {
+    () => {
+        concat!(
     "UPDATE tasks SET title = COALESCE($3, title), \
      description = CASE WHEN $4 THEN $5 ELSE description END, \
      completed = COALESCE($6, completed), \
@@ -78,25 +74,97 @@ const UPDATE: &str = concat!(
     version_in!(15),
     " RETURNING ",
     task_columns!()
-);
+        )
+    };
+}
 
 // One statement: the row lock makes concurrent toggles apply one after the other.
-const SET_COMPLETED: &str = concat!(
+macro_rules! set_completed {
+    () => {
+        concat!(
     "UPDATE tasks SET completed = COALESCE($3, NOT completed), updated_at = $4, \
      version = version + 1 WHERE id = $1 AND user_id = $2",
     version_in!(5),
     " RETURNING ",
     task_columns!()
-);
+        )
+    };
+}
 
-const DELETE: &str = concat!(
-    "DELETE FROM tasks WHERE id = $1 AND user_id = $2",
-    version_in!(3),
-    " RETURNING id, user_id"
-);
+macro_rules! delete {
+    () => {
+        concat!(
+            "DELETE FROM tasks WHERE id = $1 AND user_id = $2",
+            version_in!(3),
+            " RETURNING id, user_id"
+        )
+    };
+}
 
-const DELETE_COMPLETED: &str =
-    "DELETE FROM tasks WHERE user_id = $1 AND completed = TRUE RETURNING id, user_id";
+macro_rules! delete_completed {
+    () => {
+        "DELETE FROM tasks WHERE user_id = $1 AND completed = TRUE RETURNING id, user_id"
+    };
+}
+
+/// A task row as the API shows it, as JSON built by PostgreSQL: the same fields, names and
+/// formats as `Task`'s serialization (timestamps with microseconds and `Z`).
+macro_rules! task_json {
+    () => {
+        "json_build_object('id', id, 'user_id', user_id, 'title', title, \
+         'description', description, 'completed', completed, \
+         'priority', CASE priority WHEN 1 THEN 'low' WHEN 2 THEN 'medium' ELSE 'high' END, \
+         'category', category, \
+         'due_at', to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+         'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+         'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))"
+    };
+}
+
+/// PostgreSQL: `$write` (a `… RETURNING` statement) with its events drawn and announced
+/// in the same statement. Each changed row gets an id from `task_event_ids` and one
+/// `pg_notify('task_events', {"e": id, "k": kind, "u": user, "id": task, "t": task})`; a
+/// task too large for a notification (8,000 bytes) is stored in `task_event_bodies`
+/// instead, and its notification leaves `t` out. The rows come back with `event_id`.
+macro_rules! announced {
+    ($kind:literal, $write:expr) => {
+        concat!(
+            "WITH changed AS (",
+            $write,
+            "), ev AS (SELECT changed.*, nextval('task_event_ids') AS event_id, ",
+            task_json!(),
+            "::text AS body FROM changed), \
+             msg AS (SELECT ev.*, \
+               json_build_object('e', event_id, 'k', '",
+            $kind,
+            "', 'u', user_id, 'id', id, 't', body::json)::text AS full_msg, \
+               json_build_object('e', event_id, 'k', '",
+            $kind,
+            "', 'u', user_id, 'id', id)::text AS short_msg FROM ev), \
+             stored AS (INSERT INTO task_event_bodies (event_id, body) \
+               SELECT event_id, body FROM msg WHERE octet_length(full_msg) > 7900) \
+             SELECT msg.*, pg_notify('task_events', CASE WHEN octet_length(full_msg) > 7900 \
+               THEN short_msg ELSE full_msg END) AS announced FROM msg"
+        )
+    };
+}
+
+/// [`announced!`] for deletes, whose events carry only the task id.
+macro_rules! announced_deletes {
+    ($write:expr) => {
+        concat!(
+            "WITH changed AS (",
+            $write,
+            "), ev AS (SELECT changed.*, nextval('task_event_ids') AS event_id FROM changed) \
+             SELECT ev.*, pg_notify('task_events', json_build_object('e', event_id, \
+               'k', 'deleted', 'u', user_id, 'id', id)::text) AS announced FROM ev"
+        )
+    };
+}
+
+/// SQLite: draws `$1` event ids in the write's transaction; the last one comes back.
+const DRAW_EVENT_IDS: &str =
+    "UPDATE task_event_seq SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id";
 
 const EXISTS: &str = "SELECT COUNT(*) FROM tasks WHERE id = $1 AND user_id = $2";
 
@@ -239,14 +307,15 @@ pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<T
     row.map(Task::try_from).transpose()
 }
 
-/// One write: its statement, its arguments, and what the rows it returns mean.
+/// One write: its statement (per dialect), its arguments, and what its rows mean.
 struct Write {
-    sql: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
     args: Vec<Arg>,
     kind: WriteKind,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum WriteKind {
     /// Returns the created task rows.
     Create,
@@ -262,64 +331,117 @@ struct DeletedRow {
     user_id: String,
 }
 
-/// Runs a `RETURNING` write and yields its rows. On SQLite inside a transaction, which
-/// makes a `RETURNING` write commit reliably; on PostgreSQL alone, where one statement is
-/// atomic by itself: one round trip instead of three.
-async fn returning<R>(db: &AppPool, write: &Write) -> Result<Vec<R>, sqlx::Error>
-where
-    R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + Send
-        + Unpin,
-{
-    match db {
-        AppPool::Sqlite(p) => {
-            let mut tx = p.begin().await?;
-            let rows = crate::bind_args!(sqlx::query_as(write.sql), &write.args)
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(rows)
-        }
-        AppPool::Postgres(p) => {
-            crate::bind_args!(sqlx::query_as(write.sql), &write.args)
-                .fetch_all(p)
-                .await
+/// A row of a PostgreSQL write, with the id of the event announced for it.
+#[derive(sqlx::FromRow)]
+struct AnnouncedRow<T> {
+    #[sqlx(flatten)]
+    row: T,
+    event_id: i64,
+}
+
+impl WriteKind {
+    fn task_change(self, task: Task) -> TaskChange {
+        match self {
+            Self::Create => TaskChange::Created(task),
+            _ => TaskChange::Updated(task),
         }
     }
 }
 
-/// The commit step of every write: runs it, and returns what changed once it committed.
-async fn commit(db: &AppPool, write: Write) -> Result<Vec<TaskChange>, ApiError> {
-    let changes = match write.kind {
-        WriteKind::Create | WriteKind::Update => {
-            let rows: Vec<TaskRow> = returning(db, &write).await?;
-            rows.into_iter()
-                .map(|row| {
-                    let task = Task::try_from(row)?;
-                    Ok(match write.kind {
-                        WriteKind::Create => TaskChange::Created(task),
-                        _ => TaskChange::Updated(task),
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?
+fn deleted(row: DeletedRow) -> TaskChange {
+    TaskChange::Deleted {
+        user_id: row.user_id,
+        id: row.id,
+    }
+}
+
+/// The commit step of every write: runs it, draws its event ids in it, and hands what
+/// changed to the sinks once it committed; returns the changes in statement order.
+///
+/// SQLite runs the statement in a transaction (which makes a `RETURNING` write commit
+/// reliably) with the event ids drawn in the same transaction, and tells the sinks before
+/// the next write may commit, so they hear of changes in commit order. PostgreSQL runs one
+/// statement that also announces the events (one round trip).
+async fn commit(
+    db: &AppPool,
+    hooks: &ChangeHooks,
+    write: Write,
+) -> Result<Vec<TaskChange>, ApiError> {
+    let committed = match db {
+        AppPool::Sqlite(p) => {
+            let _order = hooks.commit_order.lock().await;
+            let mut tx = p.begin().await?;
+            macro_rules! query {
+                () => {
+                    crate::bind_args!(sqlx::query_as(write.sqlite), &write.args)
+                };
+            }
+            let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
+                let rows: Vec<DeletedRow> = query!().fetch_all(&mut *tx).await?;
+                rows.into_iter().map(deleted).collect()
+            } else {
+                let rows: Vec<TaskRow> = query!().fetch_all(&mut *tx).await?;
+                rows.into_iter()
+                    .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
+                    .collect::<Result<_, _>>()?
+            };
+            let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+            let last: i64 = if drawn > 0 {
+                sqlx::query_scalar(DRAW_EVENT_IDS)
+                    .bind(drawn)
+                    .fetch_one(&mut *tx)
+                    .await?
+            } else {
+                0
+            };
+            tx.commit().await?;
+            let committed: Vec<Committed> = (last - drawn + 1..)
+                .zip(changes)
+                .map(|(event_id, change)| Committed { event_id, change })
+                .collect();
+            hooks.notify(&committed);
+            committed
         }
-        WriteKind::Delete => {
-            let rows: Vec<DeletedRow> = returning(db, &write).await?;
-            rows.into_iter()
-                .map(|row| TaskChange::Deleted {
-                    user_id: row.user_id,
-                    id: row.id,
-                })
-                .collect()
+        AppPool::Postgres(p) => {
+            macro_rules! query {
+                () => {
+                    crate::bind_args!(sqlx::query_as(write.postgres), &write.args)
+                };
+            }
+            let committed: Vec<Committed> = if write.kind == WriteKind::Delete {
+                let rows: Vec<AnnouncedRow<DeletedRow>> = query!().fetch_all(p).await?;
+                rows.into_iter()
+                    .map(|r| Committed {
+                        event_id: r.event_id,
+                        change: deleted(r.row),
+                    })
+                    .collect()
+            } else {
+                let rows: Vec<AnnouncedRow<TaskRow>> = query!().fetch_all(p).await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Task::try_from(r.row).map(|task| Committed {
+                            event_id: r.event_id,
+                            change: write.kind.task_change(task),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            hooks.notify(&committed);
+            committed
         }
     };
-    Ok(changes)
+    Ok(committed.into_iter().map(|c| c.change).collect())
 }
 
 /// Creates a task owned by the user.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
-pub async fn create(db: &AppPool, user: &AuthedUser, task: NewTask) -> Result<Task, ApiError> {
+pub async fn create(
+    db: &AppPool,
+    hooks: &ChangeHooks,
+    user: &AuthedUser,
+    task: NewTask,
+) -> Result<Task, ApiError> {
     let at = now();
     let args = vec![
         /* $1 user_id */ Arg::Text(user.id().to_owned()),
@@ -335,11 +457,12 @@ pub async fn create(db: &AppPool, user: &AuthedUser, task: NewTask) -> Result<Ta
         /* $11 search_description */ Arg::OptText(task.description.as_deref().map(fold)),
     ];
     let write = Write {
-        sql: INSERT,
+        sqlite: insert!(),
+        postgres: announced!("created", insert!()),
         args,
         kind: WriteKind::Create,
     };
-    match commit(db, write).await?.pop() {
+    match commit(db, hooks, write).await?.pop() {
         Some(TaskChange::Created(task)) => Ok(task),
         _ => Err(ApiError::Internal(anyhow::anyhow!(
             "INSERT returned no row"
@@ -378,12 +501,13 @@ async fn changed_one(
 /// The updated task of a conditional write, `None` when there was no such task.
 async fn updated(
     db: &AppPool,
+    hooks: &ChangeHooks,
     user: &AuthedUser,
     id: TaskId,
     precondition: &Precondition,
     write: Write,
 ) -> Result<Option<Task>, ApiError> {
-    let changes = commit(db, write).await?;
+    let changes = commit(db, hooks, write).await?;
     match changed_one(db, user, id, precondition, changes).await? {
         Some(TaskChange::Updated(task)) => Ok(Some(task)),
         Some(other) => Err(ApiError::Internal(anyhow::anyhow!(
@@ -398,6 +522,7 @@ async fn updated(
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn update(
     db: &AppPool,
+    hooks: &ChangeHooks,
     user: &AuthedUser,
     id: TaskId,
     changes: TaskChanges,
@@ -427,11 +552,12 @@ pub async fn update(
         /* $15 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sql: UPDATE,
+        sqlite: update!(),
+        postgres: announced!("updated", update!()),
         args,
         kind: WriteKind::Update,
     };
-    updated(db, user, id, precondition, write).await
+    updated(db, hooks, user, id, precondition, write).await
 }
 
 /// Sets `completed` to `value`, or flips it when `value` is `None`, atomically; the
@@ -439,6 +565,7 @@ pub async fn update(
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn set_completed(
     db: &AppPool,
+    hooks: &ChangeHooks,
     user: &AuthedUser,
     id: TaskId,
     value: Option<bool>,
@@ -452,11 +579,12 @@ pub async fn set_completed(
         /* $5 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sql: SET_COMPLETED,
+        sqlite: set_completed!(),
+        postgres: announced!("updated", set_completed!()),
         args,
         kind: WriteKind::Update,
     };
-    updated(db, user, id, precondition, write).await
+    updated(db, hooks, user, id, precondition, write).await
 }
 
 /// Deletes one task of the user under `precondition`; `false` when there was no such
@@ -464,6 +592,7 @@ pub async fn set_completed(
 #[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn delete(
     db: &AppPool,
+    hooks: &ChangeHooks,
     user: &AuthedUser,
     id: TaskId,
     precondition: &Precondition,
@@ -474,11 +603,12 @@ pub async fn delete(
         /* $3 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sql: DELETE,
+        sqlite: delete!(),
+        postgres: announced_deletes!(delete!()),
         args,
         kind: WriteKind::Delete,
     };
-    let changes = commit(db, write).await?;
+    let changes = commit(db, hooks, write).await?;
     Ok(changed_one(db, user, id, precondition, changes)
         .await?
         .is_some())
@@ -486,13 +616,18 @@ pub async fn delete(
 
 /// Deletes every completed task of the user and returns how many went.
 #[tracing::instrument(skip_all, fields(user = %user.id()))]
-pub async fn delete_completed(db: &AppPool, user: &AuthedUser) -> Result<u64, ApiError> {
+pub async fn delete_completed(
+    db: &AppPool,
+    hooks: &ChangeHooks,
+    user: &AuthedUser,
+) -> Result<u64, ApiError> {
     let write = Write {
-        sql: DELETE_COMPLETED,
+        sqlite: delete_completed!(),
+        postgres: announced_deletes!(delete_completed!()),
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,
     };
-    let deleted = commit(db, write).await?.len();
+    let deleted = commit(db, hooks, write).await?.len();
     Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
 }
 

@@ -183,7 +183,7 @@ on_both_backends! {
             if backend == Backend::Postgres {
                 loop {
                     let waiting: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO tasks%'"
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO tasks%'"
                     // Not on the lock's own connection: inside its transaction the view
                     // would show one snapshot.
                     ).fetch_one(p).await.unwrap();
