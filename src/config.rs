@@ -124,6 +124,9 @@ const VARIABLES: &[Variable] = &[
         at_least(0),
     ),
     var("MAX_CONNECTIONS", "connections.max", at_least(1)),
+    var("DATABASE_LISTEN_URL", "events.listen_url", Kind::Text),
+    var("EVENTS_MAX_PER_USER", "events.max_per_user", at_least(1)),
+    var("EVENTS_MAX_STREAMS", "events.max_streams", at_least(1)),
 ];
 
 /// Like [`figment`], reading variables through `env` (tests pass a fixed map).
@@ -229,6 +232,22 @@ pub struct AppConfig {
     pub rate_limit_per_minute: u32,
     /// Whether `/metrics` is served.
     pub metrics_enabled: bool,
+    /// The event streams.
+    pub events: EventsConfig,
+}
+
+/// Event stream settings.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Open streams one user may hold on this instance.
+    pub max_per_user: usize,
+    /// Open streams on this instance.
+    pub max_streams: usize,
+    /// The PostgreSQL listener's own URL (`DATABASE_LISTEN_URL`), when the pool's is a
+    /// pooler that cannot LISTEN; `None`: the pool's URL.
+    pub listen_url: Option<SecretString>,
+    /// Longest silence on a stream before a heartbeat comment.
+    pub heartbeat: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -244,6 +263,16 @@ struct RawConfig {
     rate_limit: RawRateLimit,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEvents {
+    max_per_user: Option<u64>,
+    max_streams: Option<u64>,
+    listen_url: Option<String>,
+    heartbeat_secs: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -364,6 +393,7 @@ impl AppConfig {
             migrate_on_start: raw.migrate_on_start.unwrap_or(true),
             rate_limit_per_minute: raw.rate_limit.per_minute.unwrap_or(100),
             metrics_enabled: raw.metrics.enabled.unwrap_or(!release),
+            events: EventsConfig::from_raw(raw.events)?,
         })
     }
 
@@ -396,6 +426,31 @@ fn seconds(name: &str, value: Option<f64>, default: f64) -> Result<Duration, Con
         Err(ConfigError::new(format!(
             "{name} must be a number of seconds above 0"
         )))
+    }
+}
+
+impl EventsConfig {
+    fn from_raw(raw: RawEvents) -> Result<Self, ConfigError> {
+        let count = |value: Option<u64>, default: usize| {
+            value.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX).max(1))
+        };
+        let listen_url = raw
+            .listen_url
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty());
+        if let Some(url) = &listen_url {
+            if crate::db::Backend::from_url(url) != Ok(crate::db::Backend::Postgres) {
+                return Err(ConfigError::new(
+                    "DATABASE_LISTEN_URL must be a postgres:// URL (a direct, non-pooled one)",
+                ));
+            }
+        }
+        Ok(Self {
+            max_per_user: count(raw.max_per_user, 16),
+            max_streams: count(raw.max_streams, 10_000),
+            listen_url: listen_url.map(SecretString::from),
+            heartbeat: seconds("events.heartbeat_secs", raw.heartbeat_secs, 15.0)?,
+        })
     }
 }
 

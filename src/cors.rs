@@ -19,8 +19,13 @@ use rocket_cors::{AllowedHeaders, AllowedOrigins, Cors, CorsOptions, Method};
 use crate::error::{answer_early, ApiError};
 
 /// Request headers a browser may send.
-pub const ALLOWED_HEADERS: [&str; 4] =
-    ["Authorization", "Content-Type", "If-Match", "If-None-Match"];
+pub const ALLOWED_HEADERS: [&str; 5] = [
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "If-None-Match",
+    "Last-Event-ID",
+];
 
 /// Response headers a browser may read.
 pub const EXPOSED_HEADERS: [&str; 9] = [

@@ -98,6 +98,9 @@ pub enum ApiError {
         /// Seconds until the client may retry.
         retry_after: u64,
     },
+    /// 429: the user already has the most event streams open.
+    #[error("too many event streams")]
+    TooManyStreams,
     /// 503: the database cannot be reached.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
@@ -149,7 +152,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => Status::PayloadTooLarge,
             Self::UnsupportedMediaType => Status::UnsupportedMediaType,
             Self::Validation(_) | Self::Refused { .. } => Status::UnprocessableEntity,
-            Self::RateLimited { .. } => Status::TooManyRequests,
+            Self::RateLimited { .. } | Self::TooManyStreams => Status::TooManyRequests,
             Self::Unavailable(_) | Self::KeysUnavailable { .. } | Self::Overloaded => {
                 Status::ServiceUnavailable
             }
@@ -173,6 +176,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Validation(_) | Self::Refused { .. } => "validation_error",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyStreams => "too_many_streams",
             Self::Unavailable(_) | Self::KeysUnavailable { .. } | Self::Overloaded => {
                 "service_unavailable"
             }
@@ -208,6 +212,9 @@ impl ApiError {
             Self::Validation(_) => "Request has invalid fields".to_owned(),
             Self::Refused { .. } => "The database refused a value of the request".to_owned(),
             Self::RateLimited { .. } => "Too many requests; slow down".to_owned(),
+            Self::TooManyStreams => {
+                "Too many event streams are open for this user; close one first".to_owned()
+            }
             Self::Unavailable(_) => "The database is unavailable; try again shortly".to_owned(),
             Self::KeysUnavailable { .. } => {
                 "Sign-in keys cannot be loaded right now; try again shortly".to_owned()

@@ -10,18 +10,24 @@ use serde::Serialize;
 
 use rocket::State;
 
+use std::sync::Arc;
+
 use crate::auth::{JwksStatus, Verifier};
 use crate::db::Db;
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use crate::error::ErrorBody;
 use crate::error::{ApiError, PublicError};
+use crate::events::{Bus, ListenerState};
 
 /// How long a probe waits for the database.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The OpenAPI description of the health probes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(health, live, ready), components(schemas(Health, JwksStatus)))]
+#[openapi(
+    paths(health, live, ready),
+    components(schemas(Health, JwksStatus, EventsStatus))
+)]
 pub struct HealthApi;
 
 /// A healthy answer.
@@ -35,6 +41,10 @@ pub struct Health {
     /// The JWKS key source, on `/health/ready` when JWKS is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks: Option<JwksStatus>,
+    /// The event streams, on `/health/ready`: reported, never failing the probe (the REST
+    /// API works while the listener reconnects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsStatus>,
     /// The service version.
     pub version: &'static str,
 }
@@ -51,6 +61,7 @@ fn healthy(database: Option<&'static str>) -> Json<Health> {
         status: "ok",
         database,
         jwks: None,
+        events: None,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -97,10 +108,29 @@ fn live() -> Json<Health> {
     )
 )]
 #[get("/health/ready")]
-async fn ready(db: &Db, verifier: &State<Verifier>) -> Result<Json<Health>, PublicError> {
+async fn ready(
+    db: &Db,
+    verifier: &State<Verifier>,
+    listener: Option<&State<Arc<ListenerState>>>,
+    bus: Option<&State<Arc<Bus>>>,
+) -> Result<Json<Health>, PublicError> {
     let mut answer = health(db).await?;
     answer.jwks = verifier.jwks_status();
+    answer.events = listener.zip(bus).map(|(listener, bus)| EventsStatus {
+        listener: listener.name(),
+        streams: bus.open_streams(),
+    });
     Ok(answer)
+}
+
+/// The event streams' state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventsStatus {
+    /// Where events come from: `in_process` (SQLite), or the PostgreSQL listener's state:
+    /// `connecting`, `listening`, `down` (reconnecting; streams got `reset`).
+    pub listener: &'static str,
+    /// Streams open on this instance.
+    pub streams: usize,
 }
 
 /// The health module.

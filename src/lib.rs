@@ -11,6 +11,7 @@ pub mod config;
 pub mod cors;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -34,6 +35,7 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(cors::stage())
         .attach(tasks::stage())
         .attach(stats::stage())
+        .attach(events::stage())
         .attach(health::stage())
         .attach(metrics::stage())
         .attach(openapi::stage())

@@ -29,6 +29,7 @@ pub struct Metrics {
     pool: IntGaugeVec,
     rate_limited: IntCounter,
     jwks_fetches: IntGaugeVec,
+    events: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,7 +66,16 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        let events = IntGaugeVec::new(
+            Opts::new(
+                "events",
+                "Event streams: open streams, and since start the events published and \
+                 delivered, streams dropped for not reading, listener reconnects",
+            ),
+            &["what"],
+        )?;
         registry.register(Box::new(jwks_fetches.clone()))?;
+        registry.register(Box::new(events.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -73,6 +83,7 @@ impl Metrics {
             pool,
             rate_limited,
             jwks_fetches,
+            events,
         })
     }
 }
@@ -133,7 +144,31 @@ impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
 )]
 #[get("/metrics")]
-fn scrape(metrics: &State<Metrics>, db: &Db, verifier: &State<Verifier>) -> Exposition {
+fn scrape(
+    metrics: &State<Metrics>,
+    db: &Db,
+    verifier: &State<Verifier>,
+    bus: Option<&State<std::sync::Arc<crate::events::Bus>>>,
+) -> Exposition {
+    if let Some(bus) = bus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = &bus.counters;
+        for (what, value) in [
+            ("streams_open", bus.open_streams() as u64),
+            ("published", counters.published.load(Relaxed)),
+            ("delivered", counters.delivered.load(Relaxed)),
+            ("streams_dropped_slow", counters.dropped_slow.load(Relaxed)),
+            (
+                "listener_reconnects",
+                counters.listener_reconnects.load(Relaxed),
+            ),
+        ] {
+            metrics
+                .events
+                .with_label_values(&[what])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
     let (size, idle) = db.size_and_idle();
     metrics
         .pool

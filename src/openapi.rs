@@ -31,6 +31,7 @@ use crate::error::ErrorBody;
     tags(
         (name = "tasks", description = "The user's tasks"),
         (name = "stats", description = "Statistics"),
+        (name = "events", description = "Live task events (Server-Sent Events)"),
         (name = "health", description = "Probes for the hosting platform"),
         (name = "operations", description = "Operator endpoints"),
     )
@@ -154,6 +155,7 @@ pub fn document() -> Document {
     let mut doc = Base::openapi();
     doc.merge(crate::tasks::TasksApi::openapi());
     doc.merge(crate::stats::StatsApi::openapi());
+    doc.merge(crate::events::EventsApi::openapi());
     doc.merge(crate::health::HealthApi::openapi());
     doc.merge(crate::metrics::MetricsApi::openapi());
     add_shared_parts(&mut doc);

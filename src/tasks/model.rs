@@ -2,7 +2,7 @@
 //! client learns every broken rule at once and a value that exists here is valid.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrorsBuilder};
@@ -62,7 +62,17 @@ impl<'a> rocket::request::FromParam<'a> for TaskId {
 
 /// A task's priority; sorts low < medium < high.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Default,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -426,8 +436,8 @@ pub struct CompleteBody {
     pub completed: bool,
 }
 
-/// A task as the API returns it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+/// A task as the API returns it (and as an event notification carries it back).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(example = json!({"id": 42, "user_id": "usr_8fJ2", "title": "Buy groceries",
     "description": "Milk, eggs, bread", "completed": false, "priority": "medium", "category": "home",
     "due_at": "2026-12-01T17:00:00Z", "created_at": "2026-11-22T10:00:00.123456Z",

@@ -16,13 +16,13 @@ use crate::auth::AuthedUser;
 use crate::db::Db;
 use crate::error::{ApiError, JsonObject, OptionalJsonObject};
 
+use super::changes::ChangeHooks;
 use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
 use super::model::{
     parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
     TaskId, TaskPath,
 };
 use super::query::{ListParams, ListQuery, SortField, SortOrder, StatusFilter};
-use super::changes::ChangeHooks;
 use super::store;
 #[allow(unused_imports)]
 use crate::error::{BodyErrors, ErrorBody};

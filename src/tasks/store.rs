@@ -19,8 +19,8 @@ use crate::error::ApiError;
 use crate::on_pool;
 use crate::time::now;
 
-use super::changes::{ChangeHooks, Committed};
 pub use super::changes::TaskChange;
+use super::changes::{ChangeHooks, Committed};
 use super::etag::Precondition;
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{Arg, ListQuery, ListStatement};
@@ -61,7 +61,7 @@ macro_rules! version_in {
 macro_rules! update {
     () => {
         concat!(
-    "UPDATE tasks SET title = COALESCE($3, title), \
+            "UPDATE tasks SET title = COALESCE($3, title), \
      description = CASE WHEN $4 THEN $5 ELSE description END, \
      completed = COALESCE($6, completed), \
      priority = COALESCE($7, priority), \
@@ -71,9 +71,9 @@ macro_rules! update {
      search_description = CASE WHEN $4 THEN $14 ELSE search_description END, \
      updated_at = $12, version = version + 1 \
      WHERE id = $1 AND user_id = $2",
-    version_in!(15),
-    " RETURNING ",
-    task_columns!()
+            version_in!(15),
+            " RETURNING ",
+            task_columns!()
         )
     };
 }
@@ -82,11 +82,11 @@ macro_rules! update {
 macro_rules! set_completed {
     () => {
         concat!(
-    "UPDATE tasks SET completed = COALESCE($3, NOT completed), updated_at = $4, \
+            "UPDATE tasks SET completed = COALESCE($3, NOT completed), updated_at = $4, \
      version = version + 1 WHERE id = $1 AND user_id = $2",
-    version_in!(5),
-    " RETURNING ",
-    task_columns!()
+            version_in!(5),
+            " RETURNING ",
+            task_columns!()
         )
     };
 }

@@ -10,6 +10,7 @@ mod connections;
 mod cors;
 mod errors;
 mod etags;
+mod events;
 mod hardening;
 mod health;
 mod jwks;

@@ -585,9 +585,16 @@ impl Rocket<Orbit> {
                             return Err(Error::shutdown(rocket.clone(), e));
                         }
 
-                        if Arc::strong_count(&rocket) != 1 { grace_timer.await; }
-                        if Arc::strong_count(&rocket) != 1 { mercy_timer.await; }
-                        if Arc::strong_count(&rocket) != 1 { shutdown_timer.await; }
+                        // todo-api patch: end as soon as the last connection is done,
+                        // not only when a whole period has passed.
+                        for timer in [&mut grace_timer, &mut mercy_timer, &mut shutdown_timer] {
+                            while Arc::strong_count(&rocket) != 1 {
+                                tokio::select! {
+                                    _ = timer.as_mut() => break,
+                                    _ = sleep(Duration::from_millis(20)) => {}
+                                }
+                            }
+                        }
                         match Arc::try_unwrap(rocket) {
                             Ok(rocket) => {
                                 info!("Graceful shutdown completed successfully.");

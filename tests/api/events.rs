@@ -1,0 +1,345 @@
+//! Live task events over a real socket: what a stream sends, in which order, to whom;
+//! resuming; limits; slow readers; shutdown.
+
+use std::time::{Duration, Instant};
+
+use rocket::figment::providers::Serialized;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::helpers::{on_both_backends, raw_http, Backend, LiveServer, TEST_SECRET};
+
+/// One server-sent event (or comment) as read off the wire.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Frame {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: Option<String>,
+    pub retry: Option<String>,
+    pub comment: bool,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        self.data
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// An open event stream.
+pub struct Stream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    reader: BufReader<TcpStream>,
+}
+
+pub fn token(user: &str) -> String {
+    todo_api::auth::mint_hs256(TEST_SECRET, user, 600).unwrap()
+}
+
+impl Stream {
+    /// Opens `path` (with extra header lines) and reads the answer's head.
+    pub async fn open(port: u16, path: &str, headers: &str) -> Stream {
+        let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        socket
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n{headers}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reader = BufReader::new(socket);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut head = Vec::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).await.unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                head.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        Stream {
+            status,
+            headers: head,
+            reader,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next event or comment, within `limit`; `None` at the end of the stream or on
+    /// time-out. (HTTP/1.0: the body is the stream itself, with no chunk framing.)
+    pub async fn next(&mut self, limit: Duration) -> Option<Frame> {
+        let deadline = Instant::now() + limit;
+        let mut frame = Frame::default();
+        let mut any = false;
+        loop {
+            let mut line = String::new();
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let read = tokio::time::timeout(left, self.reader.read_line(&mut line))
+                .await
+                .ok()?
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if any {
+                    return Some(frame);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                // A comment (the heartbeat) stands alone, with or without a blank line.
+                if !any {
+                    return Some(Frame {
+                        comment: true,
+                        ..Frame::default()
+                    });
+                }
+                continue;
+            }
+            any = true;
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+            match field {
+                "event" => frame.event = Some(value),
+                "id" => frame.id = Some(value),
+                "data" => frame.data = Some(value),
+                "retry" => frame.retry = Some(value),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event that is not a heartbeat comment.
+    pub async fn event(&mut self) -> Option<Frame> {
+        loop {
+            let frame = self.next(Duration::from_secs(10)).await?;
+            if frame.event.is_some() || frame.data.is_some() {
+                return Some(frame);
+            }
+        }
+    }
+}
+
+async fn api(port: u16, user: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, _, text) = raw_http(port, &format!(
+        "{method} /api/{user}/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}", token(user), body.len())).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn bearer(user: &str) -> String {
+    format!("Authorization: Bearer {}\r\n", token(user))
+}
+
+on_both_backends! {
+    async fn a_stream_opens_with_ready_then_carries_every_write_of_its_user_in_order(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let mut alice = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        assert_eq!(alice.status, 200);
+        assert!(alice.header("content-type").is_some_and(|v| v.starts_with("text/event-stream")));
+        assert_eq!(alice.header("cache-control"), Some("no-store"));
+        assert_eq!(alice.header("x-accel-buffering"), Some("no"));
+        let ready = alice.event().await.expect("ready");
+        assert_eq!(ready.event.as_deref(), Some("ready"));
+        assert_eq!(ready.retry.as_deref(), Some("3000"));
+        assert_eq!(ready.json(), json!({}));
+        let mut bob = Stream::open(port, "/api/bob/events", &bearer("bob")).await;
+        assert_eq!(bob.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
+
+        let (status, created) = api(port, "alice", "POST", "tasks", Some(json!({"title": "one", "description": "tab\there \u{1}"}))).await;
+        assert_eq!(status, 201);
+        let id = created["id"].as_i64().unwrap();
+        let (_, done) = api(port, "alice", "PATCH", &format!("tasks/{id}/complete"), None).await;
+        let (_, patched) = api(port, "alice", "PATCH", &format!("tasks/{id}"), Some(json!({"category": "home"}))).await;
+        let (_, replaced) = api(port, "alice", "PUT", &format!("tasks/{id}"), Some(json!({"title": "one, again"}))).await;
+        let (_, second) = api(port, "alice", "POST", "tasks", Some(json!({"title": "two", "completed": true}))).await;
+        assert_eq!(api(port, "alice", "DELETE", &format!("tasks/{id}"), None).await.0, 204);
+        let (_, cleared) = api(port, "alice", "DELETE", "tasks?completed=true", None).await;
+        assert_eq!(cleared, json!({"deleted": 1}));
+        // Failed writes send nothing.
+        assert_eq!(api(port, "alice", "PATCH", "tasks/999999", Some(json!({"title": "x"}))).await.0, 404);
+        assert_eq!(api(port, "alice", "POST", "tasks", Some(json!({"title": ""}))).await.0, 422);
+        let (_, other) = api(port, "bob", "POST", "tasks", Some(json!({"title": "bob's"}))).await;
+
+        let expected = [
+            ("task.created", created),
+            ("task.updated", done),
+            ("task.updated", patched),
+            ("task.updated", replaced),
+            ("task.created", second.clone()),
+            ("task.deleted", json!({"id": id})),
+            ("task.deleted", json!({"id": second["id"]})),
+        ];
+        let mut ids = Vec::new();
+        for (name, data) in expected {
+            let frame = alice.event().await.unwrap_or_else(|| panic!("no {name}"));
+            assert_eq!(frame.event.as_deref(), Some(name));
+            assert_eq!(frame.json(), data, "{name}: the task exactly as the REST answer");
+            ids.push(frame.id.clone().expect("an id"));
+        }
+        let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "every event has its own id: {ids:?}");
+        let bobs = bob.event().await.expect("bob's event");
+        assert_eq!(bobs.json(), other, "bob sees only his own");
+        assert!(alice.next(Duration::from_millis(500)).await.is_none_or(|f| f.comment), "nothing more for alice");
+        server.stop().await;
+    }
+
+    async fn resuming_replays_what_was_missed_and_an_unknown_id_resets(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let mut first = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        first.event().await.expect("ready");
+        let (_, a) = api(port, "alice", "POST", "tasks", Some(json!({"title": "a"}))).await;
+        let seen = first.event().await.expect("a");
+        drop(first);
+        let (_, b) = api(port, "alice", "POST", "tasks", Some(json!({"title": "b"}))).await;
+        let (_, c) = api(port, "alice", "PATCH", &format!("tasks/{}", a["id"]), Some(json!({"title": "a2"}))).await;
+        let last = seen.id.unwrap();
+        for (path, header) in [
+            ("/api/alice/events".to_owned(), format!("{}Last-Event-ID: {last}\r\n", bearer("alice"))),
+            (format!("/api/alice/events?last_event_id={last}&access_token={}", token("alice")), String::new()),
+        ] {
+            let mut resumed = Stream::open(port, &path, &header).await;
+            assert_eq!(resumed.status, 200);
+            assert_eq!(resumed.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
+            assert_eq!(resumed.event().await.map(|f| f.json()), Some(b.clone()), "the missed create first");
+            assert_eq!(resumed.event().await.map(|f| f.json()), Some(c.clone()), "then the missed update");
+        }
+        for unknown in ["999999999", "abc", "-1"] {
+            let mut reset = Stream::open(port, "/api/alice/events", &format!("{}Last-Event-ID: {unknown}\r\n", bearer("alice"))).await;
+            assert_eq!(reset.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
+            let frame = reset.event().await.expect("reset");
+            assert_eq!(frame.event.as_deref(), Some("reset"), "{unknown}");
+            assert_eq!(frame.json(), json!({}));
+        }
+        server.stop().await;
+    }
+
+    async fn access_token_is_accepted_on_the_stream_only(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let ok = Stream::open(port, &format!("/api/alice/events?access_token={}", token("alice")), "").await;
+        assert_eq!(ok.status, 200);
+        let (status, _, body) = raw_http(port, &format!("GET /api/alice/tasks?access_token={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", token("alice"))).await;
+        assert_eq!(status, 401, "other routes ignore access_token: {body}");
+        for (query, expected, code) in [
+            (format!("access_token={}", token("bob")), 403, "forbidden"),
+            ("access_token=garbage".to_owned(), 401, "invalid_token"),
+            (format!("access_token={}", crate::helpers::unsigned(&json!({"alg": "HS256", "typ": "JWT"}), &json!({"sub": "alice", "exp": 1}), "x")), 401, "invalid_token"),
+            (String::new(), 401, "auth_required"),
+        ] {
+            let (status, headers, body) = raw_http(port, &format!("GET /api/alice/events?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await;
+            assert_eq!(status, expected, "{query}: {body}");
+            let body: Value = serde_json::from_str(&body).unwrap_or_default();
+            crate::helpers::assert_error_shape(&body);
+            assert_eq!(body["error_code"], code);
+            assert!(headers.iter().any(|(n, v)| n == "content-type" && v == "application/json"), "JSON before any stream");
+        }
+        server.stop().await;
+    }
+
+    async fn heartbeats_keep_a_quiet_stream_alive(backend) {
+        let server = LiveServer::start(backend, |f| f.merge(Serialized::global("events.heartbeat_secs", 0.3))).await;
+        let mut stream = Stream::open(server.port, "/api/alice/events", &bearer("alice")).await;
+        stream.event().await.expect("ready");
+        let mut comments = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while comments < 2 && Instant::now() < deadline {
+            if stream.next(Duration::from_secs(2)).await.is_some_and(|f| f.comment) {
+                comments += 1;
+            }
+        }
+        assert_eq!(comments, 2, "heartbeat comments on a quiet stream");
+        server.stop().await;
+    }
+
+    async fn a_user_may_hold_only_so_many_streams(backend) {
+        // A closed client is noticed when the next write fails: heartbeats make that soon.
+        let server = LiveServer::start(backend, |f| f
+            .merge(Serialized::global("events.max_per_user", 2))
+            .merge(Serialized::global("events.heartbeat_secs", 0.2))).await;
+        let port = server.port;
+        let first = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        let _second = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        let (status, headers, body) = raw_http(port, &format!("GET /api/alice/events HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n", bearer("alice"))).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap_or_default()["error_code"], "too_many_streams");
+        let _ = headers;
+        let bob = Stream::open(port, "/api/bob/events", &bearer("bob")).await;
+        assert_eq!(bob.status, 200, "another user is not limited by alice's streams");
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let again = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+            if again.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a closed stream frees its slot");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server.stop().await;
+    }
+
+    async fn streams_end_at_once_on_shutdown(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let mut streams = Vec::new();
+        for user in ["alice", "bob", "carol"] {
+            let mut stream = Stream::open(server.port, &format!("/api/{user}/events"), &bearer(user)).await;
+            stream.event().await.expect("ready");
+            streams.push(stream);
+        }
+        let started = Instant::now();
+        server.stop().await;
+        assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
+        for mut stream in streams {
+            assert!(stream.next(Duration::from_secs(2)).await.is_none_or(|f| f.comment), "the stream ended");
+        }
+    }
+}
+
+/// A task at every field's limit, in 4-byte characters and in characters JSON escapes as
+/// `\u00XX`, reaches a stream whole on both databases (on PostgreSQL such a task is too
+/// large for a notification, so it travels through the event table).
+#[rocket::async_test]
+async fn the_largest_tasks_arrive_whole() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if backend == Backend::Postgres && crate::helpers::postgres_url().is_none() {
+            continue;
+        }
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        stream.event().await.expect("ready");
+        for c in ['😀', '\u{1}'] {
+            let body = json!({"title": c.to_string().repeat(200), "description": c.to_string().repeat(1000), "category": c.to_string().repeat(100)});
+            let (status, created) = api(port, "alice", "POST", "tasks", Some(body)).await;
+            assert_eq!(status, 201);
+            let frame = stream.event().await.expect("the event");
+            assert_eq!(frame.event.as_deref(), Some("task.created"));
+            assert_eq!(frame.json(), created, "{backend:?} {c:?}");
+        }
+        server.stop().await;
+    }
+}
