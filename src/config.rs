@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use rocket::fairing::AdHoc;
-use rocket::figment::providers::{Format, Serialized, Toml};
+use rocket::figment::providers::{Env, Format, Serialized, Toml};
 use rocket::figment::value::Value;
-use rocket::figment::Figment;
+use rocket::figment::{Figment, Profile};
 use rocket::{Phase, Rocket};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -131,9 +131,18 @@ const VARIABLES: &[Variable] = &[
 
 /// Like [`figment`], reading variables through `env` (tests pass a fixed map).
 pub fn figment_with_env(env: impl Fn(&str) -> Option<String>) -> Result<Figment, ConfigError> {
-    // Rocket.toml is also compiled in, beneath the file on disk: the binary keeps its
-    // profile defaults when started from another folder or shipped without the file.
-    let mut figment = rocket::Config::figment().join(Toml::string(EMBEDDED_ROCKET_TOML).nested());
+    // Rocket's own layers, with Rocket.toml compiled in between its defaults and the file
+    // on disk: the binary keeps the project's settings (log level, body limits, grace
+    // period, …) when started from another folder or shipped without the file, as the
+    // container image is. (Joined beneath Rocket's defaults instead, Rocket's would win.)
+    let mut figment = Figment::from(rocket::Config::default())
+        .merge(Toml::string(EMBEDDED_ROCKET_TOML).nested())
+        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
+        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
+        .select(Profile::from_env_or(
+            "ROCKET_PROFILE",
+            rocket::Config::DEFAULT_PROFILE,
+        ));
     for Variable { name, key, kind } in VARIABLES {
         let Some(raw) = env(name).filter(|value| !value.trim().is_empty()) else {
             continue;

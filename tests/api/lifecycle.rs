@@ -23,12 +23,25 @@ struct Served {
 
 impl Served {
     async fn start(db_url: &str, extra_env: &[(&str, &str)]) -> Served {
+        Self::start_in(None, db_url, extra_env).await
+    }
+
+    /// [`Served::start`] in the folder `dir` (the binary's own Rocket.toml is not there).
+    async fn start_in(
+        dir: Option<&std::path::Path>,
+        db_url: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_todo-api"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_todo-api"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .env_clear()
             .env("ROCKET_PROFILE", "release")
             .env("ROCKET_ADDRESS", "127.0.0.1")
@@ -333,4 +346,46 @@ async fn a_route_mounted_without_its_request_span_stops_start_up() {
     let wrapped = todo_api::rocket(crate::helpers::base_figment(&url))
         .mount("/", todo_api::telemetry::traced(rocket::routes![untraced]));
     assert!(wrapped.ignite().await.is_ok());
+}
+
+/// Started from a folder without Rocket.toml (as the container image is), the binary keeps
+/// the project's settings compiled into it, not Rocket's own defaults: its own logger stays
+/// off (it would print request URIs, `access_token` values included) and the body limit
+/// is 64 KiB.
+#[rocket::async_test]
+async fn the_compiled_in_settings_hold_outside_the_project_folder() {
+    let (db_url, dir) = TestApp::fresh_database(Backend::Sqlite).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let served = Served::start_in(
+        Some(elsewhere.path()),
+        &db_url,
+        &[("ROCKET_PROFILE", "debug"), ("LOG_FORMAT", "text")],
+    )
+    .await;
+    let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
+    let (status, _, _) = raw_http(served.port, &format!(
+        "GET /api/alice/tasks?access_token=QUERY-SECRET-VALUE HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")).await;
+    assert_eq!(status, 200);
+    let body = format!("{{\"title\": \"{}\"}}", "x".repeat(70 * 1024));
+    let (status, _, _) = raw_http(served.port, &format!(
+        "POST /api/alice/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())).await;
+    assert_eq!(
+        status, 413,
+        "the 64 KiB limit of Rocket.toml, not Rocket's 1 MiB"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !served.stdout.lock().unwrap().contains("todo_api::access") {
+        assert!(Instant::now() < deadline, "the access lines are written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stdout = served.stdout.lock().unwrap().clone();
+    assert!(
+        !stdout.contains("QUERY-SECRET-VALUE") && !stdout.contains(&token),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("Rocket has launched"),
+        "Rocket's own logger is off: {stdout}"
+    );
+    drop(dir);
 }
