@@ -343,3 +343,120 @@ async fn the_largest_tasks_arrive_whole() {
         server.stop().await;
     }
 }
+
+/// PostgreSQL: two instances on one database; a write through one reaches a stream held by
+/// the other, with the same event id a stream on the first sees.
+#[rocket::async_test]
+async fn a_write_through_one_instance_reaches_streams_on_another() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let first = LiveServer::start(Backend::Postgres, |f| f).await;
+    let second = LiveServer::start_on(first.db_url.clone(), None, |f| f).await;
+    let mut on_first = Stream::open(first.port, "/api/alice/events", &bearer("alice")).await;
+    let mut on_second = Stream::open(second.port, "/api/alice/events", &bearer("alice")).await;
+    on_first.event().await.expect("ready");
+    on_second.event().await.expect("ready");
+    let (_, created) = api(
+        first.port,
+        "alice",
+        "POST",
+        "tasks",
+        Some(json!({"title": "from the first"})),
+    )
+    .await;
+    let (_, updated) = api(
+        second.port,
+        "alice",
+        "PATCH",
+        &format!("tasks/{}", created["id"]),
+        Some(json!({"priority": "high"})),
+    )
+    .await;
+    for stream in [&mut on_first, &mut on_second] {
+        let a = stream.event().await.expect("created");
+        let b = stream.event().await.expect("updated");
+        assert_eq!(
+            (a.event.as_deref(), a.json()),
+            (Some("task.created"), created.clone())
+        );
+        assert_eq!(
+            (b.event.as_deref(), b.json()),
+            (Some("task.updated"), updated.clone())
+        );
+    }
+    second.stop().await;
+    first.stop().await;
+}
+
+/// PostgreSQL: when the listening connection is cut, open streams get `reset`, the REST
+/// API keeps working, and once the listener is back events flow again.
+#[rocket::async_test]
+async fn a_lost_listener_resets_streams_and_recovers() {
+    use sqlx::Connection as _;
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let server = LiveServer::start(Backend::Postgres, |f| f).await;
+    let port = server.port;
+    let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+    stream.event().await.expect("ready");
+    let mut admin = sqlx::PgConnection::connect(&server.db_url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1, "one listening connection per instance");
+    let frame = stream.event().await.expect("reset");
+    assert_eq!(frame.event.as_deref(), Some("reset"));
+    assert_eq!(
+        api(
+            port,
+            "alice",
+            "POST",
+            "tasks",
+            Some(json!({"title": "during"}))
+        )
+        .await
+        .0,
+        201,
+        "the REST API works"
+    );
+    // Once it listens again, new writes arrive.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, created) = api(
+            port,
+            "alice",
+            "POST",
+            "tasks",
+            Some(json!({"title": "after"})),
+        )
+        .await;
+        let mut seen = false;
+        while let Some(frame) = stream.next(Duration::from_millis(500)).await {
+            if frame.json().get("id") == created.get("id") {
+                seen = true;
+                break;
+            }
+        }
+        if seen {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events flow again");
+    }
+    let (status, _, body) = raw_http(
+        port,
+        "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["events"]["listener"],
+        "listening"
+    );
+    server.stop().await;
+}

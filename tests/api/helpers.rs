@@ -403,8 +403,17 @@ pub struct LiveServer {
 impl LiveServer {
     /// Launches the service on an ephemeral port.
     pub async fn start(backend: Backend, adjust: impl FnOnce(Figment) -> Figment) -> LiveServer {
-        init_tracing();
         let (db_url, dir) = TestApp::fresh_database(backend).await;
+        Self::start_on(db_url, dir, adjust).await
+    }
+
+    /// Launches the service on an existing database, as a second instance would run.
+    pub async fn start_on(
+        db_url: String,
+        dir: Option<tempfile::TempDir>,
+        adjust: impl FnOnce(Figment) -> Figment,
+    ) -> LiveServer {
+        init_tracing();
         let figment = adjust(
             base_figment(&db_url)
                 .merge(Serialized::global("port", 0))
