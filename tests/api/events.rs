@@ -460,3 +460,29 @@ async fn a_lost_listener_resets_streams_and_recovers() {
     );
     server.stop().await;
 }
+
+on_both_backends! {
+    async fn metrics_and_readiness_report_the_streams(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        stream.event().await.expect("ready");
+        api(port, "alice", "POST", "tasks", Some(json!({"title": "counted"}))).await;
+        stream.event().await.expect("the event");
+        let (_, _, text) = raw_http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let value = |what: &str| {
+            let series = format!("todo_api_events{{what=\"{what}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.parse::<i64>().ok())
+        };
+        assert_eq!(value("streams_open"), Some(1), "{text}");
+        assert_eq!(value("published"), Some(1));
+        assert_eq!(value("delivered"), Some(1));
+        assert_eq!(value("streams_dropped_slow"), Some(0));
+        assert_eq!(value("listener_reconnects"), Some(0));
+        let (_, _, body) = raw_http(port, "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let ready: Value = serde_json::from_str(&body).unwrap();
+        let expected = if backend == Backend::Sqlite { "in_process" } else { "listening" };
+        assert_eq!(ready["events"], json!({"listener": expected, "streams": 1}));
+        server.stop().await;
+    }
+}
