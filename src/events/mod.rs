@@ -36,7 +36,10 @@ pub fn event_of(committed: &Committed) -> Event {
     let (name, data) = match &committed.change {
         TaskChange::Created(task) => ("task.created", task_json(task)),
         TaskChange::Updated(task) => ("task.updated", task_json(task)),
-        TaskChange::Deleted { id, .. } => ("task.deleted", format!("{{\"id\":{id}}}")),
+        TaskChange::Deleted { id, .. } => (
+            "task.deleted",
+            serde_json::to_string(&TaskDeleted { id: *id }).unwrap_or_else(|_| "{}".to_owned()),
+        ),
     };
     Event {
         id: committed.event_id,
@@ -164,7 +167,7 @@ fn reset() -> SseEvent {
     operation_id = "taskEvents",
     description = "A `text/event-stream` of the user's task changes. It opens with \
         `retry: 3000` and `event: ready` (data `{}`); then `task.created` and `task.updated` \
-        (data: the task, as the REST answers carry it) and `task.deleted` (data `{\"id\": n}`), \
+        (data: a `Task`, as the REST answers carry it) and `task.deleted` (data: a `TaskDeleted`), \
         each with an `id:` that is the same on every instance, in commit order. A heartbeat \
         comment comes at least every 15 s. Reconnecting with `Last-Event-ID` (what \
         `EventSource` sends by itself) or `?last_event_id=` replays the events missed since \
@@ -235,9 +238,17 @@ async fn events(
     Ok(Streamed(stream.heartbeat(heartbeat)))
 }
 
+/// The data of a `task.deleted` event (`task.created` and `task.updated` carry a `Task`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TaskDeleted {
+    /// The deleted task's id.
+    #[schema(minimum = 1)]
+    pub id: i64,
+}
+
 /// The OpenAPI description of the event stream.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(events))]
+#[openapi(paths(events), components(schemas(TaskDeleted)))]
 pub struct EventsApi;
 
 /// The events module: the bus, where it is fed from, the stream route, and the pruning

@@ -486,3 +486,23 @@ on_both_backends! {
         server.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn an_event_source_from_an_allowed_origin_may_read_the_stream(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let origin = "Origin: http://localhost:3000\r\n";
+        let mut stream = Stream::open(server.port, &format!("/api/alice/events?access_token={}", token("alice")), origin).await;
+        assert_eq!(stream.status, 200);
+        assert_eq!(stream.header("access-control-allow-origin"), Some("http://localhost:3000"));
+        assert_eq!(stream.header("access-control-allow-credentials"), Some("true"));
+        assert_eq!(stream.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
+        // With a header-capable client, the preflight allows Authorization and Last-Event-ID.
+        let (status, headers, _) = raw_http(server.port, &format!(
+            "OPTIONS /api/alice/events HTTP/1.1\r\nHost: x\r\n{origin}Access-Control-Request-Method: GET\r\n\
+             Access-Control-Request-Headers: authorization, last-event-id\r\nConnection: close\r\n\r\n")).await;
+        assert!(status == 200 || status == 204, "{status}");
+        let allowed = headers.iter().find(|(n, _)| n == "access-control-allow-headers").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_default();
+        assert!(allowed.contains("last-event-id") && allowed.contains("authorization"), "{allowed}");
+        server.stop().await;
+    }
+}
