@@ -506,3 +506,44 @@ on_both_backends! {
         server.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn a_client_that_stops_reading_is_dropped_while_others_keep_receiving(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        // A reader that never reads, with a small receive buffer so the server's writes
+        // back up soon.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut slow = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        slow.write_all(format!("GET /api/alice/events HTTP/1.0\r\nHost: x\r\n{}\r\n", bearer("alice")).as_bytes()).await.unwrap();
+        let mut fast = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        fast.event().await.expect("ready");
+        // Events of about 4 KiB: enough of them to fill every buffer on the way (the
+        // server's socket buffer grows to some hundreds of KiB on loopback).
+        let big = "😀".repeat(1000);
+        let dropped = || async {
+            let (_, _, metrics) = raw_http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+            metrics.lines().find_map(|l| l.strip_prefix("todo_api_events{what=\"streams_dropped_slow\"} ")).and_then(|v| v.parse::<i64>().ok())
+        };
+        // Events of about 4 KiB, until every buffer on the way to the slow reader is full
+        // (the server's socket buffer grows to some hundreds of KiB on loopback).
+        let mut n = 0;
+        while dropped().await == Some(0) {
+            assert!(n < 3000, "the slow stream is never dropped");
+            for _ in 0..100 {
+                let (status, _) = api(port, "alice", "POST", "tasks", Some(json!({"title": format!("t{n}"), "description": big}))).await;
+                assert_eq!(status, 201, "writers are never slowed or refused");
+                let frame = fast.event().await.expect("the fast reader keeps receiving");
+                assert_eq!(frame.json()["title"], format!("t{n}"));
+                n += 1;
+            }
+        }
+        assert_eq!(dropped().await, Some(1), "the slow stream was dropped, and only it");
+        // Once it reads again, it finds the end of its stream (and reconnects, as EventSource does).
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read_to_end(&mut slow, &mut sink)).await;
+        assert!(matches!(read, Ok(Ok(_))), "the dropped stream ends");
+        server.stop().await;
+    }
+}
