@@ -105,12 +105,12 @@ impl Priority {
         }
     }
 
-    /// Parses the wire name (`low`, `medium`, `high`).
+    /// Parses the wire name (`low`, `medium`, `high`) or rank (`1`, `2`, `3`).
     pub fn parse(name: &str) -> Option<Self> {
         match name {
-            "low" => Some(Self::Low),
-            "medium" => Some(Self::Medium),
-            "high" => Some(Self::High),
+            "low" | "1" => Some(Self::Low),
+            "medium" | "2" => Some(Self::Medium),
+            "high" | "3" => Some(Self::High),
             _ => None,
         }
     }
@@ -185,10 +185,16 @@ fn parse_completed(value: &Value) -> Result<bool, String> {
 }
 
 fn parse_priority(value: &Value) -> Result<Priority, String> {
-    value
-        .as_str()
-        .and_then(Priority::parse)
-        .ok_or_else(|| "Priority must be one of: low, medium, high".to_owned())
+    let priority = match value {
+        Value::String(name) => Priority::parse(name),
+        // Frontends written for numbered priorities send 1, 2 or 3.
+        Value::Number(rank) => rank
+            .as_i64()
+            .and_then(|rank| i16::try_from(rank).ok())
+            .and_then(Priority::from_rank),
+        _ => None,
+    };
+    priority.ok_or_else(|| "Priority must be one of: low, medium, high (or 1, 2, 3)".to_owned())
 }
 
 fn parse_due_at(value: &Value) -> Result<Option<DateTime<Utc>>, String> {
@@ -246,7 +252,18 @@ impl TaskChanges {
         let category = field(body, &mut errors, "category", parse_category);
         let completed = field(body, &mut errors, "completed", parse_completed);
         let priority = field(body, &mut errors, "priority", parse_priority);
+        // `due_date` is the field's name; `due_at` is accepted as another name for it.
+        let due_date = field(body, &mut errors, "due_date", parse_due_at);
         let due_at = field(body, &mut errors, "due_at", parse_due_at);
+        if let (Some(a), Some(b)) = (&due_date, &due_at) {
+            if a != b {
+                errors.add(
+                    "due_date",
+                    "due_date and due_at name the same field: give one, or the same instant",
+                );
+            }
+        }
+        let due_at = due_date.or(due_at);
         errors.finish()?;
         Ok(Self {
             title,
@@ -369,7 +386,7 @@ fn body_schema(patch: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::S
             text(1, CATEGORY_MAX, true, "Trimmed; `null` clears it."),
         )
         .property(
-            "due_at",
+            "due_date",
             ObjectBuilder::new()
                 .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
                     Type::String,
@@ -377,7 +394,8 @@ fn body_schema(patch: bool) -> utoipa::openapi::RefOr<utoipa::openapi::schema::S
                 ]))
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
                 .description(Some(
-                    "RFC 3339 with any offset; stored and returned in UTC; `null` clears it.",
+                    "RFC 3339 with any offset; stored and returned in UTC; `null` clears it. \
+                     `due_at` is accepted as another name for it.",
                 )),
         );
     if patch {
@@ -440,7 +458,7 @@ pub struct CompleteBody {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(example = json!({"id": 42, "user_id": "usr_8fJ2", "title": "Buy groceries",
     "description": "Milk, eggs, bread", "completed": false, "priority": "medium", "category": "home",
-    "due_at": "2026-12-01T17:00:00Z", "created_at": "2026-11-22T10:00:00.123456Z",
+    "due_date": "2026-12-01T17:00:00Z", "created_at": "2026-11-22T10:00:00.123456Z",
     "updated_at": "2026-11-22T10:00:00.123456Z"}))]
 pub struct Task {
     /// Id, unique across users.
@@ -459,7 +477,8 @@ pub struct Task {
     /// Category.
     pub category: Option<String>,
     /// Due date.
-    #[serde(serialize_with = "serialize_optional_time")]
+    #[serde(rename = "due_date", serialize_with = "serialize_optional_time")]
+    #[schema(rename = "due_date")]
     pub due_at: Option<DateTime<Utc>>,
     /// Creation time; never changes.
     #[serde(serialize_with = "serialize_time")]

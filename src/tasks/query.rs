@@ -210,7 +210,9 @@ pub enum SortField {
     Title,
     /// Priority, low → medium → high.
     Priority,
-    /// Due date (soonest first); tasks without one come last either way.
+    /// Due date (soonest first); tasks without one come last either way. `due_at` is
+    /// accepted too.
+    #[schema(rename = "due_date")]
     DueAt,
 }
 
@@ -220,6 +222,7 @@ impl Named for SortField {
         ("updated_at", Self::UpdatedAt),
         ("title", Self::Title),
         ("priority", Self::Priority),
+        ("due_date", Self::DueAt),
         ("due_at", Self::DueAt),
     ];
 }

@@ -314,9 +314,14 @@ fn documented_limits_are_the_constants() {
     }
     assert_eq!(
         schemas["SortField"]["enum"],
-        json!(["created_at", "updated_at", "title", "priority", "due_at"])
+        json!(["created_at", "updated_at", "title", "priority", "due_date"])
     );
     assert_eq!(schemas["Task"]["properties"]["id"]["minimum"], json!(1));
+    assert!(
+        schemas["Task"]["properties"].get("due_date").is_some(),
+        "the task's due date is due_date"
+    );
+    assert!(schemas["TaskInput"]["properties"].get("due_date").is_some());
     let id = doc["paths"]["/api/{user_id}/tasks/{id}"]["get"]["parameters"]
         .as_array()
         .unwrap()

@@ -15,7 +15,7 @@ on_both_databases! {
     async fn create_answers_201_with_location_and_every_field(app) {
         let body = json!({"title": "  Buy groceries  ", "description": "Milk, eggs, bread",
                           "priority": "high", "category": " home ",
-                          "due_at": "2026-12-01T18:00:00+01:00", "user_id": "mallory", "id": 7});
+                          "due_date": "2026-12-01T18:00:00+01:00", "user_id": "mallory", "id": 7});
         let response = app.as_user("alice").post("tasks", &body).await;
         assert_eq!(response.status, Status::Created);
         let task = response.json();
@@ -27,7 +27,7 @@ on_both_databases! {
         assert_eq!(task["completed"], false);
         assert_eq!(task["priority"], "high");
         assert_eq!(task["category"], "home");
-        assert_eq!(task["due_at"], "2026-12-01T17:00:00.000000Z");
+        assert_eq!(task["due_date"], "2026-12-01T17:00:00.000000Z");
         assert_eq!(task["created_at"], task["updated_at"]);
         assert!(task["created_at"].as_str().unwrap().ends_with('Z'));
 
@@ -42,7 +42,7 @@ on_both_databases! {
         assert_eq!(task["completed"], false);
         assert_eq!(task["priority"], "medium");
         assert_eq!(task["category"], Value::Null);
-        assert_eq!(task["due_at"], Value::Null);
+        assert_eq!(task["due_date"], Value::Null);
     }
 
     async fn list_returns_the_users_tasks_newest_first(app) {
@@ -114,7 +114,7 @@ on_both_databases! {
         assert_eq!(updated["completed"], true);
         assert_eq!(updated["category"], "c", "absent keeps");
         assert_eq!(updated["priority"], "low", "absent keeps");
-        assert_eq!(updated["due_at"], task["due_at"], "absent keeps");
+        assert_eq!(updated["due_date"], task["due_date"], "absent keeps");
         assert_eq!(updated["created_at"], task["created_at"], "created_at never changes");
         assert!(updated["updated_at"].as_str() > task["updated_at"].as_str(), "updated_at moves");
         let fetched = app.as_user("alice").get(&path).await.json();
@@ -248,5 +248,43 @@ on_both_databases! {
         let location = created.header("Location").unwrap().to_owned();
         let fetched = app.request(Method::Get, &location, Some(&token), None).await;
         assert_eq!(fetched.status, Status::Ok, "{location}");
+    }
+
+    async fn due_date_is_the_field_and_due_at_another_name_for_it(app) {
+        let at = "2026-12-01T17:00:00.000000Z";
+        for body in [json!({"title": "a", "due_date": at}), json!({"title": "b", "due_at": at}),
+                     json!({"title": "c", "due_date": at, "due_at": "2026-12-01T18:00:00+01:00"})] {
+            let task = app.create_task("alice", body.clone()).await;
+            assert_eq!(task["due_date"], at, "{body}");
+            assert!(task.get("due_at").is_none(), "answers name it due_date only");
+        }
+        let conflict = app.as_user("alice").post("tasks", &json!({"title": "d", "due_date": at, "due_at": null})).await;
+        assert_eq!(conflict.status, Status::UnprocessableEntity);
+        assert_eq!(conflict.error_code(), "validation_error");
+        assert!(conflict.json()["field_errors"]["due_date"].is_array(), "{}", conflict.text);
+        let task = app.create_task("alice", json!({"title": "e"})).await;
+        let path = format!("tasks/{}", task["id"]);
+        let patched = app.as_user("alice").patch(&path, Some(&json!({"due_date": "2027-01-01T00:00:00Z"}))).await;
+        assert_eq!(patched.json()["due_date"], "2027-01-01T00:00:00.000000Z");
+        let cleared = app.as_user("alice").patch(&path, Some(&json!({"due_at": null}))).await;
+        assert_eq!(cleared.json()["due_date"], Value::Null);
+        let listed: Vec<Value> = app.as_user("alice").get("tasks?sort=due_date").await.json().as_array().unwrap().clone();
+        let via_alias: Vec<Value> = app.as_user("alice").get("tasks?sort=due_at").await.json().as_array().unwrap().clone();
+        assert_eq!(listed, via_alias);
+        assert_eq!(listed.last().map(|t| t["due_date"].clone()), Some(Value::Null), "no due date last");
+    }
+
+    async fn priority_accepts_1_2_3_on_input(app) {
+        for (rank, name) in [(1, "low"), (2, "medium"), (3, "high")] {
+            let task = app.create_task("alice", json!({"title": "p", "priority": rank})).await;
+            assert_eq!(task["priority"], name);
+            let listed = app.as_user("alice").get(&format!("tasks?priority={rank}")).await.json();
+            assert!(listed.as_array().unwrap().iter().all(|t| t["priority"] == name));
+        }
+        for bad in [json!(0), json!(4), json!(2.5), json!("urgent"), json!(true)] {
+            let response = app.as_user("alice").post("tasks", &json!({"title": "p", "priority": bad})).await;
+            assert_eq!(response.status, Status::UnprocessableEntity, "{bad}");
+            assert!(response.json()["field_errors"]["priority"].is_array());
+        }
     }
 }
