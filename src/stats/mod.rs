@@ -8,12 +8,16 @@ use serde::Serialize;
 use crate::auth::AuthedUser;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::tasks::model::Task;
 use crate::tasks::store::{self, CategoryCounts};
 use crate::time::now;
 
 /// The OpenAPI description of the statistics route.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(get), components(schemas(Stats, ByPriority, ByCategory)))]
+#[openapi(
+    paths(get, overview),
+    components(schemas(Stats, ByPriority, ByCategory, Overview))
+)]
 pub struct StatsApi;
 
 /// Counts by priority.
@@ -117,9 +121,54 @@ async fn get(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Stats>, Ap
     Ok(Json(Stats::from_counts(counts)))
 }
 
-/// The statistics module.
+/// The dashboard overview answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// Exactly the statistics of `GET /api/{user_id}/stats`.
+    pub stats: Stats,
+    /// Pending tasks due from now to 7 days ahead, soonest first, at most 10.
+    pub due_soon: Vec<Task>,
+    /// Pending tasks due in the past, most overdue first, at most 10.
+    pub overdue: Vec<Task>,
+    /// Completed tasks, most recently updated first, at most 10.
+    pub recently_completed: Vec<Task>,
+}
+
+/// How far ahead "due soon" looks.
+const DUE_SOON: chrono::Duration = chrono::Duration::days(7);
+
+/// `GET /api/<user_id>/dashboard/overview`.
+#[utoipa::path(
+    get,
+    path = "/api/{user_id}/dashboard/overview",
+    tag = "stats",
+    summary = "The dashboard: statistics and short lists",
+    operation_id = "getDashboardOverview",
+    description = "Two database round trips: the statistics, and the three lists in one \
+        statement. `due_soon`: pending tasks due from now to 7 days ahead, soonest first; \
+        `overdue`: pending tasks due in the past, most overdue first; `recently_completed`: \
+        completed tasks, most recently updated first; at most 10 each.",
+    params(("user_id" = String, Path, description = "The token's `sub`")),
+    responses((status = 200, description = "The overview", body = Overview)),
+    security(("bearer" = []))
+)]
+#[get("/<user_id>/dashboard/overview")]
+#[tracing::instrument(name = "stats.overview", skip_all, fields(user = %user_id))]
+async fn overview(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Overview>, ApiError> {
+    let now = now();
+    let counts = store::counts_by_category(db, &user, now).await?;
+    let lists = store::overview_lists(db, &user, now, now + DUE_SOON).await?;
+    Ok(Json(Overview {
+        stats: Stats::from_counts(counts),
+        due_soon: lists.due_soon,
+        overdue: lists.overdue,
+        recently_completed: lists.recently_completed,
+    }))
+}
+
+/// The statistics module: the statistics and the dashboard overview.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Statistics", |rocket| async {
-        rocket.mount("/api", crate::telemetry::traced(routes![get]))
+        rocket.mount("/api", crate::telemetry::traced(routes![get, overview]))
     })
 }

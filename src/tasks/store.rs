@@ -673,3 +673,92 @@ pub async fn counts_by_category(
         .await)?;
     Ok(rows)
 }
+
+/// How many tasks each list of the dashboard overview holds at most.
+pub const OVERVIEW_LIST_MAX: i64 = 10;
+
+// One round trip for the overview's three lists, each its own ordered, limited subquery
+// read through the list indexes: due soon, overdue, recently completed.
+macro_rules! overview_list {
+    ($list:literal, $filter:literal, $order:literal) => {
+        concat!(
+            "SELECT * FROM (SELECT ",
+            $list,
+            " AS list, ",
+            task_columns!(),
+            " FROM tasks WHERE user_id = $1 AND ",
+            $filter,
+            " ORDER BY ",
+            $order,
+            " LIMIT $4) AS l",
+            $list
+        )
+    };
+}
+
+const OVERVIEW_LISTS: &str = concat!(
+    overview_list!(
+        "1",
+        "completed = FALSE AND due_at >= $2 AND due_at <= $3",
+        "due_at ASC, id ASC"
+    ),
+    " UNION ALL ",
+    overview_list!(
+        "2",
+        "completed = FALSE AND due_at < $2",
+        "due_at ASC, id ASC"
+    ),
+    " UNION ALL ",
+    overview_list!("3", "completed = TRUE", "updated_at DESC, id DESC")
+);
+
+#[derive(sqlx::FromRow)]
+struct OverviewRow {
+    list: i32,
+    #[sqlx(flatten)]
+    task: TaskRow,
+}
+
+/// The dashboard's lists of the user's tasks, measured against `now`.
+#[derive(Debug, Default)]
+pub struct OverviewLists {
+    /// Pending tasks due from `now` to `until`, soonest first.
+    pub due_soon: Vec<Task>,
+    /// Pending tasks due before `now`, most overdue first.
+    pub overdue: Vec<Task>,
+    /// Completed tasks, most recently updated first.
+    pub recently_completed: Vec<Task>,
+}
+
+/// The dashboard's three lists in one statement, each at most [`OVERVIEW_LIST_MAX`] long.
+#[tracing::instrument(skip_all, fields(user = %user.id()))]
+pub async fn overview_lists(
+    db: &AppPool,
+    user: &AuthedUser,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<OverviewLists, ApiError> {
+    let rows: Vec<OverviewRow> = on_pool!(db, |p| sqlx::query_as(OVERVIEW_LISTS)
+        .bind(user.id())
+        .bind(now)
+        .bind(until)
+        .bind(OVERVIEW_LIST_MAX)
+        .fetch_all(p)
+        .await)?;
+    let mut lists = OverviewLists::default();
+    for row in rows {
+        let task = Task::try_from(row.task)?;
+        match row.list {
+            1 => lists.due_soon.push(task),
+            2 => lists.overdue.push(task),
+            _ => lists.recently_completed.push(task),
+        }
+    }
+    // A UNION ALL keeps each subquery's rows but not, by contract, their order.
+    lists.due_soon.sort_by_key(|t| (t.due_at, t.id));
+    lists.overdue.sort_by_key(|t| (t.due_at, t.id));
+    lists
+        .recently_completed
+        .sort_by_key(|t| std::cmp::Reverse((t.updated_at, t.id)));
+    Ok(lists)
+}
