@@ -150,6 +150,48 @@ fn add_shared_parts(doc: &mut Document) {
     }
 }
 
+/// Documents every `/api/{user_id}/…` operation again under its token-scoped path
+/// (`/api/…`, and `/api/dashboard/stats` for the statistics): the same operation, acting for
+/// the token's user, without the `user_id` parameter.
+fn add_token_scoped_twins(doc: &mut Document) {
+    let mut twins = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let Some(rest) = path.strip_prefix("/api/{user_id}/") else {
+            continue;
+        };
+        let mut item = item.clone();
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            if let Some(parameters) = &mut operation.parameters {
+                parameters.retain(|parameter| {
+                    !matches!(parameter, RefOr::T(parameter) if parameter.name == "user_id")
+                });
+            }
+            operation.operation_id = operation
+                .operation_id
+                .as_ref()
+                .map(|id| format!("{id}ForToken"));
+            let summary = operation.summary.clone().unwrap_or_default();
+            operation.summary = Some(format!("{summary} (the token's user)"));
+        }
+        if rest == "stats" {
+            let mut dashboard = item.clone();
+            for operation in [&mut dashboard.get].into_iter().flatten() {
+                operation.operation_id = Some("getDashboardStatsForToken".to_owned());
+            }
+            twins.push(("/api/dashboard/stats".to_owned(), dashboard));
+        }
+        twins.push((format!("/api/{rest}"), item));
+    }
+    doc.paths.paths.extend(twins);
+}
+
 /// The whole OpenAPI document of the service.
 pub fn document() -> Document {
     let mut doc = Base::openapi();
@@ -158,6 +200,7 @@ pub fn document() -> Document {
     doc.merge(crate::events::EventsApi::openapi());
     doc.merge(crate::health::HealthApi::openapi());
     doc.merge(crate::metrics::MetricsApi::openapi());
+    add_token_scoped_twins(&mut doc);
     add_shared_parts(&mut doc);
     doc
 }

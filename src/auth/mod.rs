@@ -6,6 +6,7 @@
 //! function that takes one cannot be reached by an unverified request.
 
 mod jwks;
+mod scoped;
 mod verifier;
 
 use rocket::fairing::AdHoc;
@@ -21,12 +22,26 @@ pub use verifier::{mint_hs256, Refusal, TokenError, Verifier};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthedUser {
     id: String,
+    token_scoped: bool,
 }
 
 impl AuthedUser {
     /// The user id (the token's `sub`, equal to the path's `<user_id>`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The path the request's family of routes starts with: `/api` for a token-scoped
+    /// request, `/api/{user_id}` otherwise. `Location` and `Link` stay in that family.
+    pub fn api_base(&self) -> String {
+        if self.token_scoped {
+            "/api".to_owned()
+        } else {
+            format!(
+                "/api/{}",
+                rocket::http::RawStr::new(&self.id).percent_encode()
+            )
+        }
     }
 }
 
@@ -97,7 +112,11 @@ pub async fn authorize(
         tracing::warn!(token_user = %sub, path_user = %path_user, "path user is not the token's user");
         return Err(ApiError::Forbidden);
     }
-    Ok(AuthedUser { id: sub })
+    let token_scoped = request.local_cache(scoped::TokenScoped::default).0;
+    Ok(AuthedUser {
+        id: sub,
+        token_scoped,
+    })
 }
 
 #[rocket::async_trait]
@@ -141,7 +160,7 @@ pub fn stage() -> AdHoc {
                     jwks = config.auth.jwks.as_ref().map(|j| j.url.as_str()),
                     "token verification ready"
                 );
-                Ok(rocket.manage(verifier))
+                Ok(rocket.manage(verifier).attach(scoped::Rewrite))
             }
             Err(error) => {
                 tracing::error!(%error, "cannot build the JWKS client");

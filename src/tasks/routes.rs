@@ -4,7 +4,7 @@
 //! and body guards, which gives the contract's 401 → 403 → 404/422 order.
 
 use rocket::http::uri::Origin;
-use rocket::http::{RawStr, Status};
+use rocket::http::Status;
 use rocket::request::Request;
 use rocket::response::status::Created;
 use rocket::response::{self, Responder, Response};
@@ -54,7 +54,13 @@ impl<'r> Responder<'r, 'static> for TaskPage {
 }
 
 /// The `Link` header: the request's own query with `limit` and `offset` replaced.
-fn page_links(uri: &Origin<'_>, query: &ListQuery, total: i64) -> Option<String> {
+fn page_links(
+    uri: &Origin<'_>,
+    user: &AuthedUser,
+    query: &ListQuery,
+    total: i64,
+) -> Option<String> {
+    let path = format!("{}/tasks", user.api_base());
     let kept: Vec<&str> = uri
         .query()
         .map(|q| q.as_str().split('&'))
@@ -66,7 +72,7 @@ fn page_links(uri: &Origin<'_>, query: &ListQuery, total: i64) -> Option<String>
         let mut params = kept.clone();
         let page = format!("limit={}&offset={offset}", query.limit);
         params.push(&page);
-        format!("<{}?{}>; rel=\"{rel}\"", uri.path(), params.join("&"))
+        format!("<{path}?{}>; rel=\"{rel}\"", params.join("&"))
     };
     let mut links = Vec::new();
     if query.offset + query.limit < total {
@@ -114,7 +120,7 @@ async fn list(
     let query = params.parse()?;
     let page = store::list(db, &user, &query).await?;
     Ok(TaskPage {
-        link: page_links(uri, &query, page.total),
+        link: page_links(uri, &user, &query, page.total),
         tasks: page.tasks,
         total: page.total,
     })
@@ -149,11 +155,7 @@ async fn create(
 ) -> Result<Created<Tagged>, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
     let task = store::create(db, hooks, &user, new_task).await?;
-    let location = format!(
-        "/api/{}/tasks/{}",
-        RawStr::new(user.id()).percent_encode(),
-        task.id
-    );
+    let location = format!("{}/tasks/{}", user.api_base(), task.id);
     Ok(Created::new(location).body(Tagged::Task(task)))
 }
 

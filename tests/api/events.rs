@@ -547,3 +547,21 @@ on_both_backends! {
         server.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn the_token_scoped_stream_is_the_same_stream(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let mut scoped = Stream::open(port, &format!("/api/events?access_token={}", token("alice")), "").await;
+        let mut by_header = Stream::open(port, "/api/events", &bearer("alice")).await;
+        for stream in [&mut scoped, &mut by_header] {
+            assert_eq!(stream.status, 200);
+            assert_eq!(stream.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
+        }
+        let (_, created) = api(port, "alice", "POST", "tasks", Some(json!({"title": "both"}))).await;
+        for stream in [&mut scoped, &mut by_header] {
+            assert_eq!(stream.event().await.map(|f| f.json()), Some(created.clone()));
+        }
+        server.stop().await;
+    }
+}

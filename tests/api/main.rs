@@ -21,6 +21,7 @@ mod outage;
 mod plans;
 mod promises;
 mod ratelimit;
+mod scoped;
 mod seed;
 mod stats;
 mod surface;
