@@ -696,7 +696,8 @@ macro_rules! overview_list {
     };
 }
 
-const OVERVIEW_LISTS: &str = concat!(
+/// The statement of the overview's lists (public for the plan test).
+pub const OVERVIEW_LISTS: &str = concat!(
     overview_list!(
         "1",
         "completed = FALSE AND due_at >= $2 AND due_at <= $3",

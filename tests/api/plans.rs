@@ -27,6 +27,7 @@ pub const SHAPES: &[&str] = &[
     "sort=priority",
     "sort=due_at",
     "sort=due_at&order=desc",
+    "sort=due_date",
     "completed=false&priority=high&category=work&sort=due_at",
 ];
 
@@ -79,6 +80,11 @@ on_both_databases! {
             assert!(!full_scan(&plan), "{shape:?} scans the whole table:\n{plan}");
             assert!(plan.contains("tasks_user_") || plan.contains("Index"), "{shape:?}:\n{plan}");
         }
+        // The dashboard's three lists: each reads the user's rows through an index too.
+        let now = chrono::Utc::now();
+        let args = [Arg::Text("big".to_owned()), Arg::Time(now), Arg::Time(now + chrono::Duration::days(7)), Arg::Int(10)];
+        let plan = explain(&pool, todo_api::tasks::store::OVERVIEW_LISTS, &args).await;
+        assert!(!full_scan(&plan), "the overview scans the whole table:\n{plan}");
         // The search fill runs at every start: finding nothing to fill must not scan the table.
         let plan = explain(&pool, todo_api::tasks::search::UNFOLDED, &[Arg::Int(500)]).await;
         // Scanning that partial index reads only rows still to fill.
