@@ -80,6 +80,14 @@ impl ListenerState {
         self.0.store(state, Ordering::Relaxed);
     }
 
+    fn listening(&self) {
+        self.set(Self::LISTENING);
+    }
+
+    fn down(&self) {
+        self.set(Self::DOWN);
+    }
+
     /// `in_process` (SQLite), `connecting`, `listening` or `down` (reconnecting).
     pub fn name(&self) -> &'static str {
         match self.0.load(Ordering::Relaxed) {
@@ -204,6 +212,7 @@ async fn events(
     settings: &State<StreamSettings>,
     mut shutdown: Shutdown,
 ) -> Result<Streamed<EventStream![SseEvent + 'static]>, ApiError> {
+    // The path's user is the guard's to check; the stream is the verified user's.
     let _ = user_id;
     let last = header.0.as_deref().or(last_event_id);
     let subscription = bus
@@ -355,15 +364,5 @@ async fn prune(bus: Arc<Bus>, mut shutdown: Shutdown) {
             _ = tick.tick() => bus.prune(),
             _ = &mut shutdown => return,
         }
-    }
-}
-
-impl ListenerState {
-    fn listening(&self) {
-        self.set(Self::LISTENING);
-    }
-
-    fn down(&self) {
-        self.set(Self::DOWN);
     }
 }
