@@ -84,6 +84,9 @@ fn init_tracing() {
 pub fn postgres_url() -> Option<String> {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
+        }
         _ if std::env::var("SKIP_POSTGRES").as_deref() == Ok("1") => {
             record_skip();
             None
