@@ -7,6 +7,7 @@
 
 use rocket::fairing::AdHoc;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -58,6 +59,19 @@ fn string_header(description: &str) -> utoipa::openapi::header::Header {
         .build()
 }
 
+/// The operations of a path item, for passes over every operation.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// Adds the bearer scheme, the shared error responses and the shared headers.
 fn add_shared_parts(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
@@ -75,14 +89,7 @@ fn add_shared_parts(doc: &mut Document) {
     );
     for (path, item) in doc.paths.paths.iter_mut() {
         let api = path.starts_with("/api/");
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(item) {
             let responses = &mut operation.responses.responses;
             for response in responses.values_mut() {
                 if let RefOr::T(response) = response {
@@ -160,14 +167,7 @@ fn add_token_scoped_twins(doc: &mut Document) {
             continue;
         };
         let mut item = item.clone();
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for operation in operations_mut(&mut item) {
             if let Some(parameters) = &mut operation.parameters {
                 parameters.retain(|parameter| {
                     !matches!(parameter, RefOr::T(parameter) if parameter.name == "user_id")

@@ -80,14 +80,14 @@ impl Fairing for Rewrite {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        let path = request.uri().path().as_str();
-        if !path.starts_with("/api/") {
+        // Decided by the path alone first: every other request pays nothing more.
+        if twin(request.uri().path().as_str(), NO_USER).is_none() {
             return;
         }
         let user = token_of(request)
             .and_then(|token| claimed_subject(&token))
             .unwrap_or_else(|| NO_USER.to_owned());
-        let Some(mut target) = twin(path, &user) else {
+        let Some(mut target) = twin(request.uri().path().as_str(), &user) else {
             return;
         };
         if let Some(query) = request.uri().query() {
