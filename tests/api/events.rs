@@ -565,3 +565,32 @@ on_both_backends! {
         server.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn an_instance_holds_at_most_events_max_streams(backend) {
+        let server = LiveServer::start(backend, |f| f.merge(Serialized::global("events.max_streams", 2))).await;
+        let port = server.port;
+        let _alice = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        let _bob = Stream::open(port, "/api/bob/events", &bearer("bob")).await;
+        let (status, headers, body) = raw_http(port, &format!("GET /api/carol/events HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n", bearer("carol"))).await;
+        assert_eq!(status, 503, "{body}");
+        let body: Value = serde_json::from_str(&body).unwrap_or_default();
+        crate::helpers::assert_error_shape(&body);
+        assert_eq!(body["error_code"], "service_unavailable");
+        assert!(headers.iter().any(|(n, _)| n == "retry-after"));
+        server.stop().await;
+    }
+
+    async fn opening_a_stream_counts_once_against_the_rate_limit(backend) {
+        let server = LiveServer::start(backend, |f| f.merge(Serialized::global("rate_limit.per_minute", 3))).await;
+        let port = server.port;
+        let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        assert_eq!(stream.header("ratelimit-remaining"), Some("2"), "the stream counted once");
+        stream.event().await.expect("ready");
+        // Events on the open stream are not requests: the next call has one fewer left.
+        let (status, headers, _) = raw_http(port, &format!("GET /api/alice/tasks HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n", bearer("alice"))).await;
+        assert_eq!(status, 200);
+        assert!(headers.iter().any(|(n, v)| n == "ratelimit-remaining" && v == "1"), "{headers:?}");
+        server.stop().await;
+    }
+}
