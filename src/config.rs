@@ -82,6 +82,25 @@ const VARIABLES: &[Variable] = &[
     var("BETTER_AUTH_JWKS_URL", "auth.jwks_url", Kind::Text),
     var("JWT_ISSUER", "auth.issuer", Kind::Text),
     var("JWT_AUDIENCE", "auth.audience", Kind::Text),
+    var("BETTER_AUTH_SESSIONS", "auth.sessions", Kind::Bool),
+    var(
+        "BETTER_AUTH_DATABASE_URL",
+        "auth.session_database_url",
+        Kind::Text,
+    ),
+    var(
+        "BETTER_AUTH_SESSION_TABLE",
+        "auth.session_table",
+        Kind::Text,
+    ),
+    var(
+        "BETTER_AUTH_SESSION_CACHE_SECS",
+        "auth.session_cache_secs",
+        Kind::Number {
+            min: 0,
+            max: 86_400,
+        },
+    ),
     var("JWT_LEEWAY_SECS", "auth.leeway_secs", at_least(0)),
     var("JWKS_REFETCH_SECS", "auth.jwks_refetch_secs", Kind::Seconds),
     var(
@@ -207,6 +226,19 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// Better Auth's published keys (`BETTER_AUTH_URL`); `None` turns JWKS off.
     pub jwks: Option<JwksConfig>,
+    /// Better Auth session tokens (`BETTER_AUTH_SESSIONS=on`); `None` turns them off.
+    pub sessions: Option<SessionsConfig>,
+}
+
+/// Where Better Auth's sessions are and how long a verified one is trusted.
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// Better Auth's database (`BETTER_AUTH_DATABASE_URL`); `None`: the service's own.
+    pub database_url: Option<SecretString>,
+    /// The session table, optionally schema-qualified (`BETTER_AUTH_SESSION_TABLE`).
+    pub table: String,
+    /// Longest time a verified session is trusted without asking the table again.
+    pub cache_ttl: Duration,
 }
 
 /// Where Better Auth's keys are and what its tokens must say.
@@ -305,6 +337,10 @@ struct RawAuth {
     jwks_refetch_secs: Option<f64>,
     jwks_cache_ttl_secs: Option<f64>,
     jwks_timeout_secs: Option<f64>,
+    sessions: Option<bool>,
+    session_database_url: Option<String>,
+    session_table: Option<String>,
+    session_cache_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -356,10 +392,11 @@ impl AppConfig {
         }
 
         let jwks = JwksConfig::from_raw(&raw.auth)?;
+        let sessions = SessionsConfig::from_raw(&raw.auth)?;
         let secret =
             match raw.auth.secret.as_deref().filter(|s| !s.is_empty()) {
                 Some(secret) => Some(secret.to_owned()),
-                None if release && jwks.is_some() => None,
+                None if release && (jwks.is_some() || sessions.is_some()) => None,
                 None if release => return Err(ConfigError::new(
                     "BETTER_AUTH_SECRET (at least 32 characters) or BETTER_AUTH_URL must be set",
                 )),
@@ -396,6 +433,7 @@ impl AppConfig {
                 dev_secret,
                 leeway_secs: raw.auth.leeway_secs.unwrap_or(30),
                 jwks,
+                sessions,
             },
             allowed_origins,
             log: LogConfig::from_figment(figment)?,
@@ -460,6 +498,51 @@ impl EventsConfig {
             listen_url: listen_url.map(SecretString::from),
             heartbeat: seconds("events.heartbeat_secs", raw.heartbeat_secs, 15.0)?,
         })
+    }
+}
+
+impl SessionsConfig {
+    fn from_raw(raw: &RawAuth) -> Result<Option<Self>, ConfigError> {
+        if !raw.sessions.unwrap_or(false) {
+            return Ok(None);
+        }
+        let database_url = raw
+            .session_database_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|url| !url.is_empty());
+        if let Some(url) = database_url {
+            crate::db::Backend::from_url(url).map_err(|_| {
+                ConfigError::new(
+                    "BETTER_AUTH_DATABASE_URL must start with sqlite:// or postgres://",
+                )
+            })?;
+        }
+        let table = raw
+            .session_table
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("session");
+        let identifier = |part: &str| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && part.len() <= 63
+        };
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() > 2 || !parts.iter().all(|part| identifier(part)) {
+            return Err(ConfigError::new(
+                "BETTER_AUTH_SESSION_TABLE must be a table name (letters, digits, _), optionally schema.table",
+            ));
+        }
+        Ok(Some(Self {
+            database_url: database_url.map(|url| SecretString::from(url.to_owned())),
+            table: table.to_owned(),
+            cache_ttl: Duration::from_secs(raw.session_cache_secs.unwrap_or(5)),
+        }))
     }
 }
 

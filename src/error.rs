@@ -120,6 +120,10 @@ pub enum ApiError {
         /// Seconds until the key source is tried again.
         retry_after: u64,
     },
+    /// 503: Better Auth's session table cannot be asked now. Not a 401, for the same
+    /// reason as [`ApiError::KeysUnavailable`].
+    #[error("session store unavailable")]
+    SessionsUnavailable,
     /// 503: the service cannot serve now, with no more precise cause.
     #[error("service unavailable")]
     Overloaded,
@@ -153,9 +157,10 @@ impl ApiError {
             Self::UnsupportedMediaType => Status::UnsupportedMediaType,
             Self::Validation(_) | Self::Refused { .. } => Status::UnprocessableEntity,
             Self::RateLimited { .. } | Self::TooManyStreams => Status::TooManyRequests,
-            Self::Unavailable(_) | Self::KeysUnavailable { .. } | Self::Overloaded => {
-                Status::ServiceUnavailable
-            }
+            Self::Unavailable(_)
+            | Self::KeysUnavailable { .. }
+            | Self::SessionsUnavailable
+            | Self::Overloaded => Status::ServiceUnavailable,
             Self::ClientError(status) => *status,
             Self::Internal(_) => Status::InternalServerError,
         }
@@ -177,9 +182,10 @@ impl ApiError {
             Self::Validation(_) | Self::Refused { .. } => "validation_error",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyStreams => "too_many_streams",
-            Self::Unavailable(_) | Self::KeysUnavailable { .. } | Self::Overloaded => {
-                "service_unavailable"
-            }
+            Self::Unavailable(_)
+            | Self::KeysUnavailable { .. }
+            | Self::SessionsUnavailable
+            | Self::Overloaded => "service_unavailable",
             Self::ClientError(status) if status.code == 405 => "method_not_allowed",
             Self::ClientError(_) => "bad_request",
             Self::Internal(_) => "internal_error",
@@ -220,6 +226,9 @@ impl ApiError {
                 "Sign-in keys cannot be loaded right now; try again shortly".to_owned()
             }
             Self::Overloaded => "The service is unavailable; try again shortly".to_owned(),
+            Self::SessionsUnavailable => {
+                "Sessions cannot be checked right now; try again shortly".to_owned()
+            }
             Self::ClientError(status) if status.code == 405 => "Method not allowed".to_owned(),
             Self::ClientError(_) => "The request was refused".to_owned(),
             Self::Internal(_) => "An unexpected error occurred".to_owned(),
@@ -244,7 +253,7 @@ impl ApiError {
                 Self::RateLimited { retry_after } | Self::KeysUnavailable { retry_after } => {
                     Some(*retry_after)
                 }
-                Self::Unavailable(_) | Self::Overloaded => Some(5),
+                Self::Unavailable(_) | Self::Overloaded | Self::SessionsUnavailable => Some(5),
                 _ => None,
             },
         }

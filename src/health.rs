@@ -45,6 +45,11 @@ pub struct Health {
     /// API works while the listener reconnects).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsStatus>,
+    /// Better Auth's session table, on `/health/ready` when session tokens are on:
+    /// `ok`, `table_missing`, `columns_missing` or `unreachable`. Reported, never failing
+    /// the probe (JWTs keep working; a missing table is looked for again on use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<&'static str>,
     /// The service version.
     pub version: &'static str,
 }
@@ -62,6 +67,7 @@ fn healthy(database: Option<&'static str>) -> Json<Health> {
         database,
         jwks: None,
         events: None,
+        sessions: None,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -116,6 +122,7 @@ async fn ready(
 ) -> Result<Json<Health>, PublicError> {
     let mut answer = health(db).await?;
     answer.jwks = verifier.jwks_status();
+    answer.sessions = verifier.sessions().map(|s| s.status().name());
     answer.events = listener.zip(bus).map(|(listener, bus)| EventsStatus {
         listener: listener.name(),
         streams: bus.open_streams(),

@@ -7,6 +7,7 @@
 
 mod jwks;
 mod scoped;
+mod sessions;
 mod verifier;
 
 use rocket::fairing::AdHoc;
@@ -16,7 +17,8 @@ use rocket::{Ignite, Rocket, Sentinel};
 use crate::error::{fail_guard, ApiError};
 
 pub use jwks::JwksStatus;
-pub use verifier::{mint_hs256, Refusal, TokenError, Verifier};
+pub use sessions::{SessionStoreStatus, Sessions};
+pub use verifier::{is_jwt, mint_hs256, Refusal, TokenError, Verifier};
 
 /// The verified user whose tasks this request may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,21 @@ fn path_param<'r>(request: &'r Request<'_>, name: &str) -> Option<&'r str> {
     request.routed_segment(index)
 }
 
+/// A token's verdict, kept for the rest of the request: the token-scoped rewrite needs a
+/// session token's user before routing, and the guard must not ask the store twice.
+struct Verdict(Option<Result<String, Refusal>>);
+
+async fn verify_once(
+    request: &Request<'_>,
+    verifier: &Verifier,
+    token: &str,
+) -> Result<String, Refusal> {
+    if let Verdict(Some(verdict)) = request.local_cache(|| Verdict(None)) {
+        return verdict.clone();
+    }
+    verifier.verify(token).await
+}
+
 /// Checks the token and the path owner; shared by every way a token can arrive.
 pub async fn authorize(
     request: &Request<'_>,
@@ -87,8 +104,7 @@ pub async fn authorize(
         .state::<Verifier>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("auth::stage() is not attached")))?;
     let token = token?;
-    let sub = verifier
-        .verify(token)
+    let sub = verify_once(request, verifier, token)
         .await
         .map_err(|refusal| match refusal {
             Refusal::Invalid(reason) => {
@@ -98,6 +114,10 @@ pub async fn authorize(
             Refusal::KeysUnavailable { retry_after } => {
                 tracing::warn!("token not checked: no signing keys can be fetched");
                 ApiError::KeysUnavailable { retry_after }
+            }
+            Refusal::SessionsUnavailable => {
+                tracing::warn!("token not checked: the session store cannot be asked");
+                ApiError::SessionsUnavailable
             }
         })?;
     let path_user = path_param(request, "user_id").ok_or_else(|| {
@@ -144,8 +164,39 @@ pub fn stage() -> AdHoc {
         let Some(config) = crate::config::of(&rocket, "authentication") else {
             return Err(rocket);
         };
+        let sessions = match &config.auth.sessions {
+            None => None,
+            Some(sessions) => {
+                let own_url = rocket
+                    .figment()
+                    .extract_inner::<String>("databases.todo.url")
+                    .unwrap_or_default();
+                match Sessions::new(sessions, &own_url, config.auth.secret.as_ref()) {
+                    Ok(store) => {
+                        // Reported by /health/ready; a missing table is looked for again
+                        // on use, so Better Auth's migrations may run after this start.
+                        let detect = store.detect();
+                        if tokio::time::timeout(std::time::Duration::from_secs(5), detect)
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!("session table: no answer from the database within 5 s");
+                        }
+                        Some(store)
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "session tokens cannot be set up");
+                        return Err(rocket);
+                    }
+                }
+            }
+        };
         match Verifier::new(&config.auth) {
             Ok(verifier) => {
+                let verifier = match sessions {
+                    Some(sessions) => verifier.with_sessions(sessions),
+                    None => verifier,
+                };
                 if let Some(jwks) = &config.auth.jwks {
                     let plain = url::Url::parse(&jwks.url).is_ok_and(|url| {
                         url.scheme() == "http"
@@ -158,6 +209,7 @@ pub fn stage() -> AdHoc {
                 tracing::info!(
                     hs256 = config.auth.secret.is_some(),
                     jwks = config.auth.jwks.as_ref().map(|j| j.url.as_str()),
+                    sessions = config.auth.sessions.as_ref().map(|s| s.table.as_str()),
                     "token verification ready"
                 );
                 Ok(rocket.manage(verifier).attach(scoped::Rewrite))

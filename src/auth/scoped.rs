@@ -48,6 +48,16 @@ fn token_of(request: &Request<'_>) -> Option<String> {
     }
 }
 
+/// A session token's user, verified (a session token claims nothing by itself). The
+/// verdict is kept for the guard, which then does not ask the store again.
+async fn session_user(request: &Request<'_>, token: &str) -> Option<String> {
+    let sessions = request.rocket().state::<super::Verifier>()?.sessions()?;
+    let verdict = sessions.verify(token).await;
+    let user = verdict.as_ref().ok().cloned();
+    request.local_cache(|| super::Verdict(Some(verdict)));
+    user
+}
+
 /// The `/api/{user}/…` twin of a token-scoped path, if `path` is one.
 fn twin(path: &str, user: &str) -> Option<String> {
     let rest = path.strip_prefix("/api/")?;
@@ -84,9 +94,12 @@ impl Fairing for Rewrite {
         if twin(request.uri().path().as_str(), NO_USER).is_none() {
             return;
         }
-        let user = token_of(request)
-            .and_then(|token| claimed_subject(&token))
-            .unwrap_or_else(|| NO_USER.to_owned());
+        let user = match token_of(request) {
+            Some(token) if super::is_jwt(&token) => claimed_subject(&token),
+            Some(token) => session_user(request, &token).await,
+            None => None,
+        }
+        .unwrap_or_else(|| NO_USER.to_owned());
         let Some(mut target) = twin(request.uri().path().as_str(), &user) else {
             return;
         };

@@ -15,6 +15,7 @@ use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 
 use super::jwks::{Jwks, JwksStatus, Lookup, JWKS_ALGORITHMS};
+use super::sessions::Sessions;
 use crate::config::AuthConfig;
 
 /// Why a token was refused. Logged at WARN; the client only learns "invalid token".
@@ -56,6 +57,12 @@ pub enum TokenError {
     /// `sub` is missing, empty, or holds U+0000 (no database can store such a user id).
     #[error("missing subject")]
     Subject,
+    /// A session token that names no session: never issued, or signed out.
+    #[error("unknown or signed-out session")]
+    UnknownSession,
+    /// Not a JWT, and session tokens are off.
+    #[error("not a JWT, and session tokens are not accepted (BETTER_AUTH_SESSIONS is off)")]
+    SessionsOff,
 }
 
 impl From<jsonwebtoken::errors::Error> for TokenError {
@@ -89,6 +96,10 @@ pub enum Refusal {
         /// Seconds until the key source is tried again.
         retry_after: u64,
     },
+    /// The session store cannot be asked now (database down, table missing, too many
+    /// lookups waiting): 503.
+    #[error("session store unavailable")]
+    SessionsUnavailable,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +119,11 @@ struct MintedClaims<'a> {
 /// ID tokens, logout tokens) is refused. Absent is fine: Better Auth sets none.
 fn access_token_type(typ: Option<&str>) -> bool {
     typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("at+jwt"))
+}
+
+/// A bearer value with exactly two dots is a JWT (API.md); any other is a session token.
+pub fn is_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 /// The JWKS half of the verifier: the key cache and one validation per algorithm.
@@ -163,6 +179,7 @@ impl JwksVerifier {
 pub struct Verifier {
     hs256: Option<(DecodingKey, Validation)>,
     jwks: Option<JwksVerifier>,
+    sessions: Option<Sessions>,
 }
 
 impl Verifier {
@@ -200,11 +217,37 @@ impl Verifier {
                 jwks: Jwks::new(jwks.clone())?,
             }),
         };
-        Ok(Self { hs256, jwks })
+        Ok(Self {
+            hs256,
+            jwks,
+            sessions: None,
+        })
     }
 
-    /// Verifies `token` and returns its subject (the user id).
+    /// Accepts Better Auth session tokens, looked up in `sessions`.
+    pub fn with_sessions(mut self, sessions: Sessions) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// The session store, when session tokens are on.
+    pub fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_ref()
+    }
+
+    /// Verifies `token` (a JWT, or with sessions on any other value as a session token) and
+    /// returns its user id.
     pub async fn verify(&self, token: &str) -> Result<String, Refusal> {
+        if !is_jwt(token) {
+            return match &self.sessions {
+                Some(sessions) => sessions.verify(token).await,
+                None => Err(TokenError::SessionsOff.into()),
+            };
+        }
+        self.verify_jwt(token).await
+    }
+
+    async fn verify_jwt(&self, token: &str) -> Result<String, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::from)?;
         if header.jku.is_some()
             || header.jwk.is_some()

@@ -1,0 +1,520 @@
+//! Better Auth session tokens: a bearer value that is not a JWT is looked up in Better
+//! Auth's `session` table, on the database Better Auth writes.
+//!
+//! Invariants:
+//! - a session is trusted for at most the configured cache time and never past its
+//!   `expiresAt`, so a sign-out (row deleted) or an expiry is honoured within that time;
+//! - a token that cannot be one (wrong shape, bad cookie signature) never reaches the
+//!   database; unknown tokens are remembered briefly, lookups run on a small pool of their
+//!   own with a bounded queue, so a flood of random tokens cannot take connections from
+//!   the service's own pool nor queue without end;
+//! - raw tokens are neither logged nor kept: the cache is keyed by their SHA-256.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::verifier::{Refusal, TokenError};
+use crate::config::SessionsConfig;
+use crate::db::{AppPool, Backend, PoolSettings};
+
+/// Connections the lookups may hold; also how many run at once.
+const POOL_SIZE: u32 = 4;
+/// Lookups that may wait for a connection; one more is refused at once with a 503.
+const MAX_WAITING: usize = 256;
+/// Longest wait for a connection before a lookup gives up with a 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an unknown or expired token is answered from memory. A session token is only
+/// handed out after its row is written, so an unknown one never turns valid later.
+const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+/// Entries the cache holds before expired ones are dropped (all of them, if none expired).
+const CACHE_CAPACITY: usize = 65_536;
+/// Shortest time between two looks for a table that was missing.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// The token characters Better Auth and its adapters generate (base62, sometimes
+/// base64url), and the lengths accepted; anything else is refused before any lookup.
+const TOKEN_LENGTHS: std::ops::RangeInclusive<usize> = 16..=256;
+
+/// What `/health/ready` says about the session table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreStatus {
+    /// The table was found with the columns it needs.
+    Ok,
+    /// The table does not exist (yet): session tokens get 503 until it does.
+    TableMissing,
+    /// The table exists without a token, user or expiry column this service recognises.
+    ColumnsMissing,
+    /// The database could not be asked.
+    Unreachable,
+}
+
+impl SessionStoreStatus {
+    /// The status as `/health/ready` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::TableMissing => "table_missing",
+            Self::ColumnsMissing => "columns_missing",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// The lookup statement, once the table's columns are known.
+#[derive(Debug)]
+enum Schema {
+    Ready(String),
+    NotReady {
+        status: SessionStoreStatus,
+        checked: Instant,
+    },
+}
+
+#[derive(Clone)]
+struct Entry {
+    /// The user, or `None` for an unknown or expired token.
+    user: Option<Arc<str>>,
+    until: Instant,
+}
+
+/// The session store: its own pool, the detected schema and the verdict cache.
+pub struct Sessions {
+    pool: AppPool,
+    table: String,
+    key: Option<Hmac<Sha256>>,
+    cache_ttl: Duration,
+    schema: Mutex<Schema>,
+    cache: Mutex<HashMap<[u8; 32], Entry>>,
+    lookups: Semaphore,
+    waiting: AtomicUsize,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("table", &self.table)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cookie signature in any of the forms Better Auth hands out: standard base64 with or
+/// without padding, or base64url.
+fn decode_signature(signature: &str) -> Option<Vec<u8>> {
+    let normalized: String = signature
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(normalized)
+        .ok()
+}
+
+fn token_shape_ok(token: &str) -> bool {
+    TOKEN_LENGTHS.contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Seconds since the epoch from an SQLite value of any type Better Auth's adapters write:
+/// ISO 8601 text (Kysely), whole milliseconds (Prisma) or seconds (Drizzle).
+fn sqlite_epoch(kind: &str, text: &str) -> Option<f64> {
+    let number = |value: f64| {
+        // Milliseconds since 1970 pass 1e11 in 1973; seconds reach it in 5138.
+        if value.abs() >= 1e11 {
+            value / 1000.0
+        } else {
+            value
+        }
+    };
+    match kind {
+        "integer" | "real" => text.trim().parse::<f64>().ok().map(number),
+        "text" => {
+            let text = text.trim();
+            if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+                return Some(time.timestamp_micros() as f64 / 1e6);
+            }
+            for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+                if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
+                    return Some(time.and_utc().timestamp_micros() as f64 / 1e6);
+                }
+            }
+            text.parse::<f64>().ok().map(number)
+        }
+        _ => None,
+    }
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn is_missing_relation(error: &sqlx::Error) -> bool {
+    match error.as_database_error() {
+        Some(db) => {
+            matches!(db.code().as_deref(), Some("42P01" | "42703"))
+                || db.message().starts_with("no such table")
+                || db.message().starts_with("no such column")
+        }
+        None => false,
+    }
+}
+
+impl Sessions {
+    /// Prepares the store for `config`; `own_url` is the service's database, used when
+    /// Better Auth's is not named. Connects lazily: a database that is down at start only
+    /// delays the first lookup.
+    pub fn new(
+        config: &SessionsConfig,
+        own_url: &str,
+        secret: Option<&secrecy::SecretString>,
+    ) -> Result<Self, String> {
+        let url = config
+            .database_url
+            .as_ref()
+            .map_or(own_url, |url| url.expose_secret());
+        let settings = PoolSettings {
+            base: rocket_db_pools::Config {
+                url: url.to_owned(),
+                min_connections: None,
+                max_connections: POOL_SIZE as usize,
+                connect_timeout: ACQUIRE_TIMEOUT.as_secs(),
+                idle_timeout: Some(300),
+                extensions: None,
+            },
+        };
+        let pool = AppPool::connect_lazy(&settings)
+            .map_err(|e| format!("BETTER_AUTH_DATABASE_URL: {e}"))?;
+        let key = secret
+            .map(|secret| Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()))
+            .transpose()
+            .map_err(|_| "BETTER_AUTH_SECRET cannot key HMAC-SHA256".to_owned())?;
+        Ok(Self {
+            pool,
+            table: config.table.clone(),
+            key,
+            cache_ttl: config.cache_ttl,
+            schema: Mutex::new(Schema::NotReady {
+                status: SessionStoreStatus::Unreachable,
+                // Due at once.
+                checked: Instant::now()
+                    .checked_sub(RECHECK_INTERVAL)
+                    .unwrap_or_else(Instant::now),
+            }),
+            cache: Mutex::new(HashMap::new()),
+            lookups: Semaphore::new(POOL_SIZE as usize),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    /// Looks for the table and its columns now, and logs what was found.
+    pub async fn detect(&self) -> SessionStoreStatus {
+        let detected = self.read_schema().await;
+        let status = match &detected {
+            Ok(Ok(_)) => SessionStoreStatus::Ok,
+            Ok(Err(status)) => *status,
+            Err(error) => {
+                tracing::warn!(%error, "session table: the database cannot be reached");
+                SessionStoreStatus::Unreachable
+            }
+        };
+        match status {
+            SessionStoreStatus::Ok => {
+                tracing::info!(table = %self.table, "session tokens: table found")
+            }
+            SessionStoreStatus::TableMissing => {
+                tracing::warn!(table = %self.table, "session tokens: the table does not exist; they get 503 until it does (run Better Auth's migrations)")
+            }
+            SessionStoreStatus::ColumnsMissing => {
+                tracing::warn!(table = %self.table, "session tokens: the table has no token, userId/user_id or expiresAt/expires_at column")
+            }
+            SessionStoreStatus::Unreachable => {}
+        }
+        let schema = match detected {
+            Ok(Ok(query)) => Schema::Ready(query),
+            _ => Schema::NotReady {
+                status,
+                checked: Instant::now(),
+            },
+        };
+        *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = schema;
+        status
+    }
+
+    /// The state `/health/ready` reports.
+    pub fn status(&self) -> SessionStoreStatus {
+        match &*self.schema.lock().unwrap_or_else(|e| e.into_inner()) {
+            Schema::Ready(_) => SessionStoreStatus::Ok,
+            Schema::NotReady { status, .. } => *status,
+        }
+    }
+
+    /// The lookup statement, or the columns' status when they are not all there.
+    async fn read_schema(&self) -> Result<Result<String, SessionStoreStatus>, sqlx::Error> {
+        let (schema_name, table) = match self.table.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, self.table.as_str()),
+        };
+        let qualified = match schema_name {
+            Some(schema) => format!("{}.{}", quote(schema), quote(table)),
+            None => quote(table),
+        };
+        let columns: Vec<String> = match &self.pool {
+            AppPool::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT attname::text FROM pg_attribute \
+                     WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                )
+                .bind(&qualified)
+                .fetch_all(pool)
+                .await?
+            }
+            AppPool::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT name FROM pragma_table_info(?1)")
+                    .bind(table)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        if columns.is_empty() {
+            return Ok(Err(SessionStoreStatus::TableMissing));
+        }
+        let pick = |names: &[&str]| {
+            names
+                .iter()
+                .find(|name| columns.iter().any(|c| c == *name))
+                .map(|name| quote(name))
+        };
+        let (Some(token), Some(user), Some(expires)) = (
+            pick(&["token"]),
+            pick(&["userId", "user_id"]),
+            pick(&["expiresAt", "expires_at"]),
+        ) else {
+            return Ok(Err(SessionStoreStatus::ColumnsMissing));
+        };
+        Ok(Ok(match self.pool.backend() {
+            Backend::Postgres => format!(
+                "SELECT CAST({user} AS text), CAST(EXTRACT(EPOCH FROM {expires}) AS float8), \
+                 CAST(NULL AS text) FROM {qualified} WHERE {token} = $1 LIMIT 1"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT CAST({user} AS TEXT), CAST(NULL AS REAL), typeof({expires}) || ':' || \
+                 CAST({expires} AS TEXT) FROM {qualified} WHERE {token} = ?1 LIMIT 1"
+            ),
+        }))
+    }
+
+    /// The lookup statement, looking for the table again (at most once a second) while it
+    /// is missing.
+    async fn query(&self) -> Result<String, Refusal> {
+        let due = match &*self.schema.lock().unwrap_or_else(|e| e.into_inner()) {
+            Schema::Ready(query) => return Ok(query.clone()),
+            Schema::NotReady { checked, .. } => checked.elapsed() >= RECHECK_INTERVAL,
+        };
+        if due && self.detect().await == SessionStoreStatus::Ok {
+            if let Schema::Ready(query) = &*self.schema.lock().unwrap_or_else(|e| e.into_inner()) {
+                return Ok(query.clone());
+            }
+        }
+        Err(Refusal::SessionsUnavailable)
+    }
+
+    /// The user of `token` (a raw or signed session token), or why not.
+    pub async fn verify(&self, token: &str) -> Result<String, Refusal> {
+        let decoded;
+        let mut token = token;
+        if token.contains('%') {
+            decoded = percent_encoding::percent_decode_str(token)
+                .decode_utf8()
+                .map_err(|_| TokenError::Malformed)?;
+            token = &decoded;
+        }
+        if let Some((value, signature)) = token.split_once('.') {
+            let key = self.key.as_ref().ok_or(TokenError::Signature)?;
+            let signature = decode_signature(signature).ok_or(TokenError::Signature)?;
+            let mut mac = key.clone();
+            mac.update(value.as_bytes());
+            mac.verify_slice(&signature)
+                .map_err(|_| TokenError::Signature)?;
+            token = value;
+        }
+        if !token_shape_ok(token) {
+            return Err(TokenError::Malformed.into());
+        }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(entry) = self.cached(&key) {
+            return entry
+                .user
+                .map(|u| u.to_string())
+                .ok_or(TokenError::UnknownSession.into());
+        }
+        let row = self.fetch(token).await?;
+        let now_epoch = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        let verdict = match row {
+            None => Err(TokenError::UnknownSession),
+            Some((_, None)) => Err(TokenError::Claims),
+            Some((_, Some(expires))) if expires <= now_epoch => Err(TokenError::Expired),
+            Some((user, Some(_))) if user.trim().is_empty() || user.contains('\0') => {
+                Err(TokenError::Subject)
+            }
+            Some((user, Some(expires))) => Ok((user, expires - now_epoch)),
+        };
+        match verdict {
+            Ok((user, left)) => {
+                let trust = self.cache_ttl.min(Duration::from_secs_f64(left.max(0.0)));
+                if !trust.is_zero() {
+                    self.remember(key, Some(Arc::from(user.as_str())), trust);
+                }
+                Ok(user)
+            }
+            Err(reason) => {
+                self.remember(key, None, NEGATIVE_TTL);
+                Err(reason.into())
+            }
+        }
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Entry> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(key)
+            .filter(|entry| entry.until > Instant::now())
+            .cloned()
+    }
+
+    fn remember(&self, key: [u8; 32], user: Option<Arc<str>>, ttl: Duration) {
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, entry| entry.until > now);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            Entry {
+                user,
+                until: now + ttl,
+            },
+        );
+    }
+
+    /// The session row's user and expiry (seconds since the epoch), through the bounded
+    /// queue.
+    async fn fetch(&self, token: &str) -> Result<Option<(String, Option<f64>)>, Refusal> {
+        let query = self.query().await?;
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("session lookup refused: too many lookups waiting");
+            return Err(Refusal::SessionsUnavailable);
+        }
+        let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.lookups.acquire()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Ok(Ok(_permit)) = permit else {
+            tracing::warn!("session lookup refused: no connection within the timeout");
+            return Err(Refusal::SessionsUnavailable);
+        };
+        type Row = (Option<String>, Option<f64>, Option<String>);
+        let row: Result<Option<Row>, sqlx::Error> = crate::on_pool!(&self.pool, |p| {
+            sqlx::query_as(&query).bind(token).fetch_optional(p).await
+        });
+        match row {
+            Ok(None) => Ok(None),
+            Ok(Some((user, epoch, sqlite_value))) => {
+                let expires = epoch.or_else(|| {
+                    let (kind, text) = sqlite_value.as_deref()?.split_once(':')?;
+                    sqlite_epoch(kind, text)
+                });
+                Ok(Some((user.unwrap_or_default(), expires)))
+            }
+            Err(error) => {
+                if is_missing_relation(&error) {
+                    // Dropped or renamed since it was found: look again on the next lookup.
+                    *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = Schema::NotReady {
+                        status: SessionStoreStatus::TableMissing,
+                        checked: Instant::now(),
+                    };
+                }
+                tracing::warn!(%error, "session lookup failed");
+                Err(Refusal::SessionsUnavailable)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_decode_in_every_form_better_auth_uses() {
+        let bytes: Vec<u8> = (0u8..32)
+            .map(|b| b.wrapping_mul(37).wrapping_add(250))
+            .collect();
+        let standard = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        assert!(standard.contains('+') || standard.contains('/'));
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes);
+        for form in [
+            standard.clone(),
+            standard.trim_end_matches('=').to_owned(),
+            url,
+        ] {
+            assert_eq!(
+                decode_signature(&form).as_deref(),
+                Some(&bytes[..]),
+                "{form}"
+            );
+        }
+        assert_eq!(decode_signature("not base64!"), None);
+    }
+
+    #[test]
+    fn token_shapes() {
+        assert!(token_shape_ok("AbCdEfGhIjKlMnOpQrStUvWxYz012345"));
+        assert!(token_shape_ok("abc-def_ghi-jkl-mno"));
+        for bad in [
+            "short",
+            "has space in it and is long",
+            "ünïcödé-ünïcödé-ü",
+            "",
+        ] {
+            assert!(!token_shape_ok(bad), "{bad:?}");
+        }
+        assert!(!token_shape_ok(&"a".repeat(257)));
+    }
+
+    #[test]
+    fn sqlite_expiry_values_in_each_adapter_form() {
+        let iso = sqlite_epoch("text", "2026-12-02T10:00:00.500Z");
+        assert_eq!(iso, Some(1_795_341_600.5));
+        assert_eq!(
+            sqlite_epoch("text", "2026-12-02 10:00:00"),
+            Some(1_795_341_600.0)
+        );
+        assert_eq!(
+            sqlite_epoch("integer", "1795341600500"),
+            Some(1_795_341_600.5)
+        );
+        assert_eq!(sqlite_epoch("integer", "1795341600"), Some(1_795_341_600.0));
+        assert_eq!(
+            sqlite_epoch("real", "1795341600.25"),
+            Some(1_795_341_600.25)
+        );
+        assert_eq!(sqlite_epoch("text", "tomorrow"), None);
+        assert_eq!(sqlite_epoch("null", ""), None);
+    }
+}
