@@ -63,6 +63,7 @@ fn verify(c: &mut Criterion) {
             cache_ttl: Duration::from_secs(3600),
             fetch_timeout: Duration::from_secs(5),
         }),
+        sessions: None,
     };
     let verifier = Verifier::new(&config).unwrap();
 
