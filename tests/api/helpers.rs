@@ -241,8 +241,17 @@ impl TestApp {
 
     /// A service on a fresh database, with `adjust` applied to its figment.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(Figment) -> Figment) -> TestApp {
-        init_tracing();
         let (db_url, dir) = Self::fresh_database(backend).await;
+        Self::spawn_on(db_url, dir, adjust).await
+    }
+
+    /// A service on a database the test prepared, with `adjust` applied to its figment.
+    pub async fn spawn_on(
+        db_url: String,
+        dir: Option<tempfile::TempDir>,
+        adjust: impl FnOnce(Figment) -> Figment,
+    ) -> TestApp {
+        init_tracing();
         let figment = adjust(base_figment(&db_url));
         let client = Client::tracked(todo_api::rocket(figment))
             .await

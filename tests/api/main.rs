@@ -23,6 +23,7 @@ mod promises;
 mod ratelimit;
 mod scoped;
 mod seed;
+mod sessions;
 mod stats;
 mod surface;
 mod tasks_crud;
