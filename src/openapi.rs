@@ -22,9 +22,12 @@ use crate::error::ErrorBody;
     info(
         title = "todo-api",
         description = "The backend of a multi-user todo app. Every `/api/{user_id}/…` call needs \
-            `Authorization: Bearer <JWT>` whose `sub` is `{user_id}`: a Better Auth `jwt()` token \
-            (verified with its JWKS) or an HS256 token signed with `BETTER_AUTH_SECRET` \
-            (`todo-api token --sub alice` prints one). Checks run 401 → 403 → 404/422. Every \
+            `Authorization: Bearer <token>` whose user is `{user_id}`: a Better Auth `jwt()` token \
+            (verified with its JWKS), an HS256 token signed with `BETTER_AUTH_SECRET` \
+            (`todo-api token --sub alice` prints one), or with `BETTER_AUTH_SESSIONS=on` a Better \
+            Auth session token, raw or in its signed cookie form `TOKEN.SIGNATURE` (a value with \
+            exactly two dots is read as a JWT, any other as a session token). The token-scoped \
+            twins (`/api/tasks`, …) act for the token's user. Checks run 401 → 403 → 404/422. Every \
             error has the `ErrorBody` shape. A task id that belongs to another user answers 404, \
             exactly like a missing one."
     ),
@@ -80,9 +83,10 @@ fn add_shared_parts(doc: &mut Document) {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("JWT")
                 .description(Some(
-                    "A Better Auth access token, or `todo-api token --sub <user>` in development",
+                    "A Better Auth JWT (`jwt()` plugin or HS256 with the shared secret), a Better \
+                     Auth session token when `BETTER_AUTH_SESSIONS=on`, or `todo-api token --sub \
+                     <user>` in development",
                 ))
                 .build(),
         ),
@@ -126,7 +130,8 @@ fn add_shared_parts(doc: &mut Document) {
                         "401",
                         error_response(
                             "`auth_required` (no bearer token) or `invalid_token` (bad signature, \
-                             expired, unknown key, wrong issuer or audience)",
+                             expired, unknown key, wrong issuer or audience; an unknown, \
+                             signed-out or expired session)",
                             Some(("WWW-Authenticate", "`Bearer`")),
                         ),
                     ),
@@ -146,7 +151,8 @@ fn add_shared_parts(doc: &mut Document) {
             shared.push((
                 "503",
                 error_response(
-                    "`service_unavailable`: the database, or Better Auth's keys, cannot be reached",
+                    "`service_unavailable`: the database, Better Auth's keys or its session table \
+                     cannot be reached",
                     Some(("Retry-After", "Seconds to wait")),
                 ),
             ));

@@ -500,19 +500,19 @@ mod tests {
     #[test]
     fn sqlite_expiry_values_in_each_adapter_form() {
         let iso = sqlite_epoch("text", "2026-12-02T10:00:00.500Z");
-        assert_eq!(iso, Some(1_795_341_600.5));
+        assert_eq!(iso, Some(1_796_205_600.5));
         assert_eq!(
             sqlite_epoch("text", "2026-12-02 10:00:00"),
-            Some(1_795_341_600.0)
+            Some(1_796_205_600.0)
         );
         assert_eq!(
-            sqlite_epoch("integer", "1795341600500"),
-            Some(1_795_341_600.5)
+            sqlite_epoch("integer", "1796205600500"),
+            Some(1_796_205_600.5)
         );
-        assert_eq!(sqlite_epoch("integer", "1795341600"), Some(1_795_341_600.0));
+        assert_eq!(sqlite_epoch("integer", "1796205600"), Some(1_796_205_600.0));
         assert_eq!(
-            sqlite_epoch("real", "1795341600.25"),
-            Some(1_795_341_600.25)
+            sqlite_epoch("real", "1796205600.25"),
+            Some(1_796_205_600.25)
         );
         assert_eq!(sqlite_epoch("text", "tomorrow"), None);
         assert_eq!(sqlite_epoch("null", ""), None);

@@ -31,8 +31,7 @@ fn sessions_on(cache_secs: u64) -> impl FnOnce(Figment) -> Figment {
 fn signed(token: &str, secret: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(token.as_bytes());
-    let signature =
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     format!("{token}.{signature}")
 }
 
@@ -73,7 +72,12 @@ async fn execute(db_url: &str, sql: &str) {
 
 /// A service with session tokens on (cache `cache_secs`) on a fresh database that already
 /// has a session table of `layout`, as when Better Auth's migrations ran first.
-async fn spawn_with_table(backend: Backend, layout: &Layout, epoch_ms: bool, cache_secs: u64) -> TestApp {
+async fn spawn_with_table(
+    backend: Backend,
+    layout: &Layout,
+    epoch_ms: bool,
+    cache_secs: u64,
+) -> TestApp {
     let (db_url, dir) = TestApp::fresh_database(backend).await;
     create_table(&db_url, layout, epoch_ms).await;
     let table = layout.table;
@@ -376,18 +380,28 @@ impl BetterAuth {
         let stdout = child.stdout.take().unwrap();
         let url = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
-            std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
         })
         .await
         .unwrap()
         .unwrap();
         let url = url.trim().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "Better Auth did not start: {url:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "Better Auth did not start: {url:?}"
+        );
         BetterAuth { url, child }
     }
 
     /// Calls Better Auth's API; returns the status, the `set-auth-token` header and the body.
-    async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
+    async fn post(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (u16, Option<String>, Value) {
         let mut request = reqwest::Client::new()
             .post(format!("{}/api/auth/{path}", self.url))
             .header("Content-Type", "application/json")
@@ -434,10 +448,20 @@ async fn with_better_auth(backend: Backend, fields: &'static str) {
     for form in [&token, &signed] {
         let own = status_of(&app, &format!("/api/{user}/tasks"), form).await;
         assert_eq!(own.status, Status::Ok, "{}", own.text);
-        assert_eq!(status_of(&app, "/api/someone-else/tasks", form).await.status, Status::Forbidden);
+        assert_eq!(
+            status_of(&app, "/api/someone-else/tasks", form)
+                .await
+                .status,
+            Status::Forbidden
+        );
     }
     let created = app
-        .request(Method::Post, "/api/tasks", Some(&signed), Some(&json!({"title": "via Better Auth", "priority": 3})))
+        .request(
+            Method::Post,
+            "/api/tasks",
+            Some(&signed),
+            Some(&json!({"title": "via Better Auth", "priority": 3})),
+        )
         .await;
     assert_eq!(created.status, Status::Created, "{}", created.text);
     assert_eq!(created.json()["user_id"], user.as_str());
@@ -464,7 +488,10 @@ async fn with_better_auth(backend: Backend, fields: &'static str) {
     let listed = status_of(&app, "/api/tasks", &token).await;
     assert_eq!(listed.status, Status::Ok);
     assert_eq!(listed.json()[0]["title"], "via Better Auth");
-    assert_eq!(status_of(&app, "/api/tasks", &signed.unwrap()).await.status, Status::Ok);
+    assert_eq!(
+        status_of(&app, "/api/tasks", &signed.unwrap()).await.status,
+        Status::Ok
+    );
     let (table, column) = if fields == "snake_case" {
         ("session", "expires_at")
     } else {
@@ -475,8 +502,15 @@ async fn with_better_auth(backend: Backend, fields: &'static str) {
     } else {
         "now() - interval '1 minute'"
     };
-    execute(&app.db_url, &format!("UPDATE \"{table}\" SET \"{column}\" = {past}")).await;
-    assert_eq!(status_of(&app, "/api/tasks", &token).await.status, Status::Unauthorized);
+    execute(
+        &app.db_url,
+        &format!("UPDATE \"{table}\" SET \"{column}\" = {past}"),
+    )
+    .await;
+    assert_eq!(
+        status_of(&app, "/api/tasks", &token).await.status,
+        Status::Unauthorized
+    );
 }
 
 on_both_backends! {
