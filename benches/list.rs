@@ -3,7 +3,8 @@
 //!
 //! SQLite always; PostgreSQL too when `BENCH_DATABASE_URL` names a server (`scripts/bench`
 //! starts one). Every run seeds a fresh database: 45 other users with 2,000 tasks each,
-//! one user with 10,000 and one with 20.
+//! one user with 10,000 and one with 20. The production log subscriber is installed (JSON
+//! at info, written to a sink), so the access log's cost is paid as in production.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/api/seed.rs"]
@@ -18,12 +19,15 @@ use todo_api::db::AppPool;
 
 const SECRET: &str = "bench-secret-that-is-long-enough-for-hs256-0123456789";
 
+/// Each shape matches rows for both users (the seed varies every field independently),
+/// and each page's length is checked before it is timed.
 const BENCH_SHAPES: &[&str] = &[
     "",
     "priority=high&category=work",
     "completed=false&sort=title",
     "sort=due_at",
-    "q=task%2099",
+    "sort=updated_at",
+    "q=task%201",
 ];
 
 fn databases(
@@ -52,13 +56,19 @@ fn databases(
 }
 
 fn list(c: &mut Criterion) {
+    todo_api::telemetry::init_with_writer(
+        &todo_api::config::LogConfig {
+            level: "info".to_owned(),
+            format: todo_api::config::LogFormat::Json,
+        },
+        std::io::sink,
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     for (backend, url, _dir) in databases(&runtime) {
         let figment = todo_api::config::figment_with_env(|_| None)
             .unwrap()
             .merge(Serialized::global("databases.todo.url", &url))
             .merge(Serialized::global("auth.secret", SECRET))
-            .merge(Serialized::global("log_level", "off"))
             // The limiter runs (its cost is part of every request) but never refuses.
             .merge(Serialized::global("rate_limit.per_minute", 1_000_000_000));
         let client = Client::tracked(todo_api::rocket(figment)).unwrap();
@@ -81,6 +91,19 @@ fn list(c: &mut Criterion) {
             for shape in BENCH_SHAPES {
                 let uri = format!("/api/{user}/tasks?limit=20&{shape}");
                 let label = if shape.is_empty() { "default" } else { shape };
+                let first = client
+                    .get(uri.as_str())
+                    .header(Header::new("Authorization", format!("Bearer {token}")))
+                    .dispatch();
+                assert_eq!(first.status(), Status::Ok);
+                let total: usize = first
+                    .headers()
+                    .get_one("X-Total-Count")
+                    .and_then(|t| t.parse().ok())
+                    .expect("X-Total-Count");
+                let page: Vec<serde_json::Value> = first.into_json().unwrap();
+                assert!(total > 0, "{user}/{label} matches no task");
+                assert_eq!(page.len(), total.min(20), "{user}/{label}");
                 group.bench_function(format!("{user}/{label}"), |b| {
                     b.iter(|| {
                         let response = client

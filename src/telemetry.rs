@@ -20,12 +20,21 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. Call once, before Rocket starts; later calls are no-ops.
 pub fn init(config: &LogConfig) {
+    init_with_writer(config, std::io::stdout);
+}
+
+/// [`init`] writing to `writer`: the list benchmark pays for formatting every line as
+/// production does, without filling its own output.
+pub fn init_with_writer<W>(config: &LogConfig, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     // Driver chatter stays at warn unless asked for by name.
     let directives = format!("{},hyper=warn,sqlx=warn", config.level);
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let result = match config.format {
         LogFormat::Json => builder
             .json()

@@ -1,15 +1,48 @@
 //! Bulk test data, shared by the plan tests and the list benchmark: many tasks per user,
-//! inserted by one statement per user, with spread-out priorities, categories and dates.
+//! inserted by one statement per user. Priorities, categories, completion and dates vary
+//! independently of each other (steps of 3, 5, 4 and 7919 through `i`), so every filter
+//! combination matches some rows and every sort has distinct keys: tasks created a minute
+//! apart, updated up to a day later, due over about a year around now (every sixth none).
 
 use todo_api::db::AppPool;
 use todo_api::on_pool;
 
-const SEED: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
-    INSERT INTO tasks (user_id, title, search_title, description, search_description, priority, \
-                       completed, category, due_at, created_at, updated_at) \
-    SELECT $1, 'Task ' || i, 'task ' || i, 'notes ' || (i % 97), 'notes ' || (i % 97), 1 + i % 3, \
-           i % 4 = 0, CASE i % 3 WHEN 0 THEN 'work' WHEN 1 THEN 'home' ELSE NULL END, \
-           CASE WHEN i % 5 = 0 THEN NULL ELSE $3 END, $3, $3 FROM n";
+/// Priorities, categories, completion and dates vary independently of each other (steps
+/// of 3, 5, 4 and 7 through `i`), so every filter combination matches some rows and every
+/// sort has distinct keys: creation one minute apart, updates up to a day later, due dates
+/// spread over about a year around now, every sixth missing.
+macro_rules! seed_sql {
+    ($due:literal, $created:literal, $updated:literal) => {
+        concat!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+             INSERT INTO tasks (user_id, title, search_title, description, search_description, \
+                                priority, completed, category, due_at, created_at, updated_at) \
+             SELECT $1, 'Task ' || i, 'task ' || i, 'notes ' || (i % 97), 'notes ' || (i % 97), \
+                    1 + i % 3, i % 4 = 0, \
+                    CASE i % 5 WHEN 0 THEN 'work' WHEN 1 THEN 'home' WHEN 2 THEN 'errands' END, \
+                    CASE WHEN i % 6 = 0 THEN NULL ELSE ",
+            $due,
+            " END, ",
+            $created,
+            ", ",
+            $updated,
+            " FROM n"
+        )
+    };
+}
+
+const SEED_POSTGRES: &str = seed_sql!(
+    "$3 + ((i * 7919) % 8760 - 4380) * INTERVAL '1 hour'",
+    "$3 - i * INTERVAL '1 minute'",
+    "$3 - i * INTERVAL '1 minute' + ((i * 104729) % 1440) * INTERVAL '1 minute'"
+);
+
+/// SQLite keeps timestamps as RFC 3339 text, as the service writes them.
+const SEED_SQLITE: &str = seed_sql!(
+    "strftime('%Y-%m-%dT%H:%M:%S+00:00', $3, ((i * 7919) % 8760 - 4380) || ' hours')",
+    "strftime('%Y-%m-%dT%H:%M:%S+00:00', $3, (-i) || ' minutes')",
+    "strftime('%Y-%m-%dT%H:%M:%S+00:00', $3, ((i * 104729) % 1440 - i) || ' minutes')"
+);
 
 /// Inserts `count` tasks for each of `users`, then refreshes the planner's statistics and,
 /// on PostgreSQL, the visibility map (as autovacuum does in steady state), so counts can be
@@ -17,7 +50,11 @@ const SEED: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM
 pub async fn seed(pool: &AppPool, users: &[String], count: i64) -> Result<(), sqlx::Error> {
     let at = chrono::Utc::now();
     for user in users {
-        on_pool!(pool, |p| sqlx::query(SEED)
+        let sql = match pool {
+            AppPool::Sqlite(_) => SEED_SQLITE,
+            AppPool::Postgres(_) => SEED_POSTGRES,
+        };
+        on_pool!(pool, |p| sqlx::query(sql)
             .bind(user)
             .bind(count)
             .bind(at)
