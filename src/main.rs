@@ -10,6 +10,12 @@ use todo_api::config::{self, AppConfig};
 use todo_api::db::{AppPool, PoolSettings};
 use todo_api::{auth, telemetry};
 
+/// mimalloc instead of the system allocator: under load, glibc's malloc spent about a sixth
+/// of the service's CPU, much of it contending for its arenas between worker threads
+/// (measured with scripts/load; see README, "Performance").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "todo-api", version, about = "Multi-user todo API")]
 struct Cli {
