@@ -115,7 +115,7 @@ impl Stats {
     security(("bearer" = []))
 )]
 #[get("/<user_id>/stats")]
-#[tracing::instrument(name = "stats.get", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "stats.get", level = "debug", skip_all, fields(user = %user_id))]
 async fn get(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Stats>, ApiError> {
     let counts = store::counts_by_category(db, &user, now()).await?;
     Ok(Json(Stats::from_counts(counts)))
@@ -153,7 +153,7 @@ const DUE_SOON: chrono::Duration = chrono::Duration::days(7);
     security(("bearer" = []))
 )]
 #[get("/<user_id>/dashboard/overview")]
-#[tracing::instrument(name = "stats.overview", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "stats.overview", level = "debug", skip_all, fields(user = %user_id))]
 async fn overview(user_id: &str, user: AuthedUser, db: &Db) -> Result<Json<Overview>, ApiError> {
     let now = now();
     let counts = store::counts_by_category(db, &user, now).await?;

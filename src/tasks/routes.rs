@@ -109,7 +109,7 @@ fn page_links(
     security(("bearer" = []))
 )]
 #[get("/<user_id>/tasks?<params..>")]
-#[tracing::instrument(name = "tasks.list", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.list", level = "debug", skip_all, fields(user = %user_id))]
 async fn list(
     user_id: &str,
     user: AuthedUser,
@@ -145,7 +145,7 @@ async fn list(
     security(("bearer" = []))
 )]
 #[post("/<user_id>/tasks", data = "<body>")]
-#[tracing::instrument(name = "tasks.create", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.create", level = "debug", skip_all, fields(user = %user_id))]
 async fn create(
     user_id: &str,
     user: AuthedUser,
@@ -180,7 +180,7 @@ async fn create(
     security(("bearer" = []))
 )]
 #[get("/<user_id>/tasks/<id>")]
-#[tracing::instrument(name = "tasks.get", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.get", level = "debug", skip_all, fields(user = %user_id))]
 async fn get(
     user_id: &str,
     user: AuthedUser,
@@ -239,7 +239,7 @@ async fn apply(
     security(("bearer" = []))
 )]
 #[put("/<user_id>/tasks/<id>", data = "<body>")]
-#[tracing::instrument(name = "tasks.replace", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.replace", level = "debug", skip_all, fields(user = %user_id))]
 async fn replace(
     user_id: &str,
     user: AuthedUser,
@@ -275,7 +275,7 @@ async fn replace(
     security(("bearer" = []))
 )]
 #[patch("/<user_id>/tasks/<id>", data = "<body>")]
-#[tracing::instrument(name = "tasks.patch", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.patch", level = "debug", skip_all, fields(user = %user_id))]
 async fn patch(
     user_id: &str,
     user: AuthedUser,
@@ -310,7 +310,7 @@ async fn patch(
     security(("bearer" = []))
 )]
 #[patch("/<user_id>/tasks/<id>/complete", data = "<body>")]
-#[tracing::instrument(name = "tasks.complete", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.complete", level = "debug", skip_all, fields(user = %user_id))]
 async fn complete(
     user_id: &str,
     user: AuthedUser,
@@ -343,7 +343,7 @@ async fn complete(
     security(("bearer" = []))
 )]
 #[delete("/<user_id>/tasks/<id>")]
-#[tracing::instrument(name = "tasks.delete", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.delete", level = "debug", skip_all, fields(user = %user_id))]
 async fn delete(
     user_id: &str,
     user: AuthedUser,
@@ -408,7 +408,7 @@ pub struct Deleted {
     security(("bearer" = []))
 )]
 #[delete("/<user_id>/tasks?<completed>")]
-#[tracing::instrument(name = "tasks.clear_completed", skip_all, fields(user = %user_id))]
+#[tracing::instrument(name = "tasks.clear_completed", level = "debug", skip_all, fields(user = %user_id))]
 async fn clear_completed(
     user_id: &str,
     user: AuthedUser,

@@ -267,7 +267,7 @@ pub struct Page {
 /// A page of the user's tasks matching `query`: one statement, the total counted by an
 /// uncorrelated subquery (run once, and from an index alone where one fits) beside the
 /// page's rows, which the matching index yields already in order.
-#[tracing::instrument(skip_all, fields(user = %user.id()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
     let statement = ListStatement::new(query, now());
     let rows: Vec<ListRow> = on_pool!(db, |p| crate::bind_args!(
@@ -297,7 +297,7 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
 }
 
 /// One task of the user, or `None` (also when it belongs to someone else).
-#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<Task>, ApiError> {
     let row: Option<TaskRow> = on_pool!(db, |p| sqlx::query_as(GET)
         .bind(id.get())
@@ -435,7 +435,7 @@ async fn commit(
 }
 
 /// Creates a task owned by the user.
-#[tracing::instrument(skip_all, fields(user = %user.id()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn create(
     db: &AppPool,
     hooks: &ChangeHooks,
@@ -519,7 +519,7 @@ async fn updated(
 
 /// Applies `changes` to one task of the user under `precondition`. `None` when there is
 /// no such task; 412 when the version does not match.
-#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn update(
     db: &AppPool,
     hooks: &ChangeHooks,
@@ -562,7 +562,7 @@ pub async fn update(
 
 /// Sets `completed` to `value`, or flips it when `value` is `None`, atomically; the
 /// precondition and outcomes are those of [`update`].
-#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn set_completed(
     db: &AppPool,
     hooks: &ChangeHooks,
@@ -589,7 +589,7 @@ pub async fn set_completed(
 
 /// Deletes one task of the user under `precondition`; `false` when there was no such
 /// task.
-#[tracing::instrument(skip_all, fields(user = %user.id(), id = id.get()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn delete(
     db: &AppPool,
     hooks: &ChangeHooks,
@@ -615,7 +615,7 @@ pub async fn delete(
 }
 
 /// Deletes every completed task of the user and returns how many went.
-#[tracing::instrument(skip_all, fields(user = %user.id()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn delete_completed(
     db: &AppPool,
     hooks: &ChangeHooks,
@@ -660,7 +660,7 @@ pub struct CategoryCounts {
 }
 
 /// The user's task counts per category, with overdue measured against `now`.
-#[tracing::instrument(skip_all, fields(user = %user.id()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn counts_by_category(
     db: &AppPool,
     user: &AuthedUser,
@@ -732,7 +732,7 @@ pub struct OverviewLists {
 }
 
 /// The dashboard's three lists in one statement, each at most [`OVERVIEW_LIST_MAX`] long.
-#[tracing::instrument(skip_all, fields(user = %user.id()))]
+#[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn overview_lists(
     db: &AppPool,
     user: &AuthedUser,
