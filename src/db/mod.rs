@@ -114,10 +114,10 @@ impl PoolSettings {
         Duration::from_secs(self.base.connect_timeout.max(1))
     }
 
-    fn options<DB: sqlx::Database>(&self) -> PoolOptions<DB> {
+    fn options<DB: sqlx::Database>(&self, cap: u32) -> PoolOptions<DB> {
         let max = u32::try_from(self.base.max_connections)
             .unwrap_or(u32::MAX)
-            .max(1);
+            .clamp(1, cap);
         let min = self.base.min_connections.unwrap_or(0).min(max);
         PoolOptions::new()
             .max_connections(max)
@@ -156,14 +156,18 @@ impl AppPool {
                     .foreign_keys(true)
                     .busy_timeout(settings.acquire_timeout());
                 create_parent_dir(options.get_filename())?;
-                Ok(Self::Sqlite(settings.options().connect_lazy_with(options)))
+                Ok(Self::Sqlite(
+                    settings
+                        .options(sqlite_connections())
+                        .connect_lazy_with(options),
+                ))
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(|_| {
                     DbError::Config("DATABASE_URL is not a valid postgres:// URL".into())
                 })?;
                 Ok(Self::Postgres(
-                    settings.options().connect_lazy_with(options),
+                    settings.options(u32::MAX).connect_lazy_with(options),
                 ))
             }
         }
@@ -205,6 +209,15 @@ impl AppPool {
     pub fn size_and_idle(&self) -> (u32, usize) {
         on_pool!(self, |p| (p.size(), p.num_idle()))
     }
+}
+
+/// The most SQLite connections worth holding: one writes at a time, and reads can use no
+/// more than the cores. Each connection is a thread with its own page cache (up to 2 MiB),
+/// so more cost memory and, under load, speed: 15 connections on 2 cores served a tenth
+/// fewer lists than 4, with 9 MB more resident (scripts/load).
+fn sqlite_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores.saturating_mul(2)).unwrap_or(u32::MAX).max(4)
 }
 
 fn create_parent_dir(path: &std::path::Path) -> Result<(), DbError> {
