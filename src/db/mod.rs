@@ -217,7 +217,9 @@ impl AppPool {
 /// fewer lists than 4, with 9 MB more resident (scripts/load).
 fn sqlite_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    u32::try_from(cores.saturating_mul(2)).unwrap_or(u32::MAX).max(4)
+    u32::try_from(cores.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(4)
 }
 
 fn create_parent_dir(path: &std::path::Path) -> Result<(), DbError> {

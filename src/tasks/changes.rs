@@ -55,8 +55,28 @@ pub trait ChangeSink: Send + Sync {
 pub struct ChangeHooks {
     sinks: RwLock<Vec<Arc<dyn ChangeSink>>>,
     /// SQLite: held from a write's commit until its sinks were told, so they hear of
-    /// changes in commit order (PostgreSQL orders its notifications itself).
-    pub(super) commit_order: tokio::sync::Mutex<()>,
+    /// changes in commit order (PostgreSQL orders its notifications itself); it guards the
+    /// block of event ids this process drew and has not used yet.
+    pub(super) commit_order: tokio::sync::Mutex<EventIdBlock>,
+}
+
+/// SQLite: event ids drawn from `task_event_seq` ahead of use, so most writes need no
+/// statement for their ids. Ids stay increasing in commit order (only this process writes
+/// the file's events); a restart discards the rest of a block, leaving a gap, never a
+/// repeat.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EventIdBlock {
+    /// The next unused id.
+    pub(super) next: i64,
+    /// The last id of the block; `next > end` when it is used up.
+    pub(super) end: i64,
+}
+
+impl Default for EventIdBlock {
+    /// Empty: the first write draws a block.
+    fn default() -> Self {
+        Self { next: 1, end: 0 }
+    }
 }
 
 impl ChangeHooks {

@@ -20,7 +20,7 @@ use crate::on_pool;
 use crate::time::now;
 
 pub use super::changes::TaskChange;
-use super::changes::{ChangeHooks, Committed};
+use super::changes::{ChangeHooks, Committed, EventIdBlock};
 use super::etag::Precondition;
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{Arg, ListQuery, ListStatement};
@@ -125,7 +125,8 @@ macro_rules! task_json {
 /// in the same statement. Each changed row gets an id from `task_event_ids` and one
 /// `pg_notify('task_events', {"e": id, "k": kind, "u": user, "id": task, "t": task})`; a
 /// task too large for a notification (8,000 bytes) is stored in `task_event_bodies`
-/// instead, and its notification leaves `t` out. The rows come back with `event_id`.
+/// instead, and its notification leaves `t` out. The rows come back with the task's
+/// columns and `event_id` (the event texts stay in the database).
 macro_rules! announced {
     ($kind:literal, $write:expr) => {
         concat!(
@@ -133,18 +134,18 @@ macro_rules! announced {
             $write,
             "), ev AS (SELECT changed.*, nextval('task_event_ids') AS event_id, ",
             task_json!(),
-            "::text AS body FROM changed), \
-             msg AS (SELECT ev.*, \
-               json_build_object('e', event_id, 'k', '",
+            " AS body FROM changed), \
+             msg AS (SELECT ev.*, json_build_object('e', event_id, 'k', '",
             $kind,
-            "', 'u', user_id, 'id', id, 't', body::json)::text AS full_msg, \
-               json_build_object('e', event_id, 'k', '",
-            $kind,
-            "', 'u', user_id, 'id', id)::text AS short_msg FROM ev), \
+            "', 'u', user_id, 'id', id, 't', body)::text AS full_msg FROM ev), \
              stored AS (INSERT INTO task_event_bodies (event_id, body) \
-               SELECT event_id, body FROM msg WHERE octet_length(full_msg) > 7900) \
-             SELECT msg.*, pg_notify('task_events', CASE WHEN octet_length(full_msg) > 7900 \
-               THEN short_msg ELSE full_msg END) AS announced FROM msg"
+               SELECT event_id, body::text FROM msg WHERE octet_length(full_msg) > 7900) \
+             SELECT ",
+            task_columns!(),
+            ", event_id, pg_notify('task_events', CASE WHEN octet_length(full_msg) > 7900 \
+               THEN json_build_object('e', event_id, 'k', '",
+            $kind,
+            "', 'u', user_id, 'id', id)::text ELSE full_msg END) AS announced FROM msg"
         )
     };
 }
@@ -161,6 +162,9 @@ macro_rules! announced_deletes {
         )
     };
 }
+
+/// SQLite: event ids drawn per statement; see [`EventIdBlock`].
+const EVENT_ID_BLOCK: i64 = 256;
 
 /// SQLite: draws `$1` event ids in the write's transaction; the last one comes back.
 const DRAW_EVENT_IDS: &str =
@@ -359,7 +363,8 @@ fn deleted(row: DeletedRow) -> TaskChange {
 /// changed to the sinks once it committed; returns the changes in statement order.
 ///
 /// SQLite runs the statement in a transaction (which makes a `RETURNING` write commit
-/// reliably) with the event ids drawn in the same transaction, and tells the sinks before
+/// reliably), takes its event ids from the block drawn ahead (drawing the next block in the
+/// same transaction when it is used up), and tells the sinks before
 /// the next write may commit, so they hear of changes in commit order. PostgreSQL runs one
 /// statement that also announces the events (one round trip).
 async fn commit(
@@ -369,7 +374,7 @@ async fn commit(
 ) -> Result<Vec<TaskChange>, ApiError> {
     let committed = match db {
         AppPool::Sqlite(p) => {
-            let _order = hooks.commit_order.lock().await;
+            let mut ids = hooks.commit_order.lock().await;
             let mut tx = p.begin().await?;
             macro_rules! query {
                 () => {
@@ -386,16 +391,24 @@ async fn commit(
                     .collect::<Result<_, _>>()?
             };
             let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-            let last: i64 = if drawn > 0 {
-                sqlx::query_scalar(DRAW_EVENT_IDS)
-                    .bind(drawn)
+            // Changed only once the write committed: a rolled-back draw is not used.
+            let mut block = *ids;
+            if block.end.saturating_sub(block.next) < drawn.saturating_sub(1) {
+                let size = drawn.max(EVENT_ID_BLOCK);
+                let last: i64 = sqlx::query_scalar(DRAW_EVENT_IDS)
+                    .bind(size)
                     .fetch_one(&mut *tx)
-                    .await?
-            } else {
-                0
-            };
+                    .await?;
+                block = EventIdBlock {
+                    next: last - size + 1,
+                    end: last,
+                };
+            }
+            let first = block.next;
+            block.next = block.next.saturating_add(drawn);
             tx.commit().await?;
-            let committed: Vec<Committed> = (last - drawn + 1..)
+            *ids = block;
+            let committed: Vec<Committed> = (first..)
                 .zip(changes)
                 .map(|(event_id, change)| Committed { event_id, change })
                 .collect();

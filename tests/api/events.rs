@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::helpers::{on_both_backends, raw_http, Backend, LiveServer, TEST_SECRET};
+use crate::helpers::{on_both_backends, raw_http, Backend, LiveServer, TestApp, TEST_SECRET};
 
 /// One server-sent event (or comment) as read off the wire.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -235,6 +235,27 @@ on_both_backends! {
             assert_eq!(frame.json(), json!({}));
         }
         server.stop().await;
+    }
+
+    async fn event_ids_keep_increasing_across_a_restart(backend) {
+        // Ids are drawn from the database ahead of use (a block at a time on SQLite): a
+        // restart may skip ids, never repeat one, so an old Last-Event-ID cannot alias.
+        // `_dir` keeps a SQLite file for both starts.
+        let (db_url, _dir) = TestApp::fresh_database(backend).await;
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let server = LiveServer::start_on(db_url.clone(), None, |f| f).await;
+            let mut stream = Stream::open(server.port, "/api/alice/events", &bearer("alice")).await;
+            stream.event().await.expect("ready");
+            for title in ["one", "two"] {
+                api(server.port, "alice", "POST", "tasks", Some(json!({"title": title}))).await;
+                let id: i64 = stream.event().await.and_then(|f| f.id).unwrap().parse().unwrap();
+                ids.push(id);
+            }
+            drop(stream);
+            server.stop().await;
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     }
 
     async fn access_token_is_accepted_on_the_stream_only(backend) {
