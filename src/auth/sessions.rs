@@ -70,7 +70,8 @@ impl SessionStoreStatus {
 /// The lookup statement, once the table's columns are known.
 #[derive(Debug)]
 enum Schema {
-    Ready(String),
+    /// Shared, so a lookup takes it without copying the text.
+    Ready(Arc<str>),
     NotReady {
         status: SessionStoreStatus,
         checked: Instant,
@@ -244,7 +245,7 @@ impl Sessions {
             SessionStoreStatus::Unreachable => {}
         }
         let schema = match detected {
-            Ok(Ok(query)) => Schema::Ready(query),
+            Ok(Ok(query)) => Schema::Ready(Arc::from(query)),
             _ => Schema::NotReady {
                 status,
                 checked: Instant::now(),
@@ -319,14 +320,14 @@ impl Sessions {
 
     /// The lookup statement, looking for the table again (at most once a second) while it
     /// is missing.
-    async fn query(&self) -> Result<String, Refusal> {
+    async fn query(&self) -> Result<Arc<str>, Refusal> {
         let due = match &*self.schema.lock().unwrap_or_else(|e| e.into_inner()) {
-            Schema::Ready(query) => return Ok(query.clone()),
+            Schema::Ready(query) => return Ok(Arc::clone(query)),
             Schema::NotReady { checked, .. } => checked.elapsed() >= RECHECK_INTERVAL,
         };
         if due && self.detect().await == SessionStoreStatus::Ok {
             if let Schema::Ready(query) = &*self.schema.lock().unwrap_or_else(|e| e.into_inner()) {
-                return Ok(query.clone());
+                return Ok(Arc::clone(query));
             }
         }
         Err(Refusal::SessionsUnavailable)
@@ -362,7 +363,7 @@ impl Sessions {
                 .ok_or(TokenError::UnknownSession.into());
         }
         let row = self.fetch(token).await?;
-        let now_epoch = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        let now_epoch = crate::time::now().timestamp_micros() as f64 / 1e6;
         let verdict = match row {
             None => Err(TokenError::UnknownSession),
             Some((_, None)) => Err(TokenError::Claims),

@@ -319,3 +319,86 @@ fn jwks_settings_are_checked() {
         "JWKS_CACHE_TTL_SECS",
     );
 }
+
+#[test]
+fn session_settings_are_checked() {
+    let db = ("DATABASE_URL", "postgres://u:pw@db.example.com/app");
+    let on = ("BETTER_AUTH_SESSIONS", "on");
+    // Sessions alone are a way to verify tokens: release needs no secret then.
+    let config = load("release", &[db, on]).expect("sessions alone are enough");
+    let sessions = config.auth.sessions.expect("sessions on");
+    assert_eq!(sessions.table, "session");
+    assert_eq!(sessions.cache_ttl, std::time::Duration::from_secs(5));
+    assert!(
+        sessions.database_url.is_none(),
+        "the service's own database"
+    );
+    assert!(config.auth.secret.is_none());
+    let config = load(
+        "release",
+        &[
+            db,
+            on,
+            ("BETTER_AUTH_SESSION_TABLE", "auth.sessions"),
+            ("BETTER_AUTH_SESSION_CACHE_SECS", "0"),
+            (
+                "BETTER_AUTH_DATABASE_URL",
+                "postgres://ba:pw@db.example.com/auth",
+            ),
+        ],
+    )
+    .unwrap();
+    let sessions = config.auth.sessions.unwrap();
+    assert_eq!(sessions.table, "auth.sessions");
+    assert!(sessions.cache_ttl.is_zero());
+    assert!(sessions.database_url.is_some());
+    assert!(load(
+        "release",
+        &[
+            db,
+            ("BETTER_AUTH_SESSIONS", "off"),
+            ("BETTER_AUTH_SECRET", GOOD_SECRET)
+        ]
+    )
+    .unwrap()
+    .auth
+    .sessions
+    .is_none());
+
+    refused(
+        "release",
+        &[db, ("BETTER_AUTH_SESSIONS", "xml")],
+        "BETTER_AUTH_SESSIONS",
+    );
+    refused(
+        "release",
+        &[
+            db,
+            on,
+            (
+                "BETTER_AUTH_DATABASE_URL",
+                "mysql://u:pw@db.example.com/auth",
+            ),
+        ],
+        "BETTER_AUTH_DATABASE_URL",
+    );
+    for table in [
+        "session; DROP TABLE tasks",
+        "a.b.c",
+        "1session",
+        "\"session\"",
+    ] {
+        refused(
+            "release",
+            &[db, on, ("BETTER_AUTH_SESSION_TABLE", table)],
+            "BETTER_AUTH_SESSION_TABLE",
+        );
+    }
+    for secs in ["-1", "eighty", "86401"] {
+        refused(
+            "release",
+            &[db, on, ("BETTER_AUTH_SESSION_CACHE_SECS", secs)],
+            "BETTER_AUTH_SESSION_CACHE_SECS",
+        );
+    }
+}

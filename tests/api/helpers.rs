@@ -469,11 +469,21 @@ impl TestApp {
     /// A direct connection pool to this test's database, for arranging data the API
     /// cannot set (timestamps, rows from before a migration).
     pub async fn pool(&self) -> AppPool {
-        if self.db_url.starts_with("sqlite") {
-            AppPool::Sqlite(sqlx::SqlitePool::connect(&self.db_url).await.unwrap())
-        } else {
-            AppPool::Postgres(sqlx::PgPool::connect(&self.db_url).await.unwrap())
-        }
+        pool_of(&self.db_url).await
+    }
+}
+
+/// A direct connection pool to the database at `db_url` (a SQLite file is created if
+/// missing), for arranging data before or beside a service.
+pub async fn pool_of(db_url: &str) -> AppPool {
+    if db_url.starts_with("sqlite") {
+        use std::str::FromStr as _;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(db_url)
+            .unwrap()
+            .create_if_missing(true);
+        AppPool::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
+    } else {
+        AppPool::Postgres(sqlx::PgPool::connect(db_url).await.unwrap())
     }
 }
 

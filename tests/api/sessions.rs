@@ -4,7 +4,6 @@
 //! database and signs users up, in and out over its HTTP API.
 
 use std::io::BufRead as _;
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -52,17 +51,6 @@ const CAMEL: Layout = Layout {
     user: "userId",
     expires: "expiresAt",
 };
-
-async fn pool_of(db_url: &str) -> AppPool {
-    if db_url.starts_with("sqlite") {
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(db_url)
-            .unwrap()
-            .create_if_missing(true);
-        AppPool::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
-    } else {
-        AppPool::Postgres(sqlx::PgPool::connect(db_url).await.unwrap())
-    }
-}
 
 async fn execute(db_url: &str, sql: &str) {
     todo_api::on_pool!(&pool_of(db_url).await, |p| drop(
