@@ -12,6 +12,9 @@
 //! sees, so it is not a change.)
 
 use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::Sqlite;
 
 use crate::auth::AuthedUser;
 use crate::db::AppPool;
@@ -163,12 +166,25 @@ macro_rules! announced_deletes {
     };
 }
 
+/// SQLite: a single-row write and its commit as one round trip to the connection's thread
+/// (a transaction of its own, so a failed commit is an error, not a lost write).
+macro_rules! one_trip {
+    ($write:expr) => {
+        concat!("BEGIN IMMEDIATE; ", $write, "; COMMIT")
+    };
+}
+
 /// SQLite: event ids drawn per statement; see [`EventIdBlock`].
 const EVENT_ID_BLOCK: i64 = 256;
 
 /// SQLite: draws `$1` event ids in the write's transaction; the last one comes back.
-const DRAW_EVENT_IDS: &str =
-    "UPDATE task_event_seq SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id";
+macro_rules! draw_event_ids {
+    () => {
+        "UPDATE task_event_seq SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id"
+    };
+}
+const DRAW_EVENT_IDS: &str = draw_event_ids!();
+const DRAW_EVENT_IDS_ONE_TRIP: &str = one_trip!(draw_event_ids!());
 
 const EXISTS: &str = "SELECT COUNT(*) FROM tasks WHERE id = $1 AND user_id = $2";
 
@@ -314,6 +330,8 @@ pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<T
 /// One write: its statement (per dialect), its arguments, and what its rows mean.
 struct Write {
     sqlite: &'static str,
+    /// SQLite, for a write that changes at most one row: `sqlite` in [`one_trip!`] form.
+    sqlite_single: Option<&'static str>,
     postgres: &'static str,
     args: Vec<Arg>,
     kind: WriteKind,
@@ -362,11 +380,11 @@ fn deleted(row: DeletedRow) -> TaskChange {
 /// The commit step of every write: runs it, draws its event ids in it, and hands what
 /// changed to the sinks once it committed; returns the changes in statement order.
 ///
-/// SQLite runs the statement in a transaction (which makes a `RETURNING` write commit
-/// reliably), takes its event ids from the block drawn ahead (drawing the next block in the
-/// same transaction when it is used up), and tells the sinks before
-/// the next write may commit, so they hear of changes in commit order. PostgreSQL runs one
-/// statement that also announces the events (one round trip).
+/// SQLite takes event ids from the block drawn ahead and tells the sinks before the next
+/// write may commit, so they hear of changes in commit order. A single-row write runs with
+/// its commit as one round trip (its id is drawn beforehand, when the block is used up); a
+/// write of many rows runs in a transaction that draws the next block when it needs one.
+/// PostgreSQL runs one statement that also announces the events (one round trip).
 async fn commit(
     db: &AppPool,
     hooks: &ChangeHooks,
@@ -375,43 +393,10 @@ async fn commit(
     let committed = match db {
         AppPool::Sqlite(p) => {
             let mut ids = hooks.commit_order.lock().await;
-            let mut tx = p.begin().await?;
-            macro_rules! query {
-                () => {
-                    crate::bind_args!(sqlx::query_as(write.sqlite), &write.args)
-                };
-            }
-            let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
-                let rows: Vec<DeletedRow> = query!().fetch_all(&mut *tx).await?;
-                rows.into_iter().map(deleted).collect()
-            } else {
-                let rows: Vec<TaskRow> = query!().fetch_all(&mut *tx).await?;
-                rows.into_iter()
-                    .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
-                    .collect::<Result<_, _>>()?
+            let committed = match write.sqlite_single {
+                Some(sql) => sqlite_single(p, &mut ids, &write, sql).await?,
+                None => sqlite_many(p, &mut ids, &write).await?,
             };
-            let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-            // Changed only once the write committed: a rolled-back draw is not used.
-            let mut block = *ids;
-            if block.end.saturating_sub(block.next) < drawn.saturating_sub(1) {
-                let size = drawn.max(EVENT_ID_BLOCK);
-                let last: i64 = sqlx::query_scalar(DRAW_EVENT_IDS)
-                    .bind(size)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                block = EventIdBlock {
-                    next: last - size + 1,
-                    end: last,
-                };
-            }
-            let first = block.next;
-            block.next = block.next.saturating_add(drawn);
-            tx.commit().await?;
-            *ids = block;
-            let committed: Vec<Committed> = (first..)
-                .zip(changes)
-                .map(|(event_id, change)| Committed { event_id, change })
-                .collect();
             hooks.notify(&committed);
             committed
         }
@@ -447,6 +432,138 @@ async fn commit(
     Ok(committed.into_iter().map(|c| c.change).collect())
 }
 
+/// SQLite: a write that changes at most one row, with its commit, in one round trip.
+async fn sqlite_single(
+    p: &SqlitePool,
+    ids: &mut EventIdBlock,
+    write: &Write,
+    sql: &'static str,
+) -> Result<Vec<Committed>, ApiError> {
+    if ids.next > ids.end {
+        // Drawn and committed before the write: if the write then fails, the block stays
+        // good for the next one.
+        let last: Vec<(i64,)> =
+            one_trip(p, DRAW_EVENT_IDS_ONE_TRIP, &[Arg::Int(EVENT_ID_BLOCK)]).await?;
+        let (last,) = last.first().copied().ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!("drawing event ids returned no row"))
+        })?;
+        *ids = EventIdBlock {
+            next: last - EVENT_ID_BLOCK + 1,
+            end: last,
+        };
+    }
+    let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
+        let rows: Vec<DeletedRow> = one_trip(p, sql, &write.args).await?;
+        rows.into_iter().map(deleted).collect()
+    } else {
+        let rows: Vec<TaskRow> = one_trip(p, sql, &write.args).await?;
+        rows.into_iter()
+            .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
+            .collect::<Result<_, _>>()?
+    };
+    if changes.len() > 1 {
+        // Each of these writes names one task by its key, so this cannot happen; were it
+        // to, the ids after the block's end could belong to the next block.
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "a single-row write changed {} rows",
+            changes.len()
+        )));
+    }
+    Ok(changes
+        .into_iter()
+        .map(|change| {
+            let event_id = ids.next;
+            ids.next += 1;
+            Committed { event_id, change }
+        })
+        .collect())
+}
+
+/// SQLite: a write of any number of rows, in a transaction that also draws the next block
+/// of event ids when this one runs short (a rolled-back draw is not used).
+async fn sqlite_many(
+    p: &SqlitePool,
+    ids: &mut EventIdBlock,
+    write: &Write,
+) -> Result<Vec<Committed>, ApiError> {
+    let mut tx = p.begin().await?;
+    macro_rules! query {
+        () => {
+            crate::bind_args!(sqlx::query_as(write.sqlite), &write.args)
+        };
+    }
+    let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
+        let rows: Vec<DeletedRow> = query!().fetch_all(&mut *tx).await?;
+        rows.into_iter().map(deleted).collect()
+    } else {
+        let rows: Vec<TaskRow> = query!().fetch_all(&mut *tx).await?;
+        rows.into_iter()
+            .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
+            .collect::<Result<_, _>>()?
+    };
+    let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+    // Changed only once the write committed: a rolled-back draw is not used.
+    let mut block = *ids;
+    if block.end.saturating_sub(block.next) < drawn.saturating_sub(1) {
+        let size = drawn.max(EVENT_ID_BLOCK);
+        let last: i64 = sqlx::query_scalar(DRAW_EVENT_IDS)
+            .bind(size)
+            .fetch_one(&mut *tx)
+            .await?;
+        block = EventIdBlock {
+            next: last - size + 1,
+            end: last,
+        };
+    }
+    let first = block.next;
+    block.next = block.next.saturating_add(drawn);
+    tx.commit().await?;
+    *ids = block;
+    Ok((first..)
+        .zip(changes)
+        .map(|(event_id, change)| Committed { event_id, change })
+        .collect())
+}
+
+/// Runs a [`one_trip!`] statement and returns its rows. When it fails, its transaction
+/// is rolled back before the connection goes back to the pool; a connection that cannot
+/// be rolled back, or whose caller stopped waiting mid-write, is closed instead (closing
+/// rolls back whatever it left open).
+async fn one_trip<T>(p: &SqlitePool, sql: &'static str, args: &[Arg]) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
+{
+    let mut conn = ClosedUnlessDone(Some(p.acquire().await?));
+    let Some(raw) = conn.0.as_mut() else {
+        return Err(sqlx::Error::PoolClosed);
+    };
+    let result = crate::bind_args!(sqlx::query_as::<_, T>(sql), args)
+        .fetch_all(&mut **raw)
+        .await;
+    if result.is_err() && sqlx::query("ROLLBACK").execute(&mut **raw).await.is_err() {
+        return result;
+    }
+    conn.done();
+    result
+}
+
+/// A pooled connection that is closed, not returned, unless marked done.
+struct ClosedUnlessDone(Option<PoolConnection<Sqlite>>);
+
+impl ClosedUnlessDone {
+    fn done(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ClosedUnlessDone {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
 /// Creates a task owned by the user.
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn create(
@@ -471,6 +588,7 @@ pub async fn create(
     ];
     let write = Write {
         sqlite: insert!(),
+        sqlite_single: Some(one_trip!(insert!())),
         postgres: announced!("created", insert!()),
         args,
         kind: WriteKind::Create,
@@ -566,6 +684,7 @@ pub async fn update(
     ];
     let write = Write {
         sqlite: update!(),
+        sqlite_single: Some(one_trip!(update!())),
         postgres: announced!("updated", update!()),
         args,
         kind: WriteKind::Update,
@@ -593,6 +712,7 @@ pub async fn set_completed(
     ];
     let write = Write {
         sqlite: set_completed!(),
+        sqlite_single: Some(one_trip!(set_completed!())),
         postgres: announced!("updated", set_completed!()),
         args,
         kind: WriteKind::Update,
@@ -617,6 +737,7 @@ pub async fn delete(
     ];
     let write = Write {
         sqlite: delete!(),
+        sqlite_single: Some(one_trip!(delete!())),
         postgres: announced_deletes!(delete!()),
         args,
         kind: WriteKind::Delete,
@@ -636,6 +757,7 @@ pub async fn delete_completed(
 ) -> Result<u64, ApiError> {
     let write = Write {
         sqlite: delete_completed!(),
+        sqlite_single: None,
         postgres: announced_deletes!(delete_completed!()),
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::helpers::{on_both_backends, raw_http, Backend, LiveServer, TestApp, TEST_SECRET};
+use todo_api::on_pool;
+
+use crate::helpers::{self, on_both_backends, raw_http, Backend, LiveServer, TestApp, TEST_SECRET};
 
 /// One server-sent event (or comment) as read off the wire.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -203,6 +205,52 @@ on_both_backends! {
         let bobs = bob.event().await.expect("bob's event");
         assert_eq!(bobs.json(), other, "bob sees only his own");
         assert!(alice.next(Duration::from_millis(500)).await.is_none_or(|f| f.comment), "nothing more for alice");
+        server.stop().await;
+    }
+
+    async fn a_write_the_database_refuses_sends_nothing_and_leaves_every_connection_clean(backend) {
+        // A trigger refuses one title, so the write fails inside its transaction, after
+        // the statement started: the transaction must be rolled back before its
+        // connection is reused, and no event may go out for it.
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let pool = helpers::pool_of(&server.db_url).await;
+        let trigger: &[&str] = match backend {
+            Backend::Sqlite => &["CREATE TRIGGER refuse_boom BEFORE UPDATE ON tasks WHEN NEW.title = 'boom' \
+                                  BEGIN SELECT RAISE(ABORT, 'refused'); END"],
+            Backend::Postgres => &[
+                "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.title = 'boom' THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation'; END IF; \
+                 RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_boom BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+            ],
+        };
+        for sql in trigger {
+            on_pool!(&pool, |p| sqlx::query(sql).execute(p).await.map(drop)).unwrap();
+        }
+        let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        stream.event().await.expect("ready");
+        let (_, task) = api(port, "alice", "POST", "tasks", Some(json!({"title": "kept"}))).await;
+        let created = stream.event().await.expect("created");
+        let path = format!("tasks/{}", task["id"]);
+        let (status, body) = api(port, "alice", "PATCH", &path, Some(json!({"title": "boom"}))).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error_code"], "validation_error", "{body}");
+        // More writes than the pool has connections: one left inside the failed
+        // transaction would refuse its next write, or hold the write lock.
+        let mut last = created.id.unwrap().parse::<i64>().unwrap();
+        for n in 0..20 {
+            let (status, updated) = api(port, "alice", "PATCH", &path, Some(json!({"title": format!("kept {n}")}))).await;
+            assert_eq!(status, 200, "write {n} after the refused one: {updated}");
+            let frame = stream.event().await.expect("an event per write");
+            assert_eq!(frame.json(), updated, "write {n}: no event for the refused write");
+            let id: i64 = frame.id.unwrap().parse().unwrap();
+            assert!(id > last, "ids increase: {id} after {last}");
+            last = id;
+        }
+        let (_, read) = api(port, "alice", "GET", &path, None).await;
+        assert_eq!(read["title"], "kept 19");
+        assert!(stream.next(Duration::from_millis(300)).await.is_none_or(|f| f.comment), "nothing more");
         server.stop().await;
     }
 
