@@ -54,10 +54,22 @@ pub trait ChangeSink: Send + Sync {
 #[derive(Default)]
 pub struct ChangeHooks {
     sinks: RwLock<Vec<Arc<dyn ChangeSink>>>,
-    /// SQLite: held from a write's commit until its sinks were told, so they hear of
-    /// changes in commit order (PostgreSQL orders its notifications itself); it guards the
-    /// block of event ids this process drew and has not used yet.
-    pub(super) commit_order: tokio::sync::Mutex<EventIdBlock>,
+    /// SQLite: held from a write's start until its sinks were told, so they hear of
+    /// changes in commit order (PostgreSQL orders its notifications itself); it guards
+    /// the writer's connection and the block of event ids this process drew.
+    pub(super) sqlite_writer: tokio::sync::Mutex<SqliteWriter>,
+}
+
+/// SQLite: what the one writer at a time holds.
+#[derive(Default)]
+pub(super) struct SqliteWriter {
+    /// Every write goes through this one connection (opened on first use, closed after a
+    /// failure it could not roll back): SQLite discards a connection's page cache whenever
+    /// another connection wrote, so writes spread over the pool would each read their
+    /// pages again.
+    pub(super) conn: Option<sqlx::SqliteConnection>,
+    /// Event ids drawn and not used yet.
+    pub(super) ids: EventIdBlock,
 }
 
 /// SQLite: event ids drawn from `task_event_seq` ahead of use, so most writes need no

@@ -12,9 +12,8 @@
 //! sees, so it is not a change.)
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{ConnectOptions as _, Connection as _};
 
 use crate::auth::AuthedUser;
 use crate::db::AppPool;
@@ -23,7 +22,7 @@ use crate::on_pool;
 use crate::time::now;
 
 pub use super::changes::TaskChange;
-use super::changes::{ChangeHooks, Committed, EventIdBlock};
+use super::changes::{ChangeHooks, Committed, EventIdBlock, SqliteWriter};
 use super::etag::Precondition;
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{Arg, ListQuery, ListStatement};
@@ -392,11 +391,28 @@ async fn commit(
 ) -> Result<Vec<TaskChange>, ApiError> {
     let committed = match db {
         AppPool::Sqlite(p) => {
-            let mut ids = hooks.commit_order.lock().await;
-            let committed = match write.sqlite_single {
-                Some(sql) => sqlite_single(p, &mut ids, &write, sql).await?,
-                None => sqlite_many(p, &mut ids, &write).await?,
+            let mut writer = hooks.sqlite_writer.lock().await;
+            let SqliteWriter { conn, ids } = &mut *writer;
+            // Taken out while in use: if this future were dropped mid-write, the
+            // connection (and any transaction it left open) is closed with it.
+            let mut taken = match conn.take() {
+                Some(open) => open,
+                None => p.connect_options().connect().await?,
             };
+            let outcome = match write.sqlite_single {
+                Some(sql) => sqlite_single(&mut taken, ids, &write, sql).await,
+                None => sqlite_many(&mut taken, ids, &write).await,
+            };
+            let committed = match outcome {
+                Ok(committed) => committed,
+                Err(Failed { error, clean }) => {
+                    if clean {
+                        *conn = Some(taken);
+                    }
+                    return Err(error);
+                }
+            };
+            *conn = Some(taken);
             hooks.notify(&committed);
             committed
         }
@@ -434,18 +450,20 @@ async fn commit(
 
 /// SQLite: a write that changes at most one row, with its commit, in one round trip.
 async fn sqlite_single(
-    p: &SqlitePool,
+    conn: &mut SqliteConnection,
     ids: &mut EventIdBlock,
     write: &Write,
     sql: &'static str,
-) -> Result<Vec<Committed>, ApiError> {
+) -> Result<Vec<Committed>, Failed> {
     if ids.next > ids.end {
         // Drawn and committed before the write: if the write then fails, the block stays
         // good for the next one.
         let last: Vec<(i64,)> =
-            one_trip(p, DRAW_EVENT_IDS_ONE_TRIP, &[Arg::Int(EVENT_ID_BLOCK)]).await?;
+            one_trip(conn, DRAW_EVENT_IDS_ONE_TRIP, &[Arg::Int(EVENT_ID_BLOCK)]).await?;
         let (last,) = last.first().copied().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("drawing event ids returned no row"))
+            Failed::clean(ApiError::Internal(anyhow::anyhow!(
+                "drawing event ids returned no row"
+            )))
         })?;
         *ids = EventIdBlock {
             next: last - EVENT_ID_BLOCK + 1,
@@ -453,21 +471,22 @@ async fn sqlite_single(
         };
     }
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
-        let rows: Vec<DeletedRow> = one_trip(p, sql, &write.args).await?;
+        let rows: Vec<DeletedRow> = one_trip(conn, sql, &write.args).await?;
         rows.into_iter().map(deleted).collect()
     } else {
-        let rows: Vec<TaskRow> = one_trip(p, sql, &write.args).await?;
+        let rows: Vec<TaskRow> = one_trip(conn, sql, &write.args).await?;
         rows.into_iter()
             .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
-            .collect::<Result<_, _>>()?
+            .collect::<Result<_, _>>()
+            .map_err(Failed::clean)?
     };
     if changes.len() > 1 {
         // Each of these writes names one task by its key, so this cannot happen; were it
         // to, the ids after the block's end could belong to the next block.
-        return Err(ApiError::Internal(anyhow::anyhow!(
+        return Err(Failed::clean(ApiError::Internal(anyhow::anyhow!(
             "a single-row write changed {} rows",
             changes.len()
-        )));
+        ))));
     }
     Ok(changes
         .into_iter()
@@ -482,24 +501,26 @@ async fn sqlite_single(
 /// SQLite: a write of any number of rows, in a transaction that also draws the next block
 /// of event ids when this one runs short (a rolled-back draw is not used).
 async fn sqlite_many(
-    p: &SqlitePool,
+    conn: &mut SqliteConnection,
     ids: &mut EventIdBlock,
     write: &Write,
-) -> Result<Vec<Committed>, ApiError> {
-    let mut tx = p.begin().await?;
+) -> Result<Vec<Committed>, Failed> {
+    // A transaction dropped on an error rolls back when the connection is next used.
+    let mut tx = conn.begin().await.map_err(Failed::clean)?;
     macro_rules! query {
         () => {
             crate::bind_args!(sqlx::query_as(write.sqlite), &write.args)
         };
     }
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
-        let rows: Vec<DeletedRow> = query!().fetch_all(&mut *tx).await?;
+        let rows: Vec<DeletedRow> = query!().fetch_all(&mut *tx).await.map_err(Failed::clean)?;
         rows.into_iter().map(deleted).collect()
     } else {
-        let rows: Vec<TaskRow> = query!().fetch_all(&mut *tx).await?;
+        let rows: Vec<TaskRow> = query!().fetch_all(&mut *tx).await.map_err(Failed::clean)?;
         rows.into_iter()
             .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
-            .collect::<Result<_, _>>()?
+            .collect::<Result<_, _>>()
+            .map_err(Failed::clean)?
     };
     let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
     // Changed only once the write committed: a rolled-back draw is not used.
@@ -509,7 +530,8 @@ async fn sqlite_many(
         let last: i64 = sqlx::query_scalar(DRAW_EVENT_IDS)
             .bind(size)
             .fetch_one(&mut *tx)
-            .await?;
+            .await
+            .map_err(Failed::clean)?;
         block = EventIdBlock {
             next: last - size + 1,
             end: last,
@@ -517,7 +539,7 @@ async fn sqlite_many(
     }
     let first = block.next;
     block.next = block.next.saturating_add(drawn);
-    tx.commit().await?;
+    tx.commit().await.map_err(Failed::clean)?;
     *ids = block;
     Ok((first..)
         .zip(changes)
@@ -525,41 +547,42 @@ async fn sqlite_many(
         .collect())
 }
 
-/// Runs a [`one_trip!`] statement and returns its rows. When it fails, its transaction
-/// is rolled back before the connection goes back to the pool; a connection that cannot
-/// be rolled back, or whose caller stopped waiting mid-write, is closed instead (closing
-/// rolls back whatever it left open).
-async fn one_trip<T>(p: &SqlitePool, sql: &'static str, args: &[Arg]) -> Result<Vec<T>, sqlx::Error>
+/// Runs a [`one_trip!`] statement and returns its rows. When it fails, its transaction is
+/// rolled back; when even that fails, the connection is not clean.
+async fn one_trip<T>(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    args: &[Arg],
+) -> Result<Vec<T>, Failed>
 where
     T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
 {
-    let mut conn = ClosedUnlessDone(Some(p.acquire().await?));
-    let Some(raw) = conn.0.as_mut() else {
-        return Err(sqlx::Error::PoolClosed);
-    };
-    let result = crate::bind_args!(sqlx::query_as::<_, T>(sql), args)
-        .fetch_all(&mut **raw)
-        .await;
-    if result.is_err() && sqlx::query("ROLLBACK").execute(&mut **raw).await.is_err() {
-        return result;
-    }
-    conn.done();
-    result
-}
-
-/// A pooled connection that is closed, not returned, unless marked done.
-struct ClosedUnlessDone(Option<PoolConnection<Sqlite>>);
-
-impl ClosedUnlessDone {
-    fn done(&mut self) {
-        self.0 = None;
+    match crate::bind_args!(sqlx::query_as::<_, T>(sql), args)
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => Ok(rows),
+        Err(error) => {
+            let clean = sqlx::query("ROLLBACK").execute(&mut *conn).await.is_ok();
+            Err(Failed {
+                error: error.into(),
+                clean,
+            })
+        }
     }
 }
 
-impl Drop for ClosedUnlessDone {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.as_mut() {
-            conn.close_on_drop();
+/// A SQLite write that failed, and whether its connection is fit for the next one.
+struct Failed {
+    error: ApiError,
+    clean: bool,
+}
+
+impl Failed {
+    fn clean(error: impl Into<ApiError>) -> Self {
+        Self {
+            error: error.into(),
+            clean: true,
         }
     }
 }

@@ -236,8 +236,9 @@ on_both_backends! {
         let (status, body) = api(port, "alice", "PATCH", &path, Some(json!({"title": "boom"}))).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["error_code"], "validation_error", "{body}");
-        // More writes than the pool has connections: one left inside the failed
-        // transaction would refuse its next write, or hold the write lock.
+        // A connection left inside the failed transaction would refuse the next write
+        // (SQLite writes through one connection) or hold the write lock; more writes than
+        // the pool has connections cover PostgreSQL's.
         let mut last = created.id.unwrap().parse::<i64>().unwrap();
         for n in 0..20 {
             let (status, updated) = api(port, "alice", "PATCH", &path, Some(json!({"title": format!("kept {n}")}))).await;
