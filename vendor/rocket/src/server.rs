@@ -5,9 +5,8 @@ use std::pin::{pin, Pin};
 
 use yansi::Paint;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::sleep;
-use tokio_stream::wrappers::ReceiverStream;
 use futures::stream::StreamExt;
 use futures::future::{FutureExt, Future, BoxFuture};
 use http_body_util::{Either, Empty, StreamBody};
@@ -36,7 +35,9 @@ pub(crate) struct RequestToken;
 
 type HttpBody = Either<
     Empty<Bytes>,
-    StreamBody<ReceiverStream<io::Result<Frame<Bytes>>>>,
+    // todo-api patch: a futures channel, not tokio's, whose first block of 32 slots
+    // (about 3 KiB) would be held for as long as a response streams.
+    StreamBody<futures::channel::mpsc::Receiver<io::Result<Frame<Bytes>>>>,
 >;
 
 async fn handle<Fut, T, F>(name: Option<&str>, run: F) -> Option<T>
@@ -103,8 +104,10 @@ async fn hyper_service_fn(
             Ok(mut req) => {
                 // Convert into Rocket `Data`, dispatch request, write response.
                 let mut data = Data::from(&mut h_body);
-                let token = rocket.preprocess_request(&mut req, &mut data).await;
-                let mut response = rocket.dispatch(token, &req, data).await;
+                // todo-api patch: boxed, so their large states are freed once they are
+                // done instead of sizing this task for as long as a response streams.
+                let token = Box::pin(rocket.preprocess_request(&mut req, &mut data)).await;
+                let mut response = Box::pin(rocket.dispatch(token, &req, data)).await;
                 let upgrade = response.take_upgrade(req.headers().get("upgrade"));
                 if let Ok(Some((proto, handler))) = upgrade {
                     rocket.handle_upgrade(response, proto, handler, pending_upgrade, tx, version)
@@ -200,15 +203,15 @@ impl Rocket<Orbit> {
 
         // For HTTP/1, use a channel even without a body. Hyper otherwise
         // removes Content-Length from 304 responses.
-        let (sender, receiver) = mpsc::channel(1);
-        let hyp_body = StreamBody::new(ReceiverStream::new(receiver));
+        let (mut sender, receiver) = futures::channel::mpsc::channel(0);
+        let hyp_body = StreamBody::new(receiver);
         send_headers(Either::Right(hyp_body))?;
 
         let body = response.body_mut();
         let max_chunk_size = body.max_chunk_size();
         let mut stream = body.into_bytes_stream(max_chunk_size);
         while let Some(next) = stream.next().await {
-            sender.send(Ok(Frame::data(next?))).await
+            futures::SinkExt::send(&mut sender, Ok(Frame::data(next?))).await
                 .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
         }
 
