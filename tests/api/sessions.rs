@@ -100,14 +100,14 @@ async fn create_table(db_url: &str, layout: &Layout, epoch_ms: bool) {
 
 /// Writes a session of `user` with `token`, expiring `expires_in` seconds from now (negative:
 /// already expired), in the representation `create_table` chose.
-async fn insert_session(app: &TestApp, layout: &Layout, token: &str, user: &str, expires_in: i64) {
+async fn insert_session(db_url: &str, layout: &Layout, token: &str, user: &str, expires_in: i64) {
     let Layout {
         table,
         user: user_column,
         expires,
     } = layout;
     let at = chrono::Utc::now() + chrono::Duration::seconds(expires_in);
-    let pool = pool_of(&app.db_url).await;
+    let pool = pool_of(db_url).await;
     let sql = format!(
         "INSERT INTO \"{table}\" (\"id\", \"{expires}\", \"token\", \"{user_column}\") VALUES ($1, $2, $3, $4)"
     );
@@ -148,7 +148,7 @@ on_both_backends! {
     async fn raw_and_signed_session_tokens_act_for_the_sessions_user(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 5).await;
         let token = random_token();
-        insert_session(&app, &CAMEL, &token, "alice", 3600).await;
+        insert_session(&app.db_url, &CAMEL, &token, "alice", 3600).await;
 
         let cookie = signed(&token, TEST_SECRET);
         let (value, signature) = cookie.split_once('.').unwrap();
@@ -193,11 +193,49 @@ on_both_backends! {
         }
     }
 
+    async fn a_session_token_opens_the_event_stream_as_a_header_or_an_access_token(backend) {
+        use crate::events::Stream;
+        let (db_url, dir) = TestApp::fresh_database(backend).await;
+        create_table(&db_url, &CAMEL, false).await;
+        let token = random_token();
+        insert_session(&db_url, &CAMEL, &token, "alice", 3600).await;
+        let server = LiveServer::start_on(db_url, dir, sessions_on(5)).await;
+        let port = server.port;
+        let cookie = urlencoding(&signed(&token, TEST_SECRET));
+        let mut streams = Vec::new();
+        for (path, header) in [
+            (format!("/api/alice/events?access_token={token}"), String::new()),
+            (format!("/api/alice/events?access_token={cookie}"), String::new()),
+            ("/api/alice/events".to_owned(), format!("Authorization: Bearer {token}\r\n")),
+            (format!("/api/events?access_token={token}"), String::new()),
+        ] {
+            let mut stream = Stream::open(port, &path, &header).await;
+            assert_eq!(stream.status, 200, "{path}");
+            assert_eq!(stream.event().await.and_then(|f| f.event).as_deref(), Some("ready"), "{path}");
+            streams.push(stream);
+        }
+        assert_eq!(Stream::open(port, &format!("/api/bob/events?access_token={token}"), "").await.status, 403);
+        assert_eq!(Stream::open(port, &format!("/api/alice/events?access_token={}", random_token()), "").await.status, 401);
+
+        let body = json!({"title": "from a session"}).to_string();
+        let (status, _, text) = raw_http(port, &format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())).await;
+        assert_eq!(status, 201, "{text}");
+        let created: Value = serde_json::from_str(&text).unwrap();
+        for stream in &mut streams {
+            let frame = stream.event().await.expect("the create");
+            assert_eq!(frame.event.as_deref(), Some("task.created"));
+            assert_eq!(frame.json(), created);
+        }
+        server.stop().await;
+    }
+
     async fn signed_out_and_expired_sessions_are_refused(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 0).await;
         let (gone, expired, expiring) = (random_token(), random_token(), random_token());
-        insert_session(&app, &CAMEL, &gone, "alice", 3600).await;
-        insert_session(&app, &CAMEL, &expired, "alice", -1).await;
+        insert_session(&app.db_url, &CAMEL, &gone, "alice", 3600).await;
+        insert_session(&app.db_url, &CAMEL, &expired, "alice", -1).await;
         assert_eq!(status_of(&app, "/api/alice/tasks", &gone).await.status, Status::Ok);
         let refused = status_of(&app, "/api/alice/tasks", &expired).await;
         assert_eq!(refused.status, Status::Unauthorized);
@@ -208,7 +246,7 @@ on_both_backends! {
         assert_eq!(status_of(&app, "/api/alice/tasks", &gone).await.status, Status::Unauthorized);
 
         // Expiring the row (as Better Auth does on sign-out elsewhere, or time does).
-        insert_session(&app, &CAMEL, &expiring, "alice", 3600).await;
+        insert_session(&app.db_url, &CAMEL, &expiring, "alice", 3600).await;
         assert_eq!(status_of(&app, "/api/alice/tasks", &expiring).await.status, Status::Ok);
         let past = if app.db_url.starts_with("sqlite") {
             "'2020-01-01T00:00:00.000Z'"
@@ -222,8 +260,8 @@ on_both_backends! {
     async fn a_verified_session_is_trusted_for_the_cache_time_and_never_past_its_expiry(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 1).await;
         let (token, short) = (random_token(), random_token());
-        insert_session(&app, &CAMEL, &token, "alice", 3600).await;
-        insert_session(&app, &CAMEL, &short, "alice", 1).await;
+        insert_session(&app.db_url, &CAMEL, &token, "alice", 3600).await;
+        insert_session(&app.db_url, &CAMEL, &short, "alice", 1).await;
         assert_eq!(status_of(&app, "/api/alice/tasks", &token).await.status, Status::Ok);
         assert_eq!(status_of(&app, "/api/alice/tasks", &short).await.status, Status::Ok);
         execute(&app.db_url, "DELETE FROM \"session\"").await;
@@ -240,8 +278,8 @@ on_both_backends! {
         // Whole milliseconds on SQLite, as Prisma writes dates.
         let app = spawn_with_table(backend, &layout, true, 0).await;
         let (token, expired) = (random_token(), random_token());
-        insert_session(&app, &layout, &token, "carol", 600).await;
-        insert_session(&app, &layout, &expired, "carol", -5).await;
+        insert_session(&app.db_url, &layout, &token, "carol", 600).await;
+        insert_session(&app.db_url, &layout, &expired, "carol", -5).await;
         let ok = status_of(&app, "/api/carol/tasks", &token).await;
         assert_eq!(ok.status, Status::Ok, "{}", ok.text);
         assert_eq!(status_of(&app, "/api/carol/tasks", &expired).await.status, Status::Unauthorized);
@@ -266,7 +304,7 @@ on_both_backends! {
         assert_eq!(app.call("alice", Method::Get, "/api/alice/tasks", None).await.status, Status::Ok);
 
         create_table(&app.db_url, &CAMEL, false).await;
-        insert_session(&app, &CAMEL, &token, "alice", 600).await;
+        insert_session(&app.db_url, &CAMEL, &token, "alice", 600).await;
         // Looked for again at most once a second.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(status_of(&app, "/api/alice/tasks", &token).await.status, Status::Ok);
@@ -279,7 +317,7 @@ on_both_backends! {
         let late = random_token();
         assert_eq!(status_of(&app, "/api/alice/tasks", &late).await.status, Status::Unauthorized);
         // Unknown a moment ago: answered from memory, the table is not asked again.
-        insert_session(&app, &CAMEL, &late, "alice", 600).await;
+        insert_session(&app.db_url, &CAMEL, &late, "alice", 600).await;
         assert_eq!(status_of(&app, "/api/alice/tasks", &late).await.status, Status::Unauthorized);
 
         let flood = (0..400).map(|_| {
@@ -311,7 +349,7 @@ on_both_databases! {
     async fn without_sessions_on_a_value_that_is_not_a_jwt_is_refused(app) {
         create_table(&app.db_url, &CAMEL, false).await;
         let token = random_token();
-        insert_session(&app, &CAMEL, &token, "alice", 600).await;
+        insert_session(&app.db_url, &CAMEL, &token, "alice", 600).await;
         let refused = status_of(&app, "/api/alice/tasks", &token).await;
         assert_eq!(refused.status, Status::Unauthorized);
         assert_eq!(refused.error_code(), "invalid_token");
