@@ -12,7 +12,7 @@ use rocket::State;
 
 use std::sync::Arc;
 
-use crate::auth::{JwksStatus, Verifier};
+use crate::auth::{JwksStatus, SessionStoreStatus, Verifier};
 use crate::db::Db;
 #[allow(unused_imports)] // named in the OpenAPI attributes
 use crate::error::ErrorBody;
@@ -26,7 +26,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(health, live, ready),
-    components(schemas(Health, JwksStatus, EventsStatus))
+    components(schemas(Health, JwksStatus, EventsStatus, SessionStoreStatus))
 )]
 pub struct HealthApi;
 
@@ -45,11 +45,11 @@ pub struct Health {
     /// API works while the listener reconnects).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsStatus>,
-    /// Better Auth's session table, on `/health/ready` when session tokens are on:
-    /// `ok`, `table_missing`, `columns_missing` or `unreachable`. Reported, never failing
-    /// the probe (JWTs keep working; a missing table is looked for again on use).
+    /// Better Auth's session table, on `/health/ready` when session tokens are on.
+    /// Reported, never failing the probe (JWTs keep working; a missing table is looked
+    /// for again on use).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<&'static str>,
+    pub sessions: Option<SessionStoreStatus>,
     /// The service version.
     pub version: &'static str,
 }
@@ -122,7 +122,7 @@ async fn ready(
 ) -> Result<Json<Health>, PublicError> {
     let mut answer = health(db).await?;
     answer.jwks = verifier.jwks_status();
-    answer.sessions = verifier.sessions().map(|s| s.status().name());
+    answer.sessions = verifier.sessions().map(|s| s.status());
     answer.events = listener.zip(bus).map(|(listener, bus)| EventsStatus {
         listener: listener.name(),
         streams: bus.open_streams(),

@@ -43,7 +43,8 @@ const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 const TOKEN_LENGTHS: std::ops::RangeInclusive<usize> = 16..=256;
 
 /// What `/health/ready` says about the session table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum SessionStoreStatus {
     /// The table was found with the columns it needs.
     Ok,
@@ -53,18 +54,6 @@ pub enum SessionStoreStatus {
     ColumnsMissing,
     /// The database could not be asked.
     Unreachable,
-}
-
-impl SessionStoreStatus {
-    /// The status as `/health/ready` writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::TableMissing => "table_missing",
-            Self::ColumnsMissing => "columns_missing",
-            Self::Unreachable => "unreachable",
-        }
-    }
 }
 
 /// The lookup statement, once the table's columns are known.

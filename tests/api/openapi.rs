@@ -341,6 +341,21 @@ fn documented_limits_are_the_constants() {
         json!(["created_at", "updated_at", "title", "priority", "due_date"])
     );
     assert_eq!(schemas["Task"]["properties"]["id"]["minimum"], json!(1));
+    // What `/health/ready` may say of Better Auth's session table.
+    let sessions = serde_json::to_string(&schemas["SessionStoreStatus"]).unwrap();
+    for status in ["ok", "table_missing", "columns_missing", "unreachable"] {
+        assert!(
+            sessions.contains(&format!("\"{status}\"")),
+            "{status}: {sessions}"
+        );
+    }
+    assert!(
+        serde_json::to_string(&schemas["Health"]["properties"]["sessions"])
+            .unwrap()
+            .contains("#/components/schemas/SessionStoreStatus"),
+        "{}",
+        schemas["Health"]["properties"]["sessions"]
+    );
     assert!(
         schemas["Task"]["properties"].get("due_date").is_some(),
         "the task's due date is due_date"
