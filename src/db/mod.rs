@@ -211,10 +211,11 @@ impl AppPool {
     }
 }
 
-/// The most SQLite connections worth holding: one writes at a time, and reads can use no
-/// more than the cores. Each connection is a thread with its own page cache (up to 2 MiB),
-/// so more cost memory and, under load, speed: 15 connections on 2 cores served a tenth
-/// fewer lists than 4, with 9 MB more resident (scripts/load).
+/// The most SQLite connections worth holding in the pool, which reads (writes go through
+/// one more connection of their own, see `tasks::store`): reads can use no more than the
+/// cores. Each connection is a thread with its own page cache (up to 2 MiB), so more cost
+/// memory and, under load, speed: 15 connections on 2 cores served a tenth fewer lists
+/// than 4, with 9 MB more resident (scripts/load).
 fn sqlite_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     u32::try_from(cores.saturating_mul(2))

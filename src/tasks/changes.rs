@@ -91,6 +91,28 @@ impl Default for EventIdBlock {
     }
 }
 
+impl EventIdBlock {
+    /// The block of `size` ids whose last one is `last`.
+    pub(super) fn ending_at(last: i64, size: i64) -> Self {
+        Self {
+            next: last.saturating_sub(size).saturating_add(1),
+            end: last,
+        }
+    }
+
+    /// How many ids are left.
+    pub(super) fn remaining(&self) -> i64 {
+        self.end.saturating_sub(self.next).saturating_add(1).max(0)
+    }
+
+    /// Takes the next `n` ids (at most [`Self::remaining`]); returns the first.
+    pub(super) fn take(&mut self, n: i64) -> i64 {
+        let first = self.next;
+        self.next = self.next.saturating_add(n);
+        first
+    }
+}
+
 impl ChangeHooks {
     /// Adds a sink; for start-up.
     pub fn register(&self, sink: Arc<dyn ChangeSink>) {
@@ -108,5 +130,24 @@ impl ChangeHooks {
                 sink.committed(changes);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventIdBlock;
+
+    #[test]
+    fn an_event_id_block_hands_out_its_ids_in_order_and_then_none() {
+        let empty = EventIdBlock::default();
+        assert_eq!(empty.remaining(), 0, "the first write draws a block");
+        let mut block = EventIdBlock::ending_at(512, 256);
+        assert_eq!(block.remaining(), 256);
+        assert_eq!(block.take(1), 257);
+        assert_eq!(block.take(0), 258, "taking none leaves the next id");
+        assert_eq!(block.take(254), 258);
+        assert_eq!(block.remaining(), 1);
+        assert_eq!(block.take(1), 512);
+        assert_eq!(block.remaining(), 0);
     }
 }

@@ -328,12 +328,19 @@ pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<T
 
 /// One write: its statement (per dialect), its arguments, and what its rows mean.
 struct Write {
-    sqlite: &'static str,
-    /// SQLite, for a write that changes at most one row: `sqlite` in [`one_trip!`] form.
-    sqlite_single: Option<&'static str>,
+    sqlite: SqliteWrite,
     postgres: &'static str,
     args: Vec<Arg>,
     kind: WriteKind,
+}
+
+/// How SQLite runs a write.
+#[derive(Clone, Copy)]
+enum SqliteWrite {
+    /// A write of at most one row, in [`one_trip!`] form: with its commit, in one round trip.
+    OneTrip(&'static str),
+    /// A write of any number of rows, run in a transaction.
+    InTransaction(&'static str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -369,6 +376,13 @@ impl WriteKind {
     }
 }
 
+/// The changes of a write's returned task rows.
+fn task_changes(kind: WriteKind, rows: Vec<TaskRow>) -> Result<Vec<TaskChange>, ApiError> {
+    rows.into_iter()
+        .map(|row| Task::try_from(row).map(|task| kind.task_change(task)))
+        .collect()
+}
+
 fn deleted(row: DeletedRow) -> TaskChange {
     TaskChange::Deleted {
         user_id: row.user_id,
@@ -399,9 +413,9 @@ async fn commit(
                 Some(open) => open,
                 None => p.connect_options().connect().await?,
             };
-            let outcome = match write.sqlite_single {
-                Some(sql) => sqlite_single(&mut taken, ids, &write, sql).await,
-                None => sqlite_many(&mut taken, ids, &write).await,
+            let outcome = match write.sqlite {
+                SqliteWrite::OneTrip(sql) => sqlite_single(&mut taken, ids, &write, sql).await,
+                SqliteWrite::InTransaction(sql) => sqlite_many(&mut taken, ids, &write, sql).await,
             };
             let committed = match outcome {
                 Ok(committed) => committed,
@@ -455,7 +469,7 @@ async fn sqlite_single(
     write: &Write,
     sql: &'static str,
 ) -> Result<Vec<Committed>, Failed> {
-    if ids.next > ids.end {
+    if ids.remaining() == 0 {
         // Drawn and committed before the write: if the write then fails, the block stays
         // good for the next one.
         let last: Vec<(i64,)> =
@@ -465,36 +479,26 @@ async fn sqlite_single(
                 "drawing event ids returned no row"
             )))
         })?;
-        *ids = EventIdBlock {
-            next: last - EVENT_ID_BLOCK + 1,
-            end: last,
-        };
+        *ids = EventIdBlock::ending_at(last, EVENT_ID_BLOCK);
     }
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
         let rows: Vec<DeletedRow> = one_trip(conn, sql, &write.args).await?;
         rows.into_iter().map(deleted).collect()
     } else {
         let rows: Vec<TaskRow> = one_trip(conn, sql, &write.args).await?;
-        rows.into_iter()
-            .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
-            .collect::<Result<_, _>>()
-            .map_err(Failed::clean)?
+        task_changes(write.kind, rows).map_err(Failed::clean)?
     };
-    if changes.len() > 1 {
+    let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+    if drawn > ids.remaining() {
         // Each of these writes names one task by its key, so this cannot happen; were it
         // to, the ids after the block's end could belong to the next block.
         return Err(Failed::clean(ApiError::Internal(anyhow::anyhow!(
-            "a single-row write changed {} rows",
-            changes.len()
+            "a single-row write changed {drawn} rows"
         ))));
     }
-    Ok(changes
-        .into_iter()
-        .map(|change| {
-            let event_id = ids.next;
-            ids.next += 1;
-            Committed { event_id, change }
-        })
+    Ok((ids.take(drawn)..)
+        .zip(changes)
+        .map(|(event_id, change)| Committed { event_id, change })
         .collect())
 }
 
@@ -504,12 +508,13 @@ async fn sqlite_many(
     conn: &mut SqliteConnection,
     ids: &mut EventIdBlock,
     write: &Write,
+    sql: &'static str,
 ) -> Result<Vec<Committed>, Failed> {
     // A transaction dropped on an error rolls back when the connection is next used.
     let mut tx = conn.begin().await.map_err(Failed::clean)?;
     macro_rules! query {
         () => {
-            crate::bind_args!(sqlx::query_as(write.sqlite), &write.args)
+            crate::bind_args!(sqlx::query_as(sql), &write.args)
         };
     }
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
@@ -517,28 +522,21 @@ async fn sqlite_many(
         rows.into_iter().map(deleted).collect()
     } else {
         let rows: Vec<TaskRow> = query!().fetch_all(&mut *tx).await.map_err(Failed::clean)?;
-        rows.into_iter()
-            .map(|row| Task::try_from(row).map(|task| write.kind.task_change(task)))
-            .collect::<Result<_, _>>()
-            .map_err(Failed::clean)?
+        task_changes(write.kind, rows).map_err(Failed::clean)?
     };
     let drawn = i64::try_from(changes.len()).unwrap_or(i64::MAX);
     // Changed only once the write committed: a rolled-back draw is not used.
     let mut block = *ids;
-    if block.end.saturating_sub(block.next) < drawn.saturating_sub(1) {
+    if block.remaining() < drawn {
         let size = drawn.max(EVENT_ID_BLOCK);
         let last: i64 = sqlx::query_scalar(DRAW_EVENT_IDS)
             .bind(size)
             .fetch_one(&mut *tx)
             .await
             .map_err(Failed::clean)?;
-        block = EventIdBlock {
-            next: last - size + 1,
-            end: last,
-        };
+        block = EventIdBlock::ending_at(last, size);
     }
-    let first = block.next;
-    block.next = block.next.saturating_add(drawn);
+    let first = block.take(drawn);
     tx.commit().await.map_err(Failed::clean)?;
     *ids = block;
     Ok((first..)
@@ -610,8 +608,7 @@ pub async fn create(
         /* $11 search_description */ Arg::OptText(task.description.as_deref().map(fold)),
     ];
     let write = Write {
-        sqlite: insert!(),
-        sqlite_single: Some(one_trip!(insert!())),
+        sqlite: SqliteWrite::OneTrip(one_trip!(insert!())),
         postgres: announced!("created", insert!()),
         args,
         kind: WriteKind::Create,
@@ -706,8 +703,7 @@ pub async fn update(
         /* $15 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: update!(),
-        sqlite_single: Some(one_trip!(update!())),
+        sqlite: SqliteWrite::OneTrip(one_trip!(update!())),
         postgres: announced!("updated", update!()),
         args,
         kind: WriteKind::Update,
@@ -734,8 +730,7 @@ pub async fn set_completed(
         /* $5 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: set_completed!(),
-        sqlite_single: Some(one_trip!(set_completed!())),
+        sqlite: SqliteWrite::OneTrip(one_trip!(set_completed!())),
         postgres: announced!("updated", set_completed!()),
         args,
         kind: WriteKind::Update,
@@ -759,8 +754,7 @@ pub async fn delete(
         /* $3 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: delete!(),
-        sqlite_single: Some(one_trip!(delete!())),
+        sqlite: SqliteWrite::OneTrip(one_trip!(delete!())),
         postgres: announced_deletes!(delete!()),
         args,
         kind: WriteKind::Delete,
@@ -779,8 +773,7 @@ pub async fn delete_completed(
     user: &AuthedUser,
 ) -> Result<u64, ApiError> {
     let write = Write {
-        sqlite: delete_completed!(),
-        sqlite_single: None,
+        sqlite: SqliteWrite::InTransaction(delete_completed!()),
         postgres: announced_deletes!(delete_completed!()),
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,
