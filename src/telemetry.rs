@@ -81,6 +81,8 @@ impl RequestId {
     }
 }
 
+/// A random (v4) UUID. uuid's `fast-rng` draws it from a generator the OS seeds; without
+/// it, every id is a `getrandom` system call, one per request.
 fn new_request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

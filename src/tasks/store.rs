@@ -202,7 +202,8 @@ fn versions_arg(precondition: &Precondition) -> Arg {
     }
 }
 
-#[derive(sqlx::FromRow)]
+/// A task's columns, read by position: [`task_columns!`] come first, in that order, in every
+/// statement that returns tasks. Read by name, each field of a page cost a hash lookup.
 struct TaskRow {
     id: i64,
     user_id: String,
@@ -215,6 +216,36 @@ struct TaskRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
+}
+
+/// The number of columns [`TaskRow`] reads; a statement's own columns follow them.
+const TASK_COLUMNS: usize = 11;
+
+impl<'r, R> sqlx::FromRow<'r, R> for TaskRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            user_id: row.try_get(1)?,
+            title: row.try_get(2)?,
+            description: row.try_get(3)?,
+            completed: row.try_get(4)?,
+            priority: row.try_get(5)?,
+            category: row.try_get(6)?,
+            due_at: row.try_get(7)?,
+            created_at: row.try_get(8)?,
+            updated_at: row.try_get(9)?,
+            version: row.try_get(10)?,
+        })
+    }
 }
 
 impl TryFrom<TaskRow> for Task {
@@ -267,11 +298,24 @@ macro_rules! bind_args {
     }};
 }
 
-#[derive(sqlx::FromRow)]
 struct ListRow {
-    #[sqlx(flatten)]
     task: TaskRow,
     total_count: i64,
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for ListRow
+where
+    R: sqlx::Row,
+    TaskRow: sqlx::FromRow<'r, R>,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            task: TaskRow::from_row(row)?,
+            total_count: row.try_get(TASK_COLUMNS)?,
+        })
+    }
 }
 
 /// One page of a list and the number of tasks matching its filters.
@@ -834,10 +878,10 @@ macro_rules! overview_list {
     ($list:literal, $filter:literal, $order:literal) => {
         concat!(
             "SELECT * FROM (SELECT ",
-            $list,
-            " AS list, ",
             task_columns!(),
-            " FROM tasks WHERE user_id = $1 AND ",
+            ", ",
+            $list,
+            " AS list FROM tasks WHERE user_id = $1 AND ",
             $filter,
             " ORDER BY ",
             $order,
@@ -866,9 +910,9 @@ pub const OVERVIEW_LISTS: &str = concat!(
 
 #[derive(sqlx::FromRow)]
 struct OverviewRow {
-    list: i32,
     #[sqlx(flatten)]
     task: TaskRow,
+    list: i32,
 }
 
 /// The dashboard's lists of the user's tasks, measured against `now`.
