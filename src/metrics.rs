@@ -147,6 +147,7 @@ impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
 fn scrape(
     metrics: &State<Metrics>,
     db: &Db,
+    hooks: &State<crate::tasks::changes::ChangeHooks>,
     verifier: &State<Verifier>,
     bus: Option<&State<std::sync::Arc<crate::events::Bus>>>,
 ) -> Exposition {
@@ -178,6 +179,12 @@ fn scrape(
         .pool
         .with_label_values(&["idle"])
         .set(i64::try_from(idle).unwrap_or(i64::MAX));
+    if db.backend() == crate::db::Backend::Sqlite {
+        metrics
+            .pool
+            .with_label_values(&["writer"])
+            .set(i64::from(hooks.sqlite_writer_open()));
+    }
     metrics
         .jwks_fetches
         .with_label_values(&["better_auth"])

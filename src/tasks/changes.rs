@@ -121,6 +121,14 @@ impl ChangeHooks {
         }
     }
 
+    /// SQLite: whether the writer's connection (outside the pool) is open. A write in
+    /// progress holds it, so a held lock counts as open.
+    pub fn sqlite_writer_open(&self) -> bool {
+        self.sqlite_writer
+            .try_lock()
+            .map_or(true, |writer| writer.conn.is_some())
+    }
+
     pub(super) fn notify(&self, changes: &[Committed]) {
         if changes.is_empty() {
             return;

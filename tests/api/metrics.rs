@@ -4,7 +4,7 @@
 use rocket::figment::providers::Serialized;
 use rocket::http::{Method, Status};
 
-use crate::helpers::{on_both_backends, TestApp};
+use crate::helpers::{on_both_backends, Backend, TestApp};
 
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -38,6 +38,16 @@ on_both_backends! {
         assert!(value(&text, r#"todo_api_http_request_duration_seconds_bucket{method="GET",route="/api/<user_id>/tasks",le="5"}"#).is_some());
         assert!(value(&text, r#"todo_api_db_pool_connections{state="open"}"#).is_some_and(|n| n >= 1.0));
         assert!(value(&text, r#"todo_api_db_pool_connections{state="idle"}"#).is_some());
+        // SQLite writes through one more connection, opened by the first write.
+        let writer = r#"todo_api_db_pool_connections{state="writer"}"#;
+        if backend == Backend::Sqlite {
+            assert_eq!(value(&text, writer), Some(0.0), "no write yet: {text}");
+            assert_eq!(app.as_user("bob").post("tasks", &serde_json::json!({"title": "a"})).await.status, Status::Created);
+            let text = app.request(Method::Get, "/metrics", None, None).await.text;
+            assert_eq!(value(&text, writer), Some(1.0), "{text}");
+        } else {
+            assert_eq!(value(&text, writer), None, "PostgreSQL has no writer connection");
+        }
         assert!(!text.contains("alice") && !text.contains("secret-path"), "no user ids or raw paths in labels");
     }
 
