@@ -30,6 +30,7 @@ pub struct Metrics {
     rate_limited: IntCounter,
     jwks_fetches: IntGaugeVec,
     events: IntGaugeVec,
+    session_lookups: IntGaugeVec,
 }
 
 impl Metrics {
@@ -74,8 +75,17 @@ impl Metrics {
             ),
             &["what"],
         )?;
+        let session_lookups = IntGaugeVec::new(
+            Opts::new(
+                "session_lookups",
+                "Better Auth session token lookups since start, by outcome: cached, database, \
+                 busy and unavailable (both answered 503)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(jwks_fetches.clone()))?;
         registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(session_lookups.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -84,6 +94,7 @@ impl Metrics {
             rate_limited,
             jwks_fetches,
             events,
+            session_lookups,
         })
     }
 }
@@ -189,6 +200,14 @@ fn scrape(
         .jwks_fetches
         .with_label_values(&["better_auth"])
         .set(i64::try_from(verifier.jwks_fetch_count()).unwrap_or(i64::MAX));
+    if let Some(sessions) = verifier.sessions() {
+        for (outcome, count) in sessions.lookup_counts() {
+            metrics
+                .session_lookups
+                .with_label_values(&[outcome])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
     let mut body = Vec::new();
     if let Err(error) = TextEncoder::new().encode(&metrics.registry.gather(), &mut body) {
         tracing::error!(%error, "metrics could not be encoded");

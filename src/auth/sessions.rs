@@ -11,7 +11,7 @@
 //! - raw tokens are neither logged nor kept: the cache is keyed by their SHA-256.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,19 @@ struct Entry {
     until: Instant,
 }
 
+/// How session lookups ended since start, for `/metrics`.
+#[derive(Debug, Default)]
+struct LookupCounts {
+    /// Answered from the verdict cache.
+    cached: AtomicU64,
+    /// Answered by the database (a session found or not).
+    database: AtomicU64,
+    /// Refused with 503: too many lookups waiting, or no connection in time.
+    busy: AtomicU64,
+    /// Refused with 503: the table is missing or the database failed.
+    unavailable: AtomicU64,
+}
+
 /// The session store: its own pool, the detected schema and the verdict cache.
 pub struct Sessions {
     pool: AppPool,
@@ -84,6 +97,7 @@ pub struct Sessions {
     cache: Mutex<HashMap<[u8; 32], Entry>>,
     lookups: Semaphore,
     waiting: AtomicUsize,
+    counts: LookupCounts,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -207,6 +221,7 @@ impl Sessions {
             cache: Mutex::new(HashMap::new()),
             lookups: Semaphore::new(POOL_SIZE as usize),
             waiting: AtomicUsize::new(0),
+            counts: LookupCounts::default(),
         })
     }
 
@@ -346,12 +361,14 @@ impl Sessions {
         }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(entry) = self.cached(&key) {
+            self.counts.cached.fetch_add(1, Ordering::Relaxed);
             return entry
                 .user
                 .map(|u| u.to_string())
                 .ok_or(TokenError::UnknownSession.into());
         }
         let row = self.fetch(token).await?;
+        self.counts.database.fetch_add(1, Ordering::Relaxed);
         let now_epoch = crate::time::now().timestamp_micros() as f64 / 1e6;
         let verdict = match row {
             None => Err(TokenError::UnknownSession),
@@ -403,18 +420,35 @@ impl Sessions {
         );
     }
 
+    /// Session lookups since start by how they ended: `cached`, `database` (a session
+    /// found or not), `busy` and `unavailable` (both answered 503).
+    pub fn lookup_counts(&self) -> [(&'static str, u64); 4] {
+        let counts = &self.counts;
+        [
+            ("cached", counts.cached.load(Ordering::Relaxed)),
+            ("database", counts.database.load(Ordering::Relaxed)),
+            ("busy", counts.busy.load(Ordering::Relaxed)),
+            ("unavailable", counts.unavailable.load(Ordering::Relaxed)),
+        ]
+    }
+
     /// The session row's user and expiry (seconds since the epoch), through the bounded
     /// queue.
     async fn fetch(&self, token: &str) -> Result<Option<(String, Option<f64>)>, Refusal> {
-        let query = self.query().await?;
+        let Ok(query) = self.query().await else {
+            self.counts.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::SessionsUnavailable);
+        };
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.counts.busy.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("session lookup refused: too many lookups waiting");
             return Err(Refusal::SessionsUnavailable);
         }
         let permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.lookups.acquire()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         let Ok(Ok(_permit)) = permit else {
+            self.counts.busy.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("session lookup refused: no connection within the timeout");
             return Err(Refusal::SessionsUnavailable);
         };
@@ -439,6 +473,7 @@ impl Sessions {
                         checked: Instant::now(),
                     };
                 }
+                self.counts.unavailable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "session lookup failed");
                 Err(Refusal::SessionsUnavailable)
             }

@@ -48,6 +48,7 @@ on_both_backends! {
         } else {
             assert_eq!(value(&text, writer), None, "PostgreSQL has no writer connection");
         }
+        assert!(!text.contains("todo_api_session_lookups"), "session tokens are off");
         assert!(!text.contains("alice") && !text.contains("secret-path"), "no user ids or raw paths in labels");
     }
 

@@ -312,6 +312,36 @@ on_both_backends! {
         assert_eq!(ready.json()["sessions"], "ok");
     }
 
+    async fn session_lookups_are_counted_by_outcome_in_the_metrics(backend) {
+        let app = spawn_with_table(backend, &CAMEL, false, 60).await;
+        let counts = || async {
+            let text = app.request(Method::Get, "/metrics", None, None).await.text;
+            ["cached", "database", "busy", "unavailable"].map(|outcome| {
+                let series = format!("todo_api_session_lookups{{outcome=\"{outcome}\"}} ");
+                text.lines()
+                    .find_map(|line| line.strip_prefix(&series))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("no {series}in:\n{text}"))
+            })
+        };
+        assert_eq!(counts().await, [0, 0, 0, 0]);
+        let known = random_token();
+        insert_session(&app.db_url, &CAMEL, &known, "alice", 600).await;
+        let unknown = random_token();
+        for token in [&known, &known, &unknown, &unknown] {
+            status_of(&app, "/api/alice/tasks", token).await;
+        }
+        // Refused before any lookup, and JWTs never look.
+        assert_eq!(status_of(&app, "/api/alice/tasks", "bad token!").await.status, Status::Unauthorized);
+        assert_eq!(app.call("alice", Method::Get, "/api/alice/tasks", None).await.status, Status::Ok);
+        assert_eq!(counts().await, [2, 2, 0, 0], "each token asked the database once");
+
+        execute(&app.db_url, "DROP TABLE \"session\"").await;
+        let gone = status_of(&app, "/api/alice/tasks", &random_token()).await;
+        assert_eq!(gone.status, Status::ServiceUnavailable);
+        assert_eq!(counts().await, [2, 2, 0, 1]);
+    }
+
     async fn unknown_tokens_are_remembered_and_a_flood_leaves_other_users_served(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 0).await;
         let late = random_token();
