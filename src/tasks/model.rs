@@ -1,7 +1,7 @@
 //! Task domain and wire types. Input is parsed field by field from the JSON object, so a
 //! client learns every broken rule at once and a value that exists here is valid.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -200,9 +200,16 @@ fn parse_priority(value: &Value) -> Result<Priority, String> {
 fn parse_due_at(value: &Value) -> Result<Option<DateTime<Utc>>, String> {
     match value {
         Value::Null => Ok(None),
-        Value::String(text) => parse_timestamp(text).map(Some).ok_or_else(|| {
-            "Due date must be an RFC 3339 timestamp such as 2026-12-01T17:00:00Z".to_owned()
-        }),
+        Value::String(text) => {
+            let at = parse_timestamp(text).ok_or_else(|| {
+                "Due date must be an RFC 3339 timestamp such as 2026-12-01T17:00:00Z".to_owned()
+            })?;
+            // Answers write it in UTC with four year digits, and PostgreSQL has no year 0.
+            if !(1..=9999).contains(&at.year()) {
+                return Err("Due date must fall in the years 0001 to 9999 in UTC".to_owned());
+            }
+            Ok(Some(at))
+        }
         _ => Err("Due date must be an RFC 3339 timestamp string or null".to_owned()),
     }
 }

@@ -169,11 +169,13 @@ on_both_backends! {
         let mut bob = Stream::open(port, "/api/bob/events", &bearer("bob")).await;
         assert_eq!(bob.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
 
-        let (status, created) = api(port, "alice", "POST", "tasks", Some(json!({"title": "one", "description": "tab\there \u{1}"}))).await;
+        let (status, created) = api(port, "alice", "POST", "tasks", Some(json!({"title": "one", "description": "tab\there \u{1}", "due_date": "0001-01-01T00:00:00Z"}))).await;
         assert_eq!(status, 201);
         let id = created["id"].as_i64().unwrap();
+        // The first and the last instant a due date may hold: events render them as REST does.
+        assert_eq!(created["due_date"], "0001-01-01T00:00:00.000000Z");
         let (_, done) = api(port, "alice", "PATCH", &format!("tasks/{id}/complete"), None).await;
-        let (_, patched) = api(port, "alice", "PATCH", &format!("tasks/{id}"), Some(json!({"category": "home"}))).await;
+        let (_, patched) = api(port, "alice", "PATCH", &format!("tasks/{id}"), Some(json!({"category": "home", "due_date": "9999-12-31T23:59:59.999999Z"}))).await;
         let (_, replaced) = api(port, "alice", "PUT", &format!("tasks/{id}"), Some(json!({"title": "one, again"}))).await;
         let (_, second) = api(port, "alice", "POST", "tasks", Some(json!({"title": "two", "completed": true}))).await;
         assert_eq!(api(port, "alice", "DELETE", &format!("tasks/{id}"), None).await.0, 204);

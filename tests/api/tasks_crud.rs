@@ -71,6 +71,9 @@ on_both_databases! {
             (json!({"title": "ok", "category": "c".repeat(101)}), "category", "long category"),
             (json!({"title": "ok", "due_at": "next friday"}), "due_at", "due_at not RFC 3339"),
             (json!({"title": "ok", "due_at": "2026-12-01"}), "due_at", "due_at without a time"),
+            (json!({"title": "ok", "due_date": "0000-06-01T00:00:00Z"}), "due_date", "year 0"),
+            (json!({"title": "ok", "due_date": "0001-01-01T00:30:00+01:00"}), "due_date", "year 0 in UTC"),
+            (json!({"title": "ok", "due_date": "9999-12-31T23:30:00-01:00"}), "due_date", "year 10000 in UTC"),
         ];
         for (body, field, reason) in cases {
             let response = app.as_user("alice").post("tasks", &body).await;
