@@ -483,7 +483,7 @@ pub struct Task {
     pub priority: Priority,
     /// Category.
     pub category: Option<String>,
-    /// Due date.
+    /// Due date: any offset in, UTC out, within the years 0001 to 9999 in UTC.
     #[serde(rename = "due_date", serialize_with = "serialize_optional_time")]
     #[schema(rename = "due_date")]
     pub due_at: Option<DateTime<Utc>>,
