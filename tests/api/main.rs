@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod plans;
+mod pool;
 mod promises;
 mod ratelimit;
 mod scoped;

@@ -1,0 +1,66 @@
+//! The pool takes a PostgreSQL connection back without a round trip unless it has something
+//! to flush (vendor/sqlx-core/PATCHED.md). What that round trip used to guarantee still
+//! holds: a dropped transaction is rolled back at once, and a result dropped half-read does
+//! not reach the connection's next query.
+
+use rocket::futures::TryStreamExt as _;
+use sqlx::Connection as _;
+
+use crate::helpers::{Backend, TestApp};
+
+#[rocket::async_test]
+async fn a_returned_connection_rolls_back_a_dropped_transaction_and_drains_a_dropped_result() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let (db_url, _dir) = TestApp::fresh_database(Backend::Postgres).await;
+    // One connection, so every step below goes through the one that was given back.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&db_url)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE counters (id INT PRIMARY KEY, n INT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO counters VALUES (1, 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("UPDATE counters SET n = 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        // Dropped without a commit, while it holds the row's lock.
+    }
+    // Nobody uses the pool now: the rollback must run on the way back into it, or the
+    // row stays locked until the connection's next query.
+    let mut other = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    sqlx::query("SET lock_timeout = '3s'")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE counters SET n = 2 WHERE id = 1")
+        .execute(&mut other)
+        .await
+        .expect("the dropped transaction was rolled back and its lock released");
+
+    {
+        let mut rows =
+            sqlx::query_scalar::<_, i32>("SELECT g FROM generate_series(1, 100000) g").fetch(&pool);
+        assert_eq!(rows.try_next().await.unwrap(), Some(1));
+        // Dropped with most of its rows still to come.
+    }
+    let n: i32 = sqlx::query_scalar("SELECT n FROM counters WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        n, 2,
+        "the next query reads its own answer, not the dropped result's rows"
+    );
+}
