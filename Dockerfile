@@ -4,8 +4,10 @@
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so source edits do not rebuild them.
+# Dependencies first, so source edits do not rebuild them (with the patched crates that
+# Cargo.toml's [patch.crates-io] names under vendor/).
 COPY Cargo.toml Cargo.lock ./
+COPY vendor vendor
 RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && for b in list verify; do echo 'fn main() {}' > benches/$b.rs; done \
     && cargo build --release --locked \
