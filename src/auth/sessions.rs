@@ -435,10 +435,9 @@ impl Sessions {
     /// The session row's user and expiry (seconds since the epoch), through the bounded
     /// queue.
     async fn fetch(&self, token: &str) -> Result<Option<(String, Option<f64>)>, Refusal> {
-        let Ok(query) = self.query().await else {
+        let query = self.query().await.inspect_err(|_| {
             self.counts.unavailable.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::SessionsUnavailable);
-        };
+        })?;
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             self.counts.busy.fetch_add(1, Ordering::Relaxed);

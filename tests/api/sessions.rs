@@ -144,6 +144,62 @@ async fn status_of(app: &TestApp, path: &str, token: &str) -> TestResponse {
     app.request(Method::Get, path, Some(token), None).await
 }
 
+/// `todo_api_session_lookups` from `/metrics`: cached, database, busy, unavailable.
+async fn lookup_counts(app: &TestApp) -> [u64; 4] {
+    let text = app.request(Method::Get, "/metrics", None, None).await.text;
+    ["cached", "database", "busy", "unavailable"].map(|outcome| {
+        let series = format!("todo_api_session_lookups{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {series}in:\n{text}"))
+    })
+}
+
+/// PostgreSQL only: SQLite's readers never wait for a writer, so nothing outside the
+/// service can hold its lookups.
+#[rocket::async_test]
+async fn a_lookup_that_finds_no_connection_in_time_is_503_and_counted_busy() {
+    use sqlx::Connection as _;
+    if postgres_url().is_none() {
+        return;
+    }
+    let app = spawn_with_table(Backend::Postgres, &CAMEL, false, 60).await;
+    // The table is found first, so what follows waits only on the lock below.
+    let first = status_of(&app, "/api/alice/tasks", &random_token()).await;
+    assert_eq!(first.status, Status::Unauthorized);
+
+    let mut locker = sqlx::PgConnection::connect(&app.db_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE \"session\" IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    // Four lookups take every connection of the sessions pool and wait on the lock; the
+    // fifth finds no connection within its 2 s and is refused, while the others go on.
+    let tokens: Vec<String> = (0..5).map(|_| random_token()).collect();
+    let lookups = rocket::futures::future::join_all(
+        tokens
+            .iter()
+            .map(|token| async { status_of(&app, "/api/alice/tasks", token).await.status }),
+    );
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    };
+    let (statuses, ()) = tokio::join!(lookups, release);
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == Status::ServiceUnavailable)
+        .count();
+    let unknown = statuses
+        .iter()
+        .filter(|s| **s == Status::Unauthorized)
+        .count();
+    assert_eq!((refused, unknown), (1, 4), "{statuses:?}");
+    assert_eq!(lookup_counts(&app).await, [0, 5, 1, 0]);
+}
+
 on_both_backends! {
     async fn raw_and_signed_session_tokens_act_for_the_sessions_user(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 5).await;
@@ -314,16 +370,7 @@ on_both_backends! {
 
     async fn session_lookups_are_counted_by_outcome_in_the_metrics(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 60).await;
-        let counts = || async {
-            let text = app.request(Method::Get, "/metrics", None, None).await.text;
-            ["cached", "database", "busy", "unavailable"].map(|outcome| {
-                let series = format!("todo_api_session_lookups{{outcome=\"{outcome}\"}} ");
-                text.lines()
-                    .find_map(|line| line.strip_prefix(&series))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or_else(|| panic!("no {series}in:\n{text}"))
-            })
-        };
+        let counts = || lookup_counts(&app);
         assert_eq!(counts().await, [0, 0, 0, 0]);
         let known = random_token();
         insert_session(&app.db_url, &CAMEL, &known, "alice", 600).await;
