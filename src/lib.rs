@@ -7,15 +7,18 @@
 extern crate rocket;
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod cors;
 pub mod db;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
+pub mod startup;
 pub mod stats;
 pub mod tasks;
 pub mod telemetry;
@@ -26,10 +29,13 @@ use rocket::{Build, Rocket};
 
 /// Builds the service from `figment` (see [`config::figment`]).
 pub fn rocket(figment: Figment) -> Rocket<Build> {
+    // The HTTP server answers a connection over the cap by itself, with this body.
+    let figment = figment.merge(("connections.refusal_body", error::over_capacity_body()));
     rocket::custom(figment)
         .attach(config::stage())
         .attach(telemetry::stage())
         .attach(db::stage())
+        .attach(startup::stage())
         .attach(auth::stage())
         .attach(ratelimit::stage())
         .attach(cors::stage())
@@ -39,5 +45,6 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(health::stage())
         .attach(metrics::stage())
         .attach(openapi::stage())
+        .attach(limits::stage())
         .attach(error::stage())
 }

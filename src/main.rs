@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use rocket_db_pools::Database as _;
 use secrecy::ExposeSecret as _;
 use todo_api::config::{self, AppConfig};
-use todo_api::db::{AppPool, PoolSettings};
+use todo_api::db::AppPool;
 use todo_api::{auth, telemetry};
 
 /// mimalloc instead of the system allocator: under load, glibc's malloc spent about a sixth
@@ -134,21 +134,11 @@ async fn main() -> ExitCode {
         },
         Command::Migrate => {
             let migrated = async {
-                let settings = PoolSettings::from_figment(&figment.focus("databases.todo"))?;
-                let pool = AppPool::connect_lazy(&settings)?;
-                pool.migrate().await?;
-                todo_api::tasks::start_up(&pool).await.map_err(|source| {
-                    todo_api::db::DbError::Sqlx {
-                        context: "filling in the search columns",
-                        source,
-                    }
-                })
+                let pool = AppPool::connect_lazy(&config.database)?;
+                todo_api::startup::prepare(&pool).await
             };
             match migrated.await {
-                Ok(()) => {
-                    tracing::info!("migrations applied");
-                    ExitCode::SUCCESS
-                }
+                Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     tracing::error!(%error, "migrations failed");
                     ExitCode::FAILURE
@@ -156,7 +146,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Healthcheck => {
-            let port = figment.extract_inner::<u16>("port").unwrap_or(8000);
+            let port = config.port;
             match healthcheck(port).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {

@@ -158,22 +158,18 @@ impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
 fn scrape(
     metrics: &State<Metrics>,
     db: &Db,
-    hooks: &State<crate::tasks::changes::ChangeHooks>,
+    writer: &State<crate::tasks::writer::Writer>,
     verifier: &State<Verifier>,
     bus: Option<&State<std::sync::Arc<crate::events::Bus>>>,
 ) -> Exposition {
     if let Some(bus) = bus {
-        use std::sync::atomic::Ordering::Relaxed;
-        let counters = &bus.counters;
+        let events = bus.snapshot();
         for (what, value) in [
-            ("streams_open", bus.open_streams() as u64),
-            ("published", counters.published.load(Relaxed)),
-            ("delivered", counters.delivered.load(Relaxed)),
-            ("streams_dropped_slow", counters.dropped_slow.load(Relaxed)),
-            (
-                "listener_reconnects",
-                counters.listener_reconnects.load(Relaxed),
-            ),
+            ("streams_open", events.streams_open),
+            ("published", events.published),
+            ("delivered", events.delivered),
+            ("streams_dropped_slow", events.dropped_slow),
+            ("listener_reconnects", events.listener_reconnects),
         ] {
             metrics
                 .events
@@ -194,7 +190,7 @@ fn scrape(
         metrics
             .pool
             .with_label_values(&["writer"])
-            .set(i64::from(hooks.sqlite_writer_open()));
+            .set(i64::from(writer.snapshot().sqlite_writer_open));
     }
     metrics
         .jwks_fetches

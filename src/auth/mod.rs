@@ -6,6 +6,7 @@
 //! function that takes one cannot be reached by an unverified request.
 
 mod jwks;
+mod refusal;
 mod scoped;
 mod sessions;
 mod verifier;
@@ -17,8 +18,9 @@ use rocket::{Ignite, Rocket, Sentinel};
 use crate::error::{fail_guard, ApiError};
 
 pub use jwks::JwksStatus;
+pub use refusal::{Refusal, TokenError};
 pub use sessions::{SessionStoreStatus, Sessions};
-pub use verifier::{is_jwt, mint_hs256, Refusal, TokenError, Verifier};
+pub use verifier::{is_jwt, mint_hs256, Verifier};
 
 /// The verified user whose tasks this request may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,11 +169,7 @@ pub fn stage() -> AdHoc {
         let sessions = match &config.auth.sessions {
             None => None,
             Some(sessions) => {
-                let own_url = rocket
-                    .figment()
-                    .extract_inner::<String>("databases.todo.url")
-                    .unwrap_or_default();
-                match Sessions::new(sessions, &own_url, config.auth.secret.as_ref()) {
+                match Sessions::new(sessions, &config.database, config.auth.secret.as_ref()) {
                     Ok(store) => {
                         // Reported by /health/ready; a missing table is looked for again
                         // on use, so Better Auth's migrations may run after this start.

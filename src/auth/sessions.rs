@@ -21,9 +21,9 @@ use secrecy::ExposeSecret as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::verifier::{Refusal, TokenError};
+use super::refusal::{Refusal, TokenError};
 use crate::config::SessionsConfig;
-use crate::db::{AppPool, Backend, PoolSettings};
+use crate::db::{AppPool, Backend, DatabaseConfig};
 
 /// Connections the lookups may hold; also how many run at once.
 const POOL_SIZE: u32 = 4;
@@ -178,28 +178,18 @@ fn is_missing_relation(error: &sqlx::Error) -> bool {
 }
 
 impl Sessions {
-    /// Prepares the store for `config`; `own_url` is the service's database, used when
+    /// Prepares the store for `config`; `own` is the service's database, used when
     /// Better Auth's is not named. Connects lazily: a database that is down at start only
     /// delays the first lookup.
     pub fn new(
         config: &SessionsConfig,
-        own_url: &str,
+        own: &DatabaseConfig,
         secret: Option<&secrecy::SecretString>,
     ) -> Result<Self, String> {
-        let url = config
-            .database_url
-            .as_ref()
-            .map_or(own_url, |url| url.expose_secret());
-        let settings = PoolSettings {
-            base: rocket_db_pools::Config {
-                url: url.to_owned(),
-                min_connections: None,
-                max_connections: POOL_SIZE as usize,
-                connect_timeout: ACQUIRE_TIMEOUT.as_secs(),
-                idle_timeout: Some(300),
-                extensions: None,
-            },
-        };
+        let url = config.database_url.as_ref().unwrap_or(&own.url);
+        let settings =
+            DatabaseConfig::other(url, "BETTER_AUTH_DATABASE_URL", POOL_SIZE, ACQUIRE_TIMEOUT)
+                .map_err(|e| e.0)?;
         let pool = AppPool::connect_lazy(&settings)
             .map_err(|e| format!("BETTER_AUTH_DATABASE_URL: {e}"))?;
         let key = secret
@@ -452,7 +442,7 @@ impl Sessions {
             return Err(Refusal::SessionsUnavailable);
         };
         type Row = (Option<String>, Option<f64>, Option<String>);
-        let row: Result<Option<Row>, sqlx::Error> = crate::on_pool!(&self.pool, |p| {
+        let row: Result<Option<Row>, sqlx::Error> = crate::db::on_pool!(&self.pool, |p| {
             sqlx::query_as(&query).bind(token).fetch_optional(p).await
         });
         match row {

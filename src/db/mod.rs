@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
-use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
+use secrecy::ExposeSecret as _;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::Connection as _;
 
+pub mod errors;
+
+pub use crate::config::{Backend, DatabaseConfig, UnknownScheme};
+
 /// Runs `$body` with `$p` bound to the concrete sqlx pool of either backend.
-#[macro_export]
 macro_rules! on_pool {
     ($pool:expr, |$p:ident| $body:expr) => {
         match $pool {
@@ -26,36 +29,7 @@ macro_rules! on_pool {
         }
     };
 }
-
-/// A database URL of a scheme the service does not speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("DATABASE_URL must start with sqlite:// or postgres:// (other schemes are not supported)")]
-pub struct UnknownScheme;
-
-/// Which database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// An embedded SQLite file (`sqlite://PATH`).
-    Sqlite,
-    /// A PostgreSQL server (`postgres://…` or `postgresql://…`).
-    Postgres,
-}
-
-impl Backend {
-    /// Picks the backend from the URL scheme; anything else is refused, never guessed.
-    pub fn from_url(url: &str) -> Result<Self, UnknownScheme> {
-        let scheme = url
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        match scheme.as_str() {
-            "sqlite" => Ok(Self::Sqlite),
-            "postgres" | "postgresql" => Ok(Self::Postgres),
-            _ => Err(UnknownScheme),
-        }
-    }
-}
+pub(crate) use on_pool;
 
 /// The service's pool: a cheap, reference-counted handle to either backend's pool.
 #[derive(Debug, Clone)]
@@ -91,60 +65,33 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Pool settings: rocket_db_pools' keys plus what this service adds.
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    /// The base settings (`url`, pool bounds, timeouts).
-    pub base: rocket_db_pools::Config,
-}
-
-impl PoolSettings {
-    /// Reads `databases.todo` from a figment focused on it.
-    pub fn from_figment(figment: &Figment) -> Result<Self, DbError> {
-        let base: rocket_db_pools::Config = figment.extract().map_err(|e| {
-            DbError::Config(format!(
-                "databases.todo: invalid setting {}",
-                e.path.join(".")
-            ))
-        })?;
-        Ok(Self { base })
-    }
-
-    fn acquire_timeout(&self) -> Duration {
-        Duration::from_secs(self.base.connect_timeout.max(1))
-    }
-
-    fn options<DB: sqlx::Database>(&self, cap: u32) -> PoolOptions<DB> {
-        let max = u32::try_from(self.base.max_connections)
-            .unwrap_or(u32::MAX)
-            .clamp(1, cap);
-        let min = self.base.min_connections.unwrap_or(0).min(max);
-        PoolOptions::new()
-            .max_connections(max)
-            .min_connections(min)
-            .acquire_timeout(self.acquire_timeout())
-            .idle_timeout(self.base.idle_timeout.map(Duration::from_secs))
-            // A ping on every checkout would double the round trips; only connections that
-            // sat idle long enough to have been dropped by a proxy are checked first.
-            .test_before_acquire(false)
-            .before_acquire(|conn: &mut DB::Connection, meta| {
-                Box::pin(async move {
-                    if meta.idle_for > Duration::from_secs(30) {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
+/// The pool options of `settings`, at most `cap` connections.
+fn pool_options<DB: sqlx::Database>(settings: &DatabaseConfig, cap: u32) -> PoolOptions<DB> {
+    let max = settings.max_connections.clamp(1, cap);
+    PoolOptions::new()
+        .max_connections(max)
+        .min_connections(settings.min_connections.min(max))
+        .acquire_timeout(settings.acquire_timeout)
+        .idle_timeout(settings.idle_timeout)
+        // A ping on every checkout would double the round trips; only connections that
+        // sat idle long enough to have been dropped by a proxy are checked first.
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > Duration::from_secs(30) {
+                    conn.ping().await?;
+                }
+                Ok(true)
             })
-    }
+        })
 }
 
 impl AppPool {
     /// Creates the pool without connecting: a database that is down at start only delays
     /// the first queries, and the pool reconnects by itself after an outage.
-    pub fn connect_lazy(settings: &PoolSettings) -> Result<Self, DbError> {
-        let url = settings.base.url.as_str();
-        let backend = Backend::from_url(url).map_err(|e| DbError::Config(e.to_string()))?;
-        match backend {
+    pub fn connect_lazy(settings: &DatabaseConfig) -> Result<Self, DbError> {
+        let url = settings.url.expose_secret();
+        match settings.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
                     .map_err(|_| {
@@ -154,12 +101,10 @@ impl AppPool {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(settings.acquire_timeout());
+                    .busy_timeout(settings.acquire_timeout);
                 create_parent_dir(options.get_filename())?;
                 Ok(Self::Sqlite(
-                    settings
-                        .options(sqlite_connections())
-                        .connect_lazy_with(options),
+                    pool_options(settings, sqlite_connections()).connect_lazy_with(options),
                 ))
             }
             Backend::Postgres => {
@@ -167,7 +112,7 @@ impl AppPool {
                     DbError::Config("DATABASE_URL is not a valid postgres:// URL".into())
                 })?;
                 Ok(Self::Postgres(
-                    settings.options(u32::MAX).connect_lazy_with(options),
+                    pool_options(settings, u32::MAX).connect_lazy_with(options),
                 ))
             }
         }
@@ -241,7 +186,8 @@ impl rocket_db_pools::Pool for AppPool {
     type Error = DbError;
 
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
-        let settings = PoolSettings::from_figment(figment)?;
+        let settings =
+            DatabaseConfig::from_pool_figment(figment).map_err(|error| DbError::Config(error.0))?;
         Self::connect_lazy(&settings)
     }
 
@@ -255,63 +201,13 @@ impl rocket_db_pools::Pool for AppPool {
     async fn close(&self) {}
 }
 
-async fn run_migrations(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
-    // Read here rather than from the configuration stage, so `db` depends on no other
-    // module; that stage validates the same key before this runs.
-    let wanted = rocket
-        .figment()
-        .extract_inner::<bool>("migrate_on_start")
-        .unwrap_or(true);
-    if !wanted {
-        return Ok(rocket);
-    }
-    let Some(db) = Db::fetch(&rocket) else {
-        tracing::error!("the database fairing is not attached");
-        return Err(rocket);
-    };
-    match db.0.migrate().await {
-        Ok(()) => {
-            tracing::info!(backend = ?db.0.backend(), "database migrations applied");
-            Ok(rocket)
-        }
-        Err(error) => {
-            tracing::error!(%error, "database migrations failed");
-            Err(rocket)
-        }
-    }
-}
-
-/// The database module: the pool fairing, then the migrations that need it.
+/// The database module: the pool fairing. (The migrations run in `startup`.)
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("Database", |rocket| async {
-        rocket
-            .attach(Db::init())
-            .attach(AdHoc::try_on_ignite("Database migrations", run_migrations))
-    })
+    AdHoc::on_ignite("Database", |rocket| async { rocket.attach(Db::init()) })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn backend_follows_the_url_scheme() {
-        assert_eq!(
-            Backend::from_url("sqlite://data/x.db").ok(),
-            Some(Backend::Sqlite)
-        );
-        assert_eq!(
-            Backend::from_url("postgres://u@h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("postgresql://u@h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert!(Backend::from_url("mysql://u@h/db").is_err());
-        assert!(Backend::from_url("data/x.db").is_err());
-    }
-
     #[test]
     fn both_dialects_have_the_same_migrations() {
         let names = |dir: &str| {

@@ -68,17 +68,32 @@ struct UserState {
     streams: Vec<(u64, mpsc::Sender<Frame>)>,
 }
 
-/// Counters for `/metrics`.
+/// Counts since start, for the metrics.
 #[derive(Default)]
-pub struct Counters {
+pub(super) struct Counters {
     /// Events published to the bus.
-    pub published: AtomicU64,
+    published: AtomicU64,
     /// Events handed to streams.
-    pub delivered: AtomicU64,
+    delivered: AtomicU64,
     /// Streams dropped because their client did not read.
-    pub dropped_slow: AtomicU64,
+    dropped_slow: AtomicU64,
     /// Times the PostgreSQL listener connected again after losing its connection.
-    pub listener_reconnects: AtomicU64,
+    pub(super) listener_reconnects: AtomicU64,
+}
+
+/// What the bus reports to the metrics: a level and counts since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusSnapshot {
+    /// Streams open now.
+    pub streams_open: u64,
+    /// Events published to the bus.
+    pub published: u64,
+    /// Events handed to streams.
+    pub delivered: u64,
+    /// Streams dropped because their client did not read.
+    pub dropped_slow: u64,
+    /// Times the PostgreSQL listener connected again after losing its connection.
+    pub listener_reconnects: u64,
 }
 
 /// The bus: managed state, shared by the route, the publishers and the pruner.
@@ -88,8 +103,7 @@ pub struct Bus {
     max_streams: usize,
     open: AtomicUsize,
     next_stream: AtomicU64,
-    /// Counters for `/metrics`.
-    pub counters: Counters,
+    pub(super) counters: Counters,
 }
 
 impl Bus {
@@ -116,6 +130,18 @@ impl Bus {
     /// Streams open on this instance.
     pub fn open_streams(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// The bus's level and counts, for the metrics.
+    pub fn snapshot(&self) -> BusSnapshot {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        BusSnapshot {
+            streams_open: u64::try_from(self.open_streams()).unwrap_or(u64::MAX),
+            published: count(&self.counters.published),
+            delivered: count(&self.counters.delivered),
+            dropped_slow: count(&self.counters.dropped_slow),
+            listener_reconnects: count(&self.counters.listener_reconnects),
+        }
     }
 
     /// Records `event` of `user` and hands it to the user's streams; a stream whose buffer
@@ -372,7 +398,7 @@ mod tests {
             bus.publish("alice", event(id));
             while fast.receiver.try_recv().is_ok() {}
         }
-        assert_eq!(bus.counters.dropped_slow.load(Ordering::Relaxed), 1);
+        assert_eq!(bus.snapshot().dropped_slow, 1);
         assert_eq!(bus.open_streams(), 1);
         drop(slow);
         bus.publish("alice", event(1000));

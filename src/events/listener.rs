@@ -1,5 +1,5 @@
 //! PostgreSQL: the one listening connection of an instance. Every write announces its
-//! events with `pg_notify('task_events', …)` in its own statement (see `tasks::store`), so
+//! events in its own statement (the format is `tasks::announce`'s), so
 //! this connection hears every instance's writes, its own included, in commit order.
 //!
 //! When the connection drops, the REST API keeps working; the listener reconnects with
@@ -11,69 +11,14 @@ use std::time::Duration;
 
 use rocket::Shutdown;
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
 use super::{event_of, Bus, ListenerState};
-use crate::tasks::changes::{Committed, TaskChange};
-use crate::tasks::model::Task;
+use crate::tasks::announce::{self, CHANNEL};
 
-const CHANNEL: &str = "task_events";
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const CLEAN_EVERY: Duration = Duration::from_secs(60);
-
-/// One notification, as the write statements build it.
-#[derive(Debug, Deserialize)]
-struct Announced {
-    /// Event id.
-    e: i64,
-    /// `created`, `updated` or `deleted`.
-    k: String,
-    /// The task's owner.
-    u: String,
-    /// The task's id.
-    id: i64,
-    /// The task, unless it was too large for the notification.
-    t: Option<Task>,
-}
-
-const BODY: &str = "SELECT body FROM task_event_bodies WHERE event_id = $1";
-const CLEAN: &str =
-    "DELETE FROM task_event_bodies WHERE created_at < now() - interval '10 minutes'";
-
-/// Turns a notification into a committed change, reading a large task's body from the
-/// table the write stored it in.
-async fn committed(pool: &PgPool, payload: &str) -> Result<Committed, String> {
-    let announced: Announced =
-        serde_json::from_str(payload).map_err(|e| format!("unreadable notification: {e}"))?;
-    let task = |task: Option<Task>| async {
-        match task {
-            Some(task) => Ok(task),
-            None => {
-                let body: String = sqlx::query_scalar(BODY)
-                    .bind(announced.e)
-                    .fetch_one(pool)
-                    .await
-                    .map_err(|e| format!("event body {} unreadable: {e}", announced.e))?;
-                serde_json::from_str(&body).map_err(|e| format!("unreadable event body: {e}"))
-            }
-        }
-    };
-    let change = match announced.k.as_str() {
-        "deleted" => TaskChange::Deleted {
-            user_id: announced.u.clone(),
-            id: announced.id,
-        },
-        "created" => TaskChange::Created(task(announced.t).await?),
-        "updated" => TaskChange::Updated(task(announced.t).await?),
-        other => return Err(format!("unknown event kind {other}")),
-    };
-    Ok(Committed {
-        event_id: announced.e,
-        change,
-    })
-}
 
 /// The listener's own one-connection pool, so it never takes a connection the service's
 /// requests need: `DATABASE_LISTEN_URL`, else the service pool's server.
@@ -149,7 +94,7 @@ pub async fn run(
         loop {
             tokio::select! {
                 received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => match committed(&pool, notification.payload()).await {
+                    Ok(Some(notification)) => match announce::decode(&pool, notification.payload()).await {
                         Ok(committed) => bus.publish(committed.change.user_id(), event_of(&committed)),
                         Err(error) => {
                             // A change was missed: every stream must refetch.
@@ -160,7 +105,7 @@ pub async fn run(
                     Ok(None) | Err(_) => break,
                 },
                 _ = clean.tick() => {
-                    if let Err(error) = sqlx::query(CLEAN).execute(&pool).await {
+                    if let Err(error) = announce::prune(&pool).await {
                         tracing::warn!(%error, "old event bodies could not be deleted");
                     }
                 }

@@ -27,9 +27,12 @@ use rocket_db_pools::Database as _;
 use crate::auth::{authorize, bearer_token, AuthedUser};
 use crate::db::{AppPool, Db};
 use crate::error::{fail_guard, ApiError};
-use crate::tasks::changes::{ChangeHooks, ChangeSink, Committed, TaskChange};
+use crate::tasks::changes::{ChangeSink, Committed, TaskChange};
+use crate::tasks::writer::Writer;
 
-pub use bus::{Bus, Event, Frame, Refused, Resume, HISTORY_AGE, HISTORY_LEN, STREAM_BUFFER};
+pub use bus::{
+    Bus, BusSnapshot, Event, Frame, Refused, Resume, HISTORY_AGE, HISTORY_LEN, STREAM_BUFFER,
+};
 
 /// The event of a committed change, as streams send it.
 pub fn event_of(committed: &Committed) -> Event {
@@ -297,11 +300,11 @@ async fn set_up(
         // keeps trying in the background while the REST API serves.
         let mut postgres = None;
         if backend == crate::db::Backend::Sqlite {
-            let Some(hooks) = rocket.state::<ChangeHooks>() else {
+            let Some(writer) = rocket.state::<Writer>() else {
                 tracing::error!("the events stage needs tasks::stage() attached before it");
                 return Err(rocket);
             };
-            hooks.register(Arc::new(StoreSink(bus.clone())));
+            writer.hooks().register(Arc::new(StoreSink(bus.clone())));
         } else if let Some(AppPool::Postgres(pool)) = Db::fetch(&rocket).map(|db| (**db).clone()) {
             state.set(ListenerState::CONNECTING);
             let listen_pool = match listener::listen_pool(&pool, config.listen_url.as_ref()) {

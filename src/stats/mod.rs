@@ -5,12 +5,14 @@ use rocket::fairing::AdHoc;
 use rocket::serde::json::Json;
 use serde::Serialize;
 
+use self::store::CategoryCounts;
 use crate::auth::AuthedUser;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::tasks::model::Task;
-use crate::tasks::store::{self, CategoryCounts};
 use crate::time::now;
+
+pub mod store;
 
 /// The OpenAPI description of the statistics route.
 #[derive(utoipa::OpenApi)]

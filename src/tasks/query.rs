@@ -505,7 +505,7 @@ impl ListStatement {
         let sql = format!(
             concat!(
                 "SELECT ",
-                task_columns!(),
+                super::sql::task_columns!(),
                 ", (SELECT COUNT(*) FROM tasks WHERE user_id = $1{filter}) AS total_count \
                  FROM tasks WHERE user_id = $1{filter}{order} LIMIT ${limit} OFFSET ${offset}"
             ),

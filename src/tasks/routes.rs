@@ -13,10 +13,10 @@ use rocket::{Route, State};
 use serde::Serialize;
 
 use crate::auth::AuthedUser;
+use crate::body::{BodyErrors, JsonObject, OptionalJsonObject};
 use crate::db::Db;
-use crate::error::{ApiError, JsonObject, OptionalJsonObject};
+use crate::error::ApiError;
 
-use super::changes::ChangeHooks;
 use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
 use super::model::{
     parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
@@ -24,8 +24,9 @@ use super::model::{
 };
 use super::query::{ListParams, ListQuery, SortField, SortOrder, StatusFilter};
 use super::store;
+use super::writer::Writer;
 #[allow(unused_imports)]
-use crate::error::{BodyErrors, ErrorBody};
+use crate::error::ErrorBody;
 
 const NO_SUCH_TASK: ApiError = ApiError::NotFound("Task not found");
 
@@ -150,11 +151,11 @@ async fn create(
     user_id: &str,
     user: AuthedUser,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
     body: JsonObject,
 ) -> Result<Created<Tagged>, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
-    let task = store::create(db, hooks, &user, new_task).await?;
+    let task = store::create(db, writer, &user, new_task).await?;
     let location = format!("{}/tasks/{}", user.api_base(), task.id);
     Ok(Created::new(location).body(Tagged::Task(task)))
 }
@@ -198,7 +199,7 @@ async fn get(
 async fn apply(
     user: &AuthedUser,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
     id: TaskIdParam,
     if_match: &IfMatch,
     body: &JsonObject,
@@ -214,7 +215,7 @@ async fn apply(
         }
         return Ok(Tagged::Task(task));
     }
-    found(store::update(db, hooks, user, id, changes, &if_match.precondition(id)).await?)
+    found(store::update(db, writer, user, id, changes, &if_match.precondition(id)).await?)
 }
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
@@ -246,10 +247,10 @@ async fn replace(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
     body: JsonObject,
 ) -> Result<Tagged, ApiError> {
-    apply(&user, db, hooks, id, &if_match, &body, InputMode::Replace).await
+    apply(&user, db, writer, id, &if_match, &body, InputMode::Replace).await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>`: JSON merge patch of the writable fields.
@@ -282,10 +283,10 @@ async fn patch(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
     body: JsonObject,
 ) -> Result<Tagged, ApiError> {
-    apply(&user, db, hooks, id, &if_match, &body, InputMode::Patch).await
+    apply(&user, db, writer, id, &if_match, &body, InputMode::Patch).await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>/complete`: no body toggles; `{"completed": b}` sets.
@@ -317,12 +318,12 @@ async fn complete(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
     body: OptionalJsonObject,
 ) -> Result<Tagged, ApiError> {
     let id = id?;
     let value = parse_completion(body.0.as_ref())?;
-    found(store::set_completed(db, hooks, &user, id, value, &if_match.precondition(id)).await?)
+    found(store::set_completed(db, writer, &user, id, value, &if_match.precondition(id)).await?)
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
@@ -350,10 +351,10 @@ async fn delete(
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
 ) -> Result<Status, ApiError> {
     let id = id?;
-    if store::delete(db, hooks, &user, id, &if_match.precondition(id)).await? {
+    if store::delete(db, writer, &user, id, &if_match.precondition(id)).await? {
         Ok(Status::NoContent)
     } else {
         Err(NO_SUCH_TASK)
@@ -414,7 +415,7 @@ async fn clear_completed(
     user: AuthedUser,
     completed: Option<&str>,
     db: &Db,
-    hooks: &State<ChangeHooks>,
+    writer: &State<Writer>,
 ) -> Result<Json<Deleted>, ApiError> {
     if completed != Some("true") {
         return Err(ApiError::field(
@@ -422,7 +423,7 @@ async fn clear_completed(
             "Only completed tasks can be cleared: send completed=true",
         ));
     }
-    let deleted = store::delete_completed(db, hooks, &user).await?;
+    let deleted = store::delete_completed(db, writer, &user).await?;
     Ok(Json(Deleted { deleted }))
 }
 

@@ -6,8 +6,7 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::db::AppPool;
-use crate::on_pool;
+use crate::db::{on_pool, AppPool};
 
 /// The form text is stored and searched in: compatibility-normalised (NFKC), so "é" typed
 /// as one or two code points is the same letter, then lower-cased, with the final sigma

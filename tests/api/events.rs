@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use todo_api::on_pool;
+use crate::helpers::on_pool;
 
 use crate::helpers::{self, on_both_backends, raw_http, Backend, LiveServer, TestApp, TEST_SECRET};
 

@@ -1,10 +1,11 @@
 //! Bad input never becomes a 500 or a false outage: NUL in text, values the database
 //! refuses, database errors classified by their class, and a real 500 end to end.
 
+use crate::helpers::on_pool;
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
-use todo_api::error::{classify, DbErrorClass};
-use todo_api::on_pool;
+use todo_api::db::errors::{classify, DbErrorClass};
+use todo_api::tasks::sql::COLUMNS;
 
 use crate::helpers::{on_both_databases, AppPool, TestApp, TestResponse};
 
@@ -94,23 +95,23 @@ on_both_databases! {
             "INSERT INTO tasks (user_id, title, created_at, updated_at) VALUES ('u', '{}', {now}, {now})",
             "x".repeat(201)
         );
-        assert_eq!(classify(&database_error(&pool, &too_long).await), DbErrorClass::Refused(Some("title")));
+        assert_eq!(classify(&database_error(&pool, &too_long).await, &COLUMNS), DbErrorClass::Refused(Some("title")));
         let bad_priority = format!(
             "INSERT INTO tasks (user_id, title, priority, created_at, updated_at) VALUES ('u', 't', 9, {now}, {now})"
         );
-        assert_eq!(classify(&database_error(&pool, &bad_priority).await), DbErrorClass::Refused(Some("priority")));
+        assert_eq!(classify(&database_error(&pool, &bad_priority).await, &COLUMNS), DbErrorClass::Refused(Some("priority")));
         let no_user = format!("INSERT INTO tasks (title, created_at, updated_at) VALUES ('t', {now}, {now})");
-        assert_eq!(classify(&database_error(&pool, &no_user).await), DbErrorClass::Refused(Some("user_id")));
+        assert_eq!(classify(&database_error(&pool, &no_user).await, &COLUMNS), DbErrorClass::Refused(Some("user_id")));
         // A data exception: a value of the wrong type (SQLite: a text row id).
         let data = if matches!(pool, AppPool::Postgres(_)) {
             "SELECT CAST('abc' AS INTEGER)".to_owned()
         } else {
             format!("INSERT INTO tasks (id, user_id, title, created_at, updated_at) VALUES ('abc', 'u', 't', {now}, {now})")
         };
-        assert!(matches!(classify(&database_error(&pool, &data).await), DbErrorClass::Refused(_)));
+        assert!(matches!(classify(&database_error(&pool, &data).await, &COLUMNS), DbErrorClass::Refused(_)));
         // A broken statement is unexpected: a 500, not a 503.
         for sql in ["SELECT * FROM no_such_table", "SELEC 1"] {
-            assert_eq!(classify(&database_error(&pool, sql).await), DbErrorClass::Unexpected, "{sql}");
+            assert_eq!(classify(&database_error(&pool, sql).await, &COLUMNS), DbErrorClass::Unexpected, "{sql}");
         }
         // An outage: PostgreSQL ending the session (57P01); SQLite busy (5).
         let outage = match &pool {
@@ -129,7 +130,7 @@ on_both_databases! {
                 error
             }
         };
-        assert_eq!(classify(&outage), DbErrorClass::Unavailable, "{outage}");
+        assert_eq!(classify(&outage, &COLUMNS), DbErrorClass::Unavailable, "{outage}");
     }
 
     async fn nul_reaching_the_database_is_a_422_not_an_outage(app) {
@@ -145,7 +146,7 @@ on_both_databases! {
         .execute(p)
         .await
         .expect_err("NUL is refused"));
-        assert!(matches!(classify(&error), DbErrorClass::Refused(_)), "{error:?}");
+        assert!(matches!(classify(&error, &COLUMNS), DbErrorClass::Refused(_)), "{error:?}");
         let public = todo_api::error::ApiError::from(error);
         assert_eq!(public.status(), Status::UnprocessableEntity);
     }

@@ -12,6 +12,17 @@ use serde_json::Value;
 use sqlx::Connection;
 pub use todo_api::db::AppPool;
 
+/// Runs `$body` with `$p` bound to the concrete sqlx pool of either backend.
+macro_rules! on_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            $crate::helpers::AppPool::Sqlite($p) => $body,
+            $crate::helpers::AppPool::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 /// The HS256 secret every test service uses.
 pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 

@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::helpers::on_pool;
 use rocket::http::{Method, Status};
 use serde_json::Value;
-use todo_api::on_pool;
 
 use crate::helpers::{
     on_both_backends, on_both_databases, raw_http, AppPool, Backend, TestApp, TEST_SECRET,

@@ -2,9 +2,9 @@
 //! that user's rows through an index, never the whole table, on both databases.
 
 use rocket::form::Form;
-use todo_api::bind_args;
 use todo_api::tasks::query::ListStatement;
 use todo_api::tasks::query::{Arg, ListParams};
+use todo_api::tasks::sql::BindArgs as _;
 
 use crate::helpers::{on_both_databases, AppPool};
 use crate::seed::seed;
@@ -37,18 +37,20 @@ async fn explain(pool: &AppPool, sql: &str, args: &[Arg]) -> String {
         AppPool::Sqlite(p) => {
             // EXPLAIN QUERY PLAN rows are (id, parent, notused, detail).
             let text = format!("EXPLAIN QUERY PLAN {sql}");
-            let rows: Vec<(i64, i64, i64, String)> = bind_args!(sqlx::query_as(&text), args)
-                .fetch_all(p)
-                .await
-                .unwrap();
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as_with(&text, sqlx::Sqlite::arguments(args).unwrap())
+                    .fetch_all(p)
+                    .await
+                    .unwrap();
             rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
         }
         AppPool::Postgres(p) => {
             let text = format!("EXPLAIN {sql}");
-            let rows: Vec<String> = bind_args!(sqlx::query_scalar(&text), args)
-                .fetch_all(p)
-                .await
-                .unwrap();
+            let rows: Vec<String> =
+                sqlx::query_scalar_with(&text, sqlx::Postgres::arguments(args).unwrap())
+                    .fetch_all(p)
+                    .await
+                    .unwrap();
             rows.join("\n")
         }
     }
@@ -83,7 +85,7 @@ on_both_databases! {
         // The dashboard's three lists: each reads the user's rows through an index too.
         let now = chrono::Utc::now();
         let args = [Arg::Text("big".to_owned()), Arg::Time(now), Arg::Time(now + chrono::Duration::days(7)), Arg::Int(10)];
-        let plan = explain(&pool, todo_api::tasks::store::OVERVIEW_LISTS, &args).await;
+        let plan = explain(&pool, todo_api::stats::store::OVERVIEW_LISTS, &args).await;
         assert!(!full_scan(&plan), "the overview scans the whole table:\n{plan}");
         // The search fill runs at every start: finding nothing to fill must not scan the table.
         let plan = explain(&pool, todo_api::tasks::search::UNFOLDED, &[Arg::Int(500)]).await;

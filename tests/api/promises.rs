@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 
+use crate::helpers::on_pool;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rocket::figment::providers::Serialized;
 use rocket::http::{ContentType, Header as HttpHeader, Method, Status};
 use rocket::local::asynchronous::Client;
 use serde_json::{json, Value};
 use todo_api::config::{figment_with_env, AppConfig};
-use todo_api::on_pool;
 
 use crate::helpers::{
     base_figment, on_both_backends, on_both_databases, read, Backend, TestApp, TEST_SECRET,

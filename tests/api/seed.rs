@@ -5,7 +5,6 @@
 //! apart, updated up to a day later, due over about a year around now (every sixth none).
 
 use todo_api::db::AppPool;
-use todo_api::on_pool;
 
 /// Priorities, categories, completion and dates vary independently of each other (steps
 /// of 3, 5, 4 and 7 through `i`), so every filter combination matches some rows and every
@@ -50,17 +49,22 @@ const SEED_SQLITE: &str = seed_sql!(
 pub async fn seed(pool: &AppPool, users: &[String], count: i64) -> Result<(), sqlx::Error> {
     let at = chrono::Utc::now();
     for user in users {
-        let sql = match pool {
-            AppPool::Sqlite(_) => SEED_SQLITE,
-            AppPool::Postgres(_) => SEED_POSTGRES,
-        };
-        on_pool!(pool, |p| sqlx::query(sql)
-            .bind(user)
-            .bind(count)
-            .bind(at)
-            .execute(p)
-            .await
-            .map(drop))?;
+        // One statement per dialect, so each arm binds its own.
+        macro_rules! run {
+            ($sql:expr, $p:expr) => {
+                sqlx::query($sql)
+                    .bind(user)
+                    .bind(count)
+                    .bind(at)
+                    .execute($p)
+                    .await
+                    .map(drop)?
+            };
+        }
+        match pool {
+            AppPool::Sqlite(p) => run!(SEED_SQLITE, p),
+            AppPool::Postgres(p) => run!(SEED_POSTGRES, p),
+        }
     }
     match pool {
         AppPool::Sqlite(p) => sqlx::query("ANALYZE").execute(p).await.map(drop)?,

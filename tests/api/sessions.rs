@@ -53,7 +53,7 @@ const CAMEL: Layout = Layout {
 };
 
 async fn execute(db_url: &str, sql: &str) {
-    todo_api::on_pool!(&pool_of(db_url).await, |p| drop(
+    crate::helpers::on_pool!(&pool_of(db_url).await, |p| drop(
         sqlx::query(sql).execute(p).await.unwrap()
     ));
 }

@@ -3,7 +3,7 @@
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 
-use todo_api::on_pool;
+use crate::helpers::on_pool;
 
 use crate::helpers::{on_both_databases, TestApp};
 

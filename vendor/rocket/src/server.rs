@@ -5,6 +5,8 @@ use std::pin::{pin, Pin};
 
 use yansi::Paint;
 use bytes::Bytes;
+// todo-api patch begin: response bodies over a futures channel; hyper's own HTTP/1 server
+// with a timer (see `serve`).
 use tokio::sync::oneshot;
 use tokio::time::sleep;
 use futures::stream::StreamExt;
@@ -17,6 +19,7 @@ use hyper_util::rt::TokioTimer;
 use hyper_util::rt::TokioExecutor;
 #[cfg(feature = "http2")]
 use hyper_util::server::conn::auto::Builder;
+// todo-api patch end
 
 use crate::{route, Rocket, Orbit, Request, Response, Data, Config};
 use crate::form::Form;
@@ -35,9 +38,10 @@ pub(crate) struct RequestToken;
 
 type HttpBody = Either<
     Empty<Bytes>,
-    // todo-api patch: a futures channel, not tokio's, whose first block of 32 slots
+    // todo-api patch begin: a futures channel, not tokio's, whose first block of 32 slots
     // (about 3 KiB) would be held for as long as a response streams.
     StreamBody<futures::channel::mpsc::Receiver<io::Result<Frame<Bytes>>>>,
+    // todo-api patch end
 >;
 
 async fn handle<Fut, T, F>(name: Option<&str>, run: F) -> Option<T>
@@ -104,10 +108,11 @@ async fn hyper_service_fn(
             Ok(mut req) => {
                 // Convert into Rocket `Data`, dispatch request, write response.
                 let mut data = Data::from(&mut h_body);
-                // todo-api patch: boxed, so their large states are freed once they are
-                // done instead of sizing this task for as long as a response streams.
+                // todo-api patch begin: boxed, so their large states are freed once they
+                // are done instead of sizing this task for as long as a response streams.
                 let token = Box::pin(rocket.preprocess_request(&mut req, &mut data)).await;
                 let mut response = Box::pin(rocket.dispatch(token, &req, data)).await;
+                // todo-api patch end
                 let upgrade = response.take_upgrade(req.headers().get("upgrade"));
                 if let Ok(Some((proto, handler))) = upgrade {
                     rocket.handle_upgrade(response, proto, handler, pending_upgrade, tx, version)
@@ -203,15 +208,19 @@ impl Rocket<Orbit> {
 
         // For HTTP/1, use a channel even without a body. Hyper otherwise
         // removes Content-Length from 304 responses.
+        // todo-api patch begin: a futures channel (see `HttpBody`).
         let (mut sender, receiver) = futures::channel::mpsc::channel(0);
         let hyp_body = StreamBody::new(receiver);
+        // todo-api patch end
         send_headers(Either::Right(hyp_body))?;
 
         let body = response.body_mut();
         let max_chunk_size = body.max_chunk_size();
         let mut stream = body.into_bytes_stream(max_chunk_size);
         while let Some(next) = stream.next().await {
+            // todo-api patch begin: a futures channel (see `HttpBody`).
             futures::SinkExt::send(&mut sender, Ok(Frame::data(next?))).await
+            // todo-api patch end
                 .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
         }
 
@@ -588,8 +597,8 @@ impl Rocket<Orbit> {
                             return Err(Error::shutdown(rocket.clone(), e));
                         }
 
-                        // todo-api patch: end as soon as the last connection is done,
-                        // not only when a whole period has passed.
+                        // todo-api patch begin: end as soon as the last connection is
+                        // done, not only when a whole period has passed.
                         for timer in [&mut grace_timer, &mut mercy_timer, &mut shutdown_timer] {
                             while Arc::strong_count(&rocket) != 1 {
                                 tokio::select! {
@@ -598,6 +607,7 @@ impl Rocket<Orbit> {
                                 }
                             }
                         }
+                        // todo-api patch end
                         match Arc::try_unwrap(rocket) {
                             Ok(rocket) => {
                                 info!("Graceful shutdown completed successfully.");
@@ -634,7 +644,8 @@ impl Rocket<Orbit> {
         where L: Listener + Send,
               L::Connection: Send + Unpin + 'static
     {
-        // todo-api patch: limits against slow and hostile clients (see PATCHED.md).
+        // todo-api patch begin: limits against slow and hostile clients, and a cap on open
+        // connections (see PATCHED.md).
         let limits = ConnLimits::from_figment(self.figment());
         let keep_alive = self.config.keep_alive;
 
@@ -642,24 +653,22 @@ impl Rocket<Orbit> {
         // for: the auto builder's version sniffing waits for a client's first bytes with no
         // deadline, so a client that connects and sends nothing would never be dropped.
         let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.keep_alive(keep_alive != 0)
-            .preserve_header_case(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_headers(limits.max_headers)
-            .max_buf_size(limits.max_buf_size);
+        h1.keep_alive(keep_alive != 0).preserve_header_case(true);
+        limits.http1(&mut h1);
         let h1 = Arc::new(h1);
 
         #[cfg(feature = "http2")]
         let auto = limits.http2.then(|| {
             let mut builder = Builder::new(TokioExecutor::new());
-            builder.http1()
-                .keep_alive(keep_alive != 0)
-                .preserve_header_case(true)
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_headers(limits.max_headers)
-                .max_buf_size(limits.max_buf_size);
+            let mut http1 = builder.http1();
+            http1.keep_alive(keep_alive != 0).preserve_header_case(true).timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            if let Some(max) = limits.max_headers {
+                http1.max_headers(max);
+            }
+            if let Some(max) = limits.max_buf_size {
+                http1.max_buf_size(max);
+            }
             builder.http2()
                 .max_concurrent_streams(None)
                 .max_header_list_size(16 << 20)
@@ -676,11 +685,12 @@ impl Rocket<Orbit> {
         let mut incoming = pin!(incoming);
 
         let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+        let refusal: Arc<str> = limits.refusal_body.as_deref().unwrap_or("").into();
         while let Some(conn) = incoming.next().await.transpose()? {
             // todo-api patch: at the connection cap, answer 503 and close instead of
             // serving, so a flood of idle connections cannot take every descriptor.
             let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tokio::spawn(refuse_connection(conn));
+                tokio::spawn(refuse_connection(conn, refusal.clone()));
                 continue;
             };
             let rocket = self.clone();
@@ -732,48 +742,67 @@ impl Rocket<Orbit> {
                 }
             });
         }
+        // todo-api patch end
 
         Ok(())
     }
 }
 
-/// todo-api patch: connection limits, read from the figment's `connections` table.
+// todo-api patch begin: connection limits, and the answer past the cap.
+
+/// Connection limits, from the figment's `connections` table; a key that is not set
+/// keeps upstream's behaviour (no header deadline, no cap, hyper's own limits).
 struct ConnLimits {
     header_read_timeout: Option<Duration>,
     max_connections: usize,
-    max_headers: usize,
-    max_buf_size: usize,
+    max_headers: Option<usize>,
+    max_buf_size: Option<usize>,
     #[cfg_attr(not(feature = "http2"), allow(dead_code))]
     http2: bool,
+    /// The answer to a connection over the cap: `connections.refusal_body`, sent as JSON
+    /// when set, else an empty body.
+    refusal_body: Option<String>,
 }
 
 impl ConnLimits {
     fn from_figment(figment: &figment::Figment) -> Self {
-        let get = |key: &str, default: u64| {
-            figment.extract_inner::<u64>(&format!("connections.{key}")).unwrap_or(default)
-        };
-        let timeout = get("header_read_timeout", 10);
+        let get = |key: &str| figment.extract_inner::<u64>(&format!("connections.{key}")).ok();
         ConnLimits {
-            header_read_timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
-            max_connections: get("max", 10_000).clamp(1, u32::MAX as u64) as usize,
-            max_headers: get("max_headers", 200).clamp(1, 10_000) as usize,
+            header_read_timeout: get("header_read_timeout")
+                .filter(|secs| *secs > 0)
+                .map(Duration::from_secs),
+            max_connections: get("max")
+                .map_or(tokio::sync::Semaphore::MAX_PERMITS, |max| {
+                    (max.max(1) as usize).min(tokio::sync::Semaphore::MAX_PERMITS)
+                }),
+            max_headers: get("max_headers").map(|n| n.clamp(1, 10_000) as usize),
             // hyper's floor for its read buffer is 8 KiB.
-            max_buf_size: get("max_header_bytes", 128 * 1024).max(8192) as usize,
+            max_buf_size: get("max_header_bytes").map(|n| n.max(8192) as usize),
             http2: figment.extract_inner::<bool>("connections.http2").unwrap_or(false),
+            refusal_body: figment.extract_inner::<String>("connections.refusal_body").ok(),
+        }
+    }
+
+    fn http1(&self, h1: &mut hyper::server::conn::http1::Builder) {
+        h1.timer(TokioTimer::new()).header_read_timeout(self.header_read_timeout);
+        if let Some(max) = self.max_headers {
+            h1.max_headers(max);
+        }
+        if let Some(max) = self.max_buf_size {
+            h1.max_buf_size(max);
         }
     }
 }
 
-/// todo-api patch: the answer of a connection over the cap.
-async fn refuse_connection<C: Connection + Send + Unpin + 'static>(conn: C) {
+/// The answer of a connection over the cap: 503 and `connection: close`.
+async fn refuse_connection<C: Connection + Send + Unpin + 'static>(conn: C, body: Arc<str>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 
-    const BODY: &str = "{\"detail\":\"Too many connections; try again shortly\",\
-        \"error_code\":\"service_unavailable\",\"field_errors\":{}}";
+    let content_type = if body.is_empty() { "" } else { "content-type: application/json\r\n" };
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
-        BODY.len()
+        "HTTP/1.1 503 Service Unavailable\r\n{content_type}retry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     );
     let mut conn = conn;
     let answer = async {
@@ -787,3 +816,4 @@ async fn refuse_connection<C: Connection + Send + Unpin + 'static>(conn: C) {
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
 }
+// todo-api patch end

@@ -14,8 +14,9 @@ use crate::pool::options::PoolConnectionMetadata;
 use std::future::Future;
 
 const CLOSE_ON_DROP_TIMEOUT: Duration = Duration::from_secs(5);
-/// todo-api patch: the longest a connection's on-release test may take.
+// todo-api patch begin: the longest a connection's on-release test may take.
 const RELEASE_PING_TIMEOUT: Duration = Duration::from_secs(5);
+// todo-api patch end
 
 /// A connection managed by a [`Pool`][crate::pool::Pool].
 ///
@@ -29,8 +30,9 @@ pub struct PoolConnection<DB: Database> {
 pub(super) struct Live<DB: Database> {
     pub(super) raw: DB::Connection,
     pub(super) created_at: Instant,
-    /// todo-api patch: a query on it failed, so test it before it goes back to the pool.
+    // todo-api patch begin: a query on it failed, so test it before it goes back to the pool.
     pub(super) failed: bool,
+    // todo-api patch end
 }
 
 pub(super) struct Idle<DB: Database> {
@@ -127,13 +129,14 @@ impl<DB: Database> PoolConnection<DB> {
         self.take_live().raw
     }
 
-    /// todo-api patch: a query on this connection failed; it is tested (pinged) on its way
-    /// back to the pool, and closed if it is broken.
+    // todo-api patch begin: a query on this connection failed; it is tested (pinged) on
+    // its way back to the pool, and closed if it is broken.
     pub(crate) fn mark_failed(&mut self) {
         if let Some(live) = self.live.as_mut() {
             live.failed = true;
         }
     }
+    // todo-api patch end
 
     fn take_live(&mut self) -> Live<DB> {
         self.live.take().expect(EXPECT_MSG)
@@ -259,7 +262,9 @@ impl<DB: Database> Floating<DB, Live<DB>> {
             inner: Live {
                 raw: conn,
                 created_at: Instant::now(),
+                // todo-api patch begin
                 failed: false,
+                // todo-api patch end
             },
             guard,
         }
@@ -317,7 +322,7 @@ impl<DB: Database> Floating<DB, Live<DB>> {
             }
         }
 
-        // todo-api patch: upstream pings every connection it takes back, a round trip to
+        // todo-api patch begin: upstream pings every connection it takes back, a round trip to
         // PostgreSQL per query that cost about an eighth of the service's CPU under load.
         // A PostgreSQL connection only needs it when a query on it failed (it may be
         // broken: the ping finds out and closes it) or it has something to flush (a
@@ -349,6 +354,7 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         }
         self.release();
         true
+        // todo-api patch end
     }
 
     pub async fn close(self) {

@@ -28,7 +28,7 @@ where
             let mut conn = pool.acquire().await?;
             let mut s = conn.fetch_many(query);
 
-            // todo-api patch: a failed query marks its connection for a test on release.
+            // todo-api patch begin: a failed query marks its connection for a test on release.
             loop {
                 match s.try_next().await {
                     Ok(Some(v)) => r#yield!(v),
@@ -40,6 +40,7 @@ where
                     }
                 }
             }
+            // todo-api patch end
 
             Ok(())
         })
@@ -54,6 +55,7 @@ where
     {
         let pool = self.clone();
 
+        // todo-api patch begin: a failed query marks its connection for a test on release.
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
             let row = conn.fetch_optional(query).await;
@@ -62,6 +64,7 @@ where
             }
             row
         })
+        // todo-api patch end
     }
 
     fn prepare_with<'e, 'q: 'e>(
@@ -71,6 +74,7 @@ where
     ) -> BoxFuture<'e, Result<<Self::Database as Database>::Statement<'q>, Error>> {
         let pool = self.clone();
 
+        // todo-api patch begin: a failed query marks its connection for a test on release.
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
             let statement = conn.prepare_with(sql, parameters).await;
@@ -79,6 +83,7 @@ where
             }
             statement
         })
+        // todo-api patch end
     }
 
     #[doc(hidden)]

@@ -7,17 +7,20 @@
 use std::time::Duration;
 
 use rocket::fairing::AdHoc;
-use rocket::figment::providers::{Env, Format, Serialized, Toml};
-use rocket::figment::value::Value;
-use rocket::figment::{Figment, Profile};
+use rocket::figment::Figment;
 use rocket::{Phase, Rocket};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod database;
+mod variables;
+
+pub use database::{Backend, ConnectionsConfig, DatabaseConfig, UnknownScheme};
+use variables::{describe_figment_error, VARIABLES};
+pub use variables::{figment, figment_with_env, names as variable_names};
+
 /// The secret used when none is configured in the debug profile. Release refuses it.
 pub const DEV_SECRET: &str = "INSECURE-DEV-SECRET-do-not-use-in-production-0123456789";
-
-const EMBEDDED_ROCKET_TOML: &str = include_str!("../Rocket.toml");
 
 /// Shortest accepted `BETTER_AUTH_SECRET`, in characters.
 pub const MIN_SECRET_CHARS: usize = 32;
@@ -28,172 +31,8 @@ pub const MIN_SECRET_CHARS: usize = 32;
 pub struct ConfigError(pub String);
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
-    }
-}
-
-/// Builds the service's figment from Rocket.toml, `ROCKET_*` and the process environment.
-pub fn figment() -> Result<Figment, ConfigError> {
-    figment_with_env(|name| std::env::var(name).ok())
-}
-
-/// How an environment variable's text becomes a figment value.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Text,
-    /// A whole number from `min` to `max`.
-    Number {
-        min: u64,
-        max: u64,
-    },
-    Bool,
-    /// A number of seconds above zero; fractions allowed.
-    Seconds,
-}
-
-/// A whole number of at least `min`, up to `u32::MAX`.
-const fn at_least(min: u64) -> Kind {
-    Kind::Number {
-        min,
-        max: u32::MAX as u64,
-    }
-}
-
-/// One environment variable the service reads: its name, the figment key it sets, and
-/// how its text is read.
-struct Variable {
-    name: &'static str,
-    key: &'static str,
-    kind: Kind,
-}
-
-const fn var(name: &'static str, key: &'static str, kind: Kind) -> Variable {
-    Variable { name, key, kind }
-}
-
-/// Every variable the service reads. Later rows win, so `DATABASE_URL` overrides
-/// `NEON_DB_URL`; a figment error at a key is reported under the last row's name.
-const VARIABLES: &[Variable] = &[
-    var("NEON_DB_URL", "databases.todo.url", Kind::Text),
-    var("DATABASE_URL", "databases.todo.url", Kind::Text),
-    var("BETTER_AUTH_SECRET", "auth.secret", Kind::Text),
-    var("BETTER_AUTH_URL", "auth.better_auth_url", Kind::Text),
-    var("BETTER_AUTH_JWKS_URL", "auth.jwks_url", Kind::Text),
-    var("JWT_ISSUER", "auth.issuer", Kind::Text),
-    var("JWT_AUDIENCE", "auth.audience", Kind::Text),
-    var("BETTER_AUTH_SESSIONS", "auth.sessions", Kind::Bool),
-    var(
-        "BETTER_AUTH_DATABASE_URL",
-        "auth.session_database_url",
-        Kind::Text,
-    ),
-    var(
-        "BETTER_AUTH_SESSION_TABLE",
-        "auth.session_table",
-        Kind::Text,
-    ),
-    var(
-        "BETTER_AUTH_SESSION_CACHE_SECS",
-        "auth.session_cache_secs",
-        Kind::Number {
-            min: 0,
-            max: 86_400,
-        },
-    ),
-    var("JWT_LEEWAY_SECS", "auth.leeway_secs", at_least(0)),
-    var("JWKS_REFETCH_SECS", "auth.jwks_refetch_secs", Kind::Seconds),
-    var(
-        "JWKS_CACHE_TTL_SECS",
-        "auth.jwks_cache_ttl_secs",
-        Kind::Seconds,
-    ),
-    var("ALLOWED_ORIGINS", "cors.allowed_origins", Kind::Text),
-    var("LOG_LEVEL", "logging.level", Kind::Text),
-    var("LOG_FORMAT", "logging.format", Kind::Text),
-    var(
-        "PORT",
-        "port",
-        Kind::Number {
-            min: 1,
-            max: u16::MAX as u64,
-        },
-    ),
-    var(
-        "DB_MAX_CONNECTIONS",
-        "databases.todo.max_connections",
-        at_least(1),
-    ),
-    var(
-        "DB_MIN_CONNECTIONS",
-        "databases.todo.min_connections",
-        at_least(0),
-    ),
-    var("MIGRATE_ON_START", "migrate_on_start", Kind::Bool),
-    var("SHUTDOWN_GRACE_SECS", "shutdown.grace", at_least(0)),
-    var(
-        "RATE_LIMIT_PER_MINUTE",
-        "rate_limit.per_minute",
-        at_least(0),
-    ),
-    var("METRICS_ENABLED", "metrics.enabled", Kind::Bool),
-    var(
-        "HEADER_READ_TIMEOUT_SECS",
-        "connections.header_read_timeout",
-        at_least(0),
-    ),
-    var("MAX_CONNECTIONS", "connections.max", at_least(1)),
-    var("DATABASE_LISTEN_URL", "events.listen_url", Kind::Text),
-    var("EVENTS_MAX_PER_USER", "events.max_per_user", at_least(1)),
-    var("EVENTS_MAX_STREAMS", "events.max_streams", at_least(1)),
-];
-
-/// Like [`figment`], reading variables through `env` (tests pass a fixed map).
-pub fn figment_with_env(env: impl Fn(&str) -> Option<String>) -> Result<Figment, ConfigError> {
-    // Rocket's own layers, with Rocket.toml compiled in between its defaults and the file
-    // on disk: the binary keeps the project's settings (log level, body limits, grace
-    // period, …) when started from another folder or shipped without the file, as the
-    // container image is. (Joined beneath Rocket's defaults instead, Rocket's would win.)
-    let mut figment = Figment::from(rocket::Config::default())
-        .merge(Toml::string(EMBEDDED_ROCKET_TOML).nested())
-        .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
-        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global())
-        .select(Profile::from_env_or(
-            "ROCKET_PROFILE",
-            rocket::Config::DEFAULT_PROFILE,
-        ));
-    for Variable { name, key, kind } in VARIABLES {
-        let Some(raw) = env(name).filter(|value| !value.trim().is_empty()) else {
-            continue;
-        };
-        let value: Value = match kind {
-            Kind::Text => raw.into(),
-            Kind::Number { min, max } => parse_number(name, &raw, *min, *max)?.into(),
-            Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true.into(),
-                "0" | "false" | "no" | "off" => false.into(),
-                _ => return Err(ConfigError::new(format!("{name} must be true or false"))),
-            },
-            Kind::Seconds => match raw.trim().parse::<f64>() {
-                Ok(secs) if secs > 0.0 && secs.is_finite() => secs.into(),
-                _ => {
-                    return Err(ConfigError::new(format!(
-                        "{name} must be a number of seconds above 0"
-                    )))
-                }
-            },
-        };
-        figment = figment.merge(Serialized::global(key, value));
-    }
-    Ok(figment)
-}
-
-fn parse_number(name: &str, raw: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    match raw.trim().parse::<u64>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
-        _ => Err(ConfigError::new(format!(
-            "{name} must be a whole number from {min} to {max}"
-        ))),
     }
 }
 
@@ -261,14 +100,20 @@ pub struct JwksConfig {
 /// The validated configuration of the service, managed as Rocket state.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
+    /// The port the service listens on.
+    pub port: u16,
+    /// The service's database.
+    pub database: DatabaseConfig,
+    /// Whether embedded migrations (and each module's start-up work) run at start.
+    pub migrate_on_start: bool,
+    /// Limits on client connections (read by the HTTP server itself).
+    pub connections: ConnectionsConfig,
     /// Token verification.
     pub auth: AuthConfig,
     /// Origins allowed by CORS, exactly as the browser sends them.
     pub allowed_origins: Vec<String>,
     /// Logging.
     pub log: LogConfig,
-    /// Whether embedded migrations run at start.
-    pub migrate_on_start: bool,
     /// Requests per verified user per minute; 0 turns limiting off.
     pub rate_limit_per_minute: u32,
     /// Whether `/metrics` is served.
@@ -297,8 +142,6 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     cors: RawCors,
-    #[serde(default)]
-    databases: RawDatabases,
     migrate_on_start: Option<bool>,
     #[serde(default)]
     rate_limit: RawRateLimit,
@@ -355,16 +198,6 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-#[derive(Deserialize, Default)]
-struct RawDatabases {
-    todo: Option<RawDatabase>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawDatabase {
-    url: Option<String>,
-}
-
 const DEFAULT_ORIGINS: &str = "http://localhost:3000,http://127.0.0.1:3000";
 
 impl AppConfig {
@@ -375,21 +208,8 @@ impl AppConfig {
             .extract()
             .map_err(|e| ConfigError::new(describe_figment_error(&e)))?;
 
-        let url = raw
-            .databases
-            .todo
-            .and_then(|db| db.url)
-            .filter(|url| !url.trim().is_empty());
-        match url {
-            None => {
-                return Err(ConfigError::new(
-                    "DATABASE_URL (or NEON_DB_URL) must be set: sqlite://PATH or postgres://…",
-                ))
-            }
-            Some(url) => crate::db::Backend::from_url(&url)
-                .map(drop)
-                .map_err(|e| ConfigError::new(e.to_string()))?,
-        }
+        let database = DatabaseConfig::from_pool_figment(&figment.focus("databases.todo"))?;
+        let connections = ConnectionsConfig::from_figment(figment)?;
 
         let jwks = JwksConfig::from_raw(&raw.auth)?;
         let sessions = SessionsConfig::from_raw(&raw.auth)?;
@@ -427,7 +247,14 @@ impl AppConfig {
             .map(|origin| validate_origin(&origin))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let port = figment
+            .extract_inner::<u16>("port")
+            .map_err(|e| ConfigError::new(describe_figment_error(&e)))?;
         Ok(Self {
+            port,
+            database,
+            migrate_on_start: raw.migrate_on_start.unwrap_or(true),
+            connections,
             auth: AuthConfig {
                 secret: secret.map(SecretString::from),
                 dev_secret,
@@ -437,7 +264,6 @@ impl AppConfig {
             },
             allowed_origins,
             log: LogConfig::from_figment(figment)?,
-            migrate_on_start: raw.migrate_on_start.unwrap_or(true),
             rate_limit_per_minute: raw.rate_limit.per_minute.unwrap_or(100),
             metrics_enabled: raw.metrics.enabled.unwrap_or(!release),
             events: EventsConfig::from_raw(raw.events)?,
@@ -486,7 +312,7 @@ impl EventsConfig {
             .map(|url| url.trim().to_owned())
             .filter(|url| !url.is_empty());
         if let Some(url) = &listen_url {
-            if crate::db::Backend::from_url(url) != Ok(crate::db::Backend::Postgres) {
+            if Backend::from_url(url) != Ok(Backend::Postgres) {
                 return Err(ConfigError::new(
                     "DATABASE_LISTEN_URL must be a postgres:// URL (a direct, non-pooled one)",
                 ));
@@ -512,7 +338,7 @@ impl SessionsConfig {
             .map(str::trim)
             .filter(|url| !url.is_empty());
         if let Some(url) = database_url {
-            crate::db::Backend::from_url(url).map_err(|_| {
+            Backend::from_url(url).map_err(|_| {
                 ConfigError::new(
                     "BETTER_AUTH_DATABASE_URL must start with sqlite:// or postgres://",
                 )
@@ -633,19 +459,6 @@ fn validate_origin(origin: &str) -> Result<String, ConfigError> {
     Ok(url.origin().ascii_serialization())
 }
 
-/// Names the setting behind a figment error without echoing its value: the variable
-/// that sets its key (from [`VARIABLES`]), else the key itself.
-fn describe_figment_error(error: &rocket::figment::Error) -> String {
-    let key = error.path.join(".");
-    let name = VARIABLES
-        .iter()
-        .rev()
-        .find(|variable| variable.key == key)
-        .map_or(key.as_str(), |variable| variable.name);
-    let name = if name.is_empty() { "Rocket.toml" } else { name };
-    format!("{name} has an invalid value ({})", error.kind)
-}
-
 /// The validated configuration, for the stages attached after `config::stage()`. `None`
 /// (after logging which stage asked) when the configuration stage is missing: the asking
 /// stage then refuses to start, so no feature quietly turns itself off.
@@ -706,19 +519,5 @@ mod tests {
     fn secret_debug_output_hides_the_value() {
         let secret = SecretString::from("super-secret-value");
         assert!(!format!("{secret:?}").contains("super-secret-value"));
-    }
-
-    #[test]
-    fn every_key_a_variable_sets_is_named_in_errors() {
-        for variable in VARIABLES {
-            let error = rocket::figment::Error::from("bad".to_owned()).with_path(variable.key);
-            let described = describe_figment_error(&error);
-            // The last row for a key names it (DATABASE_URL over NEON_DB_URL).
-            let last = VARIABLES.iter().rev().find(|v| v.key == variable.key);
-            assert!(
-                last.is_some_and(|last| described.starts_with(last.name)),
-                "{described}"
-            );
-        }
     }
 }

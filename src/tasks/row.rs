@@ -1,0 +1,107 @@
+//! A task row as the statements return it, read by position into the API's [`Task`].
+
+use chrono::{DateTime, Utc};
+
+use super::model::{Priority, Task};
+use crate::error::ApiError;
+
+/// A task's columns, read by position: [`super::sql::task_columns!`] come first, in that order, in every
+/// statement that returns tasks. Read by name, each field of a page cost a hash lookup.
+pub(crate) struct TaskRow {
+    id: i64,
+    user_id: String,
+    title: String,
+    description: Option<String>,
+    completed: bool,
+    priority: i16,
+    category: Option<String>,
+    due_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+/// The number of columns [`TaskRow`] reads; a statement's own columns follow them.
+pub(crate) const TASK_COLUMNS: usize = 11;
+
+impl<'r, R> sqlx::FromRow<'r, R> for TaskRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            user_id: row.try_get(1)?,
+            title: row.try_get(2)?,
+            description: row.try_get(3)?,
+            completed: row.try_get(4)?,
+            priority: row.try_get(5)?,
+            category: row.try_get(6)?,
+            due_at: row.try_get(7)?,
+            created_at: row.try_get(8)?,
+            updated_at: row.try_get(9)?,
+            version: row.try_get(10)?,
+        })
+    }
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = ApiError;
+
+    fn try_from(row: TaskRow) -> Result<Self, ApiError> {
+        let priority = Priority::from_rank(row.priority).ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "task {} has an unknown priority rank {}",
+                row.id,
+                row.priority
+            ))
+        })?;
+        Ok(Task {
+            id: row.id,
+            user_id: row.user_id,
+            title: row.title,
+            description: row.description,
+            completed: row.completed,
+            priority,
+            category: row.category,
+            due_at: row.due_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            version: row.version,
+        })
+    }
+}
+
+/// A list row: a task and the count of every task matching the list's filters.
+pub(super) struct ListRow {
+    pub(super) task: TaskRow,
+    pub(super) total_count: i64,
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for ListRow
+where
+    R: sqlx::Row,
+    TaskRow: sqlx::FromRow<'r, R>,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            task: TaskRow::from_row(row)?,
+            total_count: row.try_get(TASK_COLUMNS)?,
+        })
+    }
+}
+
+/// What a delete returns of each row.
+#[derive(sqlx::FromRow)]
+pub(super) struct DeletedRow {
+    pub(super) id: i64,
+    pub(super) user_id: String,
+}
