@@ -7,6 +7,7 @@ use crate::error::{ApiError, FieldErrorsBuilder};
 
 use super::model::{Priority, CATEGORY_MAX, NUL_MESSAGE};
 use super::search::{contains_pattern, fold};
+use super::sql::Arg;
 use crate::time::parse_timestamp;
 
 /// Largest and default page size.
@@ -393,29 +394,6 @@ impl ListParams {
 
 fn text(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim)
-}
-
-/// A value bound to a statement.
-#[derive(Debug, Clone)]
-pub enum Arg {
-    /// Text.
-    Text(String),
-    /// Boolean.
-    Bool(bool),
-    /// Small integer (priority rank).
-    Small(i16),
-    /// Integer (limit, offset).
-    Int(i64),
-    /// Timestamp.
-    Time(DateTime<Utc>),
-    /// Text or NULL.
-    OptText(Option<String>),
-    /// Boolean or NULL.
-    OptBool(Option<bool>),
-    /// Small integer or NULL.
-    OptSmall(Option<i16>),
-    /// Timestamp or NULL.
-    OptTime(Option<DateTime<Utc>>),
 }
 
 impl ListQuery {

@@ -3,8 +3,9 @@
 
 use sqlx::Arguments as _;
 
+use chrono::{DateTime, Utc};
+
 use super::etag::Precondition;
-use super::query::Arg;
 
 /// The columns of a task row, in the order every statement returns them (see
 /// [`super::row::TaskRow`], which reads them by position).
@@ -15,6 +16,29 @@ macro_rules! task_columns {
     };
 }
 pub(crate) use task_columns;
+
+/// A value bound to a statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// Text.
+    Text(String),
+    /// Boolean.
+    Bool(bool),
+    /// Small integer (priority rank).
+    Small(i16),
+    /// Integer (limit, offset).
+    Int(i64),
+    /// Timestamp.
+    Time(DateTime<Utc>),
+    /// Text or NULL.
+    OptText(Option<String>),
+    /// Boolean or NULL.
+    OptBool(Option<bool>),
+    /// Small integer or NULL.
+    OptSmall(Option<i16>),
+    /// Timestamp or NULL.
+    OptTime(Option<DateTime<Utc>>),
+}
 
 /// A backend whose statement arguments can be built from [`Arg`]s: both are.
 pub trait BindArgs: sqlx::Database {

@@ -13,12 +13,12 @@ use super::announce::{announced, announced_deletes};
 pub use super::changes::TaskChange;
 use super::etag::Precondition;
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
-use super::query::{Arg, ListQuery, ListStatement};
+use super::query::{ListQuery, ListStatement};
 use super::row::{ListRow, TaskRow};
 use super::search::fold;
 use super::sql::{
     self, arguments_for, delete, delete_completed, insert, one_trip, set_completed, update,
-    versions_arg,
+    versions_arg, Arg,
 };
 use super::writer::{commit, SqliteWrite, Write, WriteKind, Writer};
 use crate::auth::AuthedUser;

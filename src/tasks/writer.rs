@@ -8,9 +8,8 @@ use sqlx::{ConnectOptions as _, Connection as _, Sqlite};
 
 use super::changes::{ChangeHooks, Committed, TaskChange};
 use super::model::Task;
-use super::query::Arg;
 use super::row::{DeletedRow, TaskRow};
-use super::sql::{self, BindArgs as _};
+use super::sql::{self, Arg, BindArgs as _};
 use crate::db::AppPool;
 use crate::error::ApiError;
 

@@ -2,9 +2,9 @@
 //! that user's rows through an index, never the whole table, on both databases.
 
 use rocket::form::Form;
+use todo_api::tasks::query::ListParams;
 use todo_api::tasks::query::ListStatement;
-use todo_api::tasks::query::{Arg, ListParams};
-use todo_api::tasks::sql::BindArgs as _;
+use todo_api::tasks::sql::{Arg, BindArgs as _};
 
 use crate::helpers::{on_both_databases, AppPool};
 use crate::seed::seed;
