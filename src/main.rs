@@ -12,7 +12,7 @@ use todo_api::{auth, telemetry};
 
 /// mimalloc instead of the system allocator: under load, glibc's malloc spent about a sixth
 /// of the service's CPU, much of it contending for its arenas between worker threads
-/// (measured with scripts/load; see README, "Performance"). Built without transparent huge
+/// (measured with scripts/load; see docs/performance.md). Built without transparent huge
 /// pages (`no_thp`): with them, resident memory grows in 2 MiB steps (38 MB under load
 /// against 29 MB).
 #[global_allocator]

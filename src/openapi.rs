@@ -15,7 +15,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,7 +31,7 @@ use crate::error::ErrorBody;
             error has the `ErrorBody` shape. A task id that belongs to another user answers 404, \
             exactly like a missing one."
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, ErrorCode)),
     tags(
         (name = "tasks", description = "The user's tasks"),
         (name = "stats", description = "Statistics"),

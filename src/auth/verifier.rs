@@ -37,7 +37,7 @@ fn access_token_type(typ: Option<&str>) -> bool {
     typ.is_none_or(|t| t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("at+jwt"))
 }
 
-/// A bearer value with exactly two dots is a JWT (API.md); any other is a session token.
+/// A bearer value with exactly two dots is a JWT; any other is a session token.
 pub fn is_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }

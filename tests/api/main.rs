@@ -8,6 +8,7 @@ mod concurrency;
 mod config;
 mod connections;
 mod cors;
+mod docs;
 mod errors;
 mod etags;
 mod events;
