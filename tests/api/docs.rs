@@ -76,10 +76,7 @@ fn the_openapi_document_names_every_error_code() {
 #[test]
 fn the_configuration_reference_lists_exactly_the_variables_the_service_reads() {
     let rows = table_after(&doc("configuration.md"), "| variable |");
-    let documented: BTreeSet<String> = rows
-        .iter()
-        .flat_map(|row| quoted(&row[0]))
-        .collect();
+    let documented: BTreeSet<String> = rows.iter().flat_map(|row| quoted(&row[0])).collect();
     let read: BTreeSet<String> = todo_api::config::variable_names()
         .map(str::to_owned)
         .collect();
