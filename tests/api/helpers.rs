@@ -487,14 +487,15 @@ impl TestApp {
 /// A direct connection pool to the database at `db_url` (a SQLite file is created if
 /// missing), for arranging data before or beside a service.
 pub async fn pool_of(db_url: &str) -> AppPool {
-    if db_url.starts_with("sqlite") {
-        use std::str::FromStr as _;
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(db_url)
-            .unwrap()
-            .create_if_missing(true);
-        AppPool::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
-    } else {
-        AppPool::Postgres(sqlx::PgPool::connect(db_url).await.unwrap())
+    match Backend::from_url(db_url).expect("a sqlite:// or postgres:// URL") {
+        Backend::Sqlite => {
+            use std::str::FromStr as _;
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(db_url)
+                .unwrap()
+                .create_if_missing(true);
+            AppPool::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
+        }
+        Backend::Postgres => AppPool::Postgres(sqlx::PgPool::connect(db_url).await.unwrap()),
     }
 }
 
