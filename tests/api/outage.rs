@@ -178,11 +178,7 @@ async fn sqlite_write_lock_held_elsewhere_is_a_503_then_recovers() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let before = app.create_task("alice", json!({"title": "before"})).await;
 
-    let mut other = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = crate::helpers::hold_sqlite_write_lock(&app.db_url).await;
     assert_503_quickly(
         &app,
         Method::Post,
