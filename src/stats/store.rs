@@ -7,7 +7,7 @@ use crate::auth::AuthedUser;
 use crate::db::{on_pool, AppPool};
 use crate::error::ApiError;
 use crate::tasks::model::Task;
-use crate::tasks::row::TaskRow;
+use crate::tasks::row::TaskWith;
 use crate::tasks::sql::task_columns;
 
 // One round trip: per-category counts; totals are their sums.
@@ -92,27 +92,6 @@ pub const OVERVIEW_LISTS: &str = concat!(
     overview_list!("3", "completed = TRUE", "updated_at DESC, id DESC")
 );
 
-/// An overview row: a task and the number of the list it belongs to.
-struct OverviewRow {
-    task: TaskRow,
-    list: i32,
-}
-
-impl<'r, R> sqlx::FromRow<'r, R> for OverviewRow
-where
-    R: sqlx::Row,
-    TaskRow: sqlx::FromRow<'r, R>,
-    usize: sqlx::ColumnIndex<R>,
-    i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            task: TaskRow::from_row(row)?,
-            list: row.try_get(crate::tasks::row::TASK_COLUMNS)?,
-        })
-    }
-}
-
 /// The dashboard's lists of the user's tasks, measured against `now`.
 #[derive(Debug, Default)]
 pub struct OverviewLists {
@@ -132,7 +111,7 @@ pub async fn overview_lists(
     now: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<OverviewLists, ApiError> {
-    let rows: Vec<OverviewRow> = on_pool!(db, |p| sqlx::query_as(OVERVIEW_LISTS)
+    let rows: Vec<TaskWith<i32>> = on_pool!(db, |p| sqlx::query_as(OVERVIEW_LISTS)
         .bind(user.id())
         .bind(now)
         .bind(until)
@@ -142,7 +121,7 @@ pub async fn overview_lists(
     let mut lists = OverviewLists::default();
     for row in rows {
         let task = Task::try_from(row.task)?;
-        match row.list {
+        match row.extra {
             1 => lists.due_soon.push(task),
             2 => lists.overdue.push(task),
             _ => lists.recently_completed.push(task),

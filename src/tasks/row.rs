@@ -22,7 +22,7 @@ pub(crate) struct TaskRow {
 }
 
 /// The number of columns [`TaskRow`] reads; a statement's own columns follow them.
-pub(crate) const TASK_COLUMNS: usize = 11;
+const TASK_COLUMNS: usize = 11;
 
 impl<'r, R> sqlx::FromRow<'r, R> for TaskRow
 where
@@ -78,23 +78,24 @@ impl TryFrom<TaskRow> for Task {
     }
 }
 
-/// A list row: a task and the count of every task matching the list's filters.
-pub(super) struct ListRow {
-    pub(super) task: TaskRow,
-    pub(super) total_count: i64,
+/// A task and the one column a statement returns after the task's own (a list's total
+/// count, the overview's list number).
+pub(crate) struct TaskWith<T> {
+    pub(crate) task: TaskRow,
+    pub(crate) extra: T,
 }
 
-impl<'r, R> sqlx::FromRow<'r, R> for ListRow
+impl<'r, R, T> sqlx::FromRow<'r, R> for TaskWith<T>
 where
     R: sqlx::Row,
     TaskRow: sqlx::FromRow<'r, R>,
     usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             task: TaskRow::from_row(row)?,
-            total_count: row.try_get(TASK_COLUMNS)?,
+            extra: row.try_get(TASK_COLUMNS)?,
         })
     }
 }

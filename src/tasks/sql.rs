@@ -46,16 +46,39 @@ pub trait BindArgs: sqlx::Database {
     /// driver cannot encode.
     fn arguments<'q>(
         args: impl IntoIterator<Item = &'q Arg>,
+    ) -> Result<Self::Arguments<'q>, sqlx::Error> {
+        Self::add_args(Self::Arguments::default(), args)
+    }
+
+    /// [`Self::arguments`] of a statement whose `$1` is the user's id, borrowed.
+    fn user_arguments<'q>(
+        user: &'q str,
+        args: impl IntoIterator<Item = &'q Arg>,
+    ) -> Result<Self::Arguments<'q>, sqlx::Error>;
+
+    /// `out` with `args` added in order.
+    fn add_args<'q>(
+        out: Self::Arguments<'q>,
+        args: impl IntoIterator<Item = &'q Arg>,
     ) -> Result<Self::Arguments<'q>, sqlx::Error>;
 }
 
 macro_rules! bind_args_for {
     ($db:ty) => {
         impl BindArgs for $db {
-            fn arguments<'q>(
+            fn user_arguments<'q>(
+                user: &'q str,
                 args: impl IntoIterator<Item = &'q Arg>,
             ) -> Result<Self::Arguments<'q>, sqlx::Error> {
                 let mut out = <Self as sqlx::Database>::Arguments::<'q>::default();
+                out.add(user).map_err(sqlx::Error::Encode)?;
+                Self::add_args(out, args)
+            }
+
+            fn add_args<'q>(
+                mut out: Self::Arguments<'q>,
+                args: impl IntoIterator<Item = &'q Arg>,
+            ) -> Result<Self::Arguments<'q>, sqlx::Error> {
                 for arg in args {
                     match arg {
                         Arg::Text(v) => out.add(v.as_str()),
@@ -78,12 +101,14 @@ macro_rules! bind_args_for {
 bind_args_for!(sqlx::Sqlite);
 bind_args_for!(sqlx::Postgres);
 
-/// The arguments of a statement run on `_pool`'s backend (the pool only picks the type).
-pub fn arguments_for<'q, DB: BindArgs>(
+/// [`BindArgs::user_arguments`] of a statement run on `_pool`'s backend (the pool only
+/// picks the type).
+pub fn user_arguments_for<'q, DB: BindArgs>(
     _pool: &sqlx::Pool<DB>,
+    user: &'q str,
     args: impl IntoIterator<Item = &'q Arg>,
 ) -> Result<DB::Arguments<'q>, sqlx::Error> {
-    DB::arguments(args)
+    DB::user_arguments(user, args)
 }
 
 /// The columns a database refusal of a task write may name, as the 422's field.

@@ -14,10 +14,10 @@ pub use super::changes::TaskChange;
 use super::etag::Precondition;
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{ListQuery, ListStatement};
-use super::row::{ListRow, TaskRow};
+use super::row::{TaskRow, TaskWith};
 use super::search::fold;
 use super::sql::{
-    self, arguments_for, delete, delete_completed, insert, one_trip, set_completed, update,
+    self, delete, delete_completed, insert, one_trip, set_completed, update, user_arguments_for,
     versions_arg, Arg,
 };
 use super::writer::{commit, SqliteWrite, Write, WriteKind, Writer};
@@ -41,23 +41,19 @@ pub struct Page {
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
     let statement = ListStatement::new(query, now());
-    let user_arg = Arg::Text(user.id().to_owned());
-    let rows: Vec<ListRow> = on_pool!(db, |p| sqlx::query_as_with(
+    let rows: Vec<TaskWith<i64>> = on_pool!(db, |p| sqlx::query_as_with(
         &statement.sql,
-        arguments_for(p, std::iter::once(&user_arg).chain(&statement.args))?
+        user_arguments_for(p, user.id(), &statement.args)?
     )
     .fetch_all(p)
     .await)?;
     let total = match rows.first() {
-        Some(row) => row.total_count,
+        Some(row) => row.extra,
         None if query.offset > 0 => {
             let count_sql = statement.count_sql();
             on_pool!(db, |p| sqlx::query_scalar_with::<_, i64, _>(
                 &count_sql,
-                arguments_for(
-                    p,
-                    std::iter::once(&user_arg).chain(&statement.args[..statement.filter_args])
-                )?
+                user_arguments_for(p, user.id(), &statement.args[..statement.filter_args])?
             )
             .fetch_one(p)
             .await)?
