@@ -75,8 +75,10 @@ where
     E: From<ApiError>,
 {
     error.log();
-    let status = error.status();
-    error.public().stash(request);
+    // One pass over the error table: the public part carries the status.
+    let public = error.public();
+    let status = public.status;
+    public.stash(request);
     rocket::outcome::Outcome::Error((status, E::from(error)))
 }
 
