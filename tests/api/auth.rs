@@ -112,22 +112,22 @@ async fn raw(app: &TestApp, authorization: &str, path: &str) -> crate::helpers::
 on_both_databases! {
     async fn every_refused_token_is_a_401_invalid_token(app) {
         for (token, reason) in bad_tokens() {
-            let response = app.request(Method::Get, "/api/alice/tasks", Some(&token), None).await;
+            let response = app.with_token(&token).get("/api/alice/tasks").await;
             assert_401(&response, "invalid_token", reason);
         }
     }
 
     async fn a_missing_or_non_bearer_header_is_auth_required(app) {
         let token = app.token("alice");
-        let none = app.request(Method::Get, "/api/alice/tasks", None, None).await;
+        let none = app.anonymous().get("/api/alice/tasks").await;
         assert_401(&none, "auth_required", "no header");
         for header in [format!("Basic {token}"), format!("Token {token}"), token.clone(), "Bearer".to_owned(), "Bearer   ".to_owned()] {
             assert_401(&raw(&app, &header, "/api/alice/tasks").await, "auth_required", &header);
         }
-        let in_query = app.request(Method::Get, &format!("/api/alice/tasks?access_token={token}"), None, None).await;
+        let in_query = app.anonymous().get(&format!("/api/alice/tasks?access_token={token}")).await;
         assert_401(&in_query, "auth_required", "a token in the query string is not accepted");
         for cookie in [format!("token={token}"), format!("better-auth.session_token={token}"), format!("Authorization=Bearer {token}")] {
-            let in_cookie = app.request_with(Method::Get, "/api/alice/tasks", None, None, &[("Cookie", &cookie)]).await;
+            let in_cookie = app.anonymous().send(Method::Get, "/api/alice/tasks", None, &[("Cookie", &cookie)]).await;
             assert_401(&in_cookie, "auth_required", "a token in a cookie is not accepted");
         }
     }
@@ -143,7 +143,7 @@ on_both_databases! {
     async fn a_token_within_the_clock_leeway_is_accepted(app) {
         let claims = json!({"sub": "alice", "exp": now() - 10, "nbf": now() + 10, "iat": now()});
         let token = sign(&claims, TEST_SECRET, Algorithm::HS256);
-        let response = app.request(Method::Get, "/api/alice/tasks", Some(&token), None).await;
+        let response = app.with_token(&token).get("/api/alice/tasks").await;
         assert_eq!(response.status, Status::Ok, "{}", response.text);
     }
 
@@ -163,11 +163,11 @@ on_both_databases! {
         ];
         let bob = app.token("bob");
         for (method, path, body) in &endpoints {
-            let anonymous = app.request(*method, path, None, *body).await;
+            let anonymous = app.anonymous().send(*method, path, *body, &[]).await;
             assert_401(&anonymous, "auth_required", path);
             let expired = sign(&json!({"sub": "alice", "exp": now() - 300}), TEST_SECRET, Algorithm::HS256);
-            assert_401(&app.request(*method, path, Some(&expired), *body).await, "invalid_token", path);
-            let forbidden = app.request(*method, path, Some(&bob), *body).await;
+            assert_401(&app.with_token(&expired).send(*method, path, *body, &[]).await, "invalid_token", path);
+            let forbidden = app.with_token(&bob).send(*method, path, *body, &[]).await;
             assert_eq!(forbidden.status, Status::Forbidden, "{method} {path}");
             assert_eq!(forbidden.error_code(), "forbidden");
         }
@@ -178,14 +178,14 @@ on_both_databases! {
     async fn checks_run_401_then_403_then_404_or_422(app) {
         let bob = app.token("bob");
         // Invalid body and unknown id, but no token: 401.
-        let response = app.request(Method::Put, "/api/alice/tasks/999999", None, Some(&json!({"title": ""}))).await;
+        let response = app.anonymous().put("/api/alice/tasks/999999", &json!({"title": ""})).await;
         assert_eq!(response.status, Status::Unauthorized);
         assert_eq!(response.error_code(), "auth_required");
         // Token for another user: 403 before 404 / 422.
-        let response = app.request(Method::Put, "/api/alice/tasks/999999", Some(&bob), Some(&json!({"title": ""}))).await;
+        let response = app.with_token(&bob).put("/api/alice/tasks/999999", &json!({"title": ""})).await;
         assert_eq!(response.status, Status::Forbidden);
         assert_eq!(response.error_code(), "forbidden");
-        let response = app.request(Method::Get, "/api/alice/tasks/abc", Some(&bob), None).await;
+        let response = app.with_token(&bob).get("/api/alice/tasks/abc").await;
         assert_eq!(response.status, Status::Forbidden);
         assert_eq!(response.error_code(), "forbidden");
         // The right user: now 404 and 422 are reported.

@@ -1,7 +1,7 @@
 //! Concurrent use: many users at once, and atomic toggles.
 
 use rocket::futures::future::join_all;
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use serde_json::json;
 
 use crate::helpers::on_both_databases;
@@ -36,7 +36,7 @@ on_both_databases! {
         }
         assert_eq!(created.len(), 60);
         for (user, task) in &created {
-            let fetched = app.call(user, Method::Get, &format!("/api/{user}/tasks/{}", task["id"]), None).await;
+            let fetched = app.as_user(user).get(&format!("/api/{user}/tasks/{}", task["id"])).await;
             assert_eq!(fetched.status, Status::Ok);
             assert_eq!(fetched.json()["title"], task["title"]);
         }
@@ -52,7 +52,8 @@ on_both_databases! {
         let task = app.create_task("alice", json!({"title": "flip me"})).await;
         let path = format!("/api/alice/tasks/{}/complete", task["id"]);
         let flips = 25;
-        let responses = join_all((0..flips).map(|_| app.call("alice", Method::Patch, &path, None))).await;
+        let alice = app.as_user("alice");
+        let responses = join_all((0..flips).map(|_| alice.patch(&path, None))).await;
         assert!(responses.iter().all(|r| r.status == Status::Ok));
         let after = app.as_user("alice").get(&format!("tasks/{}", task["id"])).await.json();
         assert_eq!(after["completed"], flips % 2 == 1, "{flips} flips from false");

@@ -1,6 +1,6 @@
 //! Every status the service or Rocket produces carries the contract's error body.
 
-use rocket::http::{ContentType, Header, Method, Status};
+use rocket::http::{ContentType, Header, Status};
 use serde_json::json;
 
 use crate::helpers::{on_both_databases, read, TestApp, TestResponse};
@@ -19,10 +19,7 @@ async fn post_raw(app: &TestApp, content_type: Option<ContentType>, body: Vec<u8
 }
 
 async fn assert_nothing_stored(app: &TestApp) {
-    let list = app
-        .call("alice", Method::Get, "/api/alice/tasks", None)
-        .await
-        .json();
+    let list = app.as_user("alice").get("/api/alice/tasks").await.json();
     assert_eq!(list, json!([]));
 }
 
@@ -68,7 +65,7 @@ on_both_databases! {
 
     async fn unknown_routes_are_a_json_404(app) {
         for path in ["/", "/nope", "/api", "/api/alice", "/api/alice/tasks/1/2/3", "/health/nope"] {
-            let response = app.request(Method::Get, path, None, None).await;
+            let response = app.anonymous().get(path).await;
             assert_eq!(response.status, Status::NotFound, "{path}");
             assert_eq!(response.error_code(), "not_found", "{path}");
             assert_eq!(response.header("Content-Type"), Some("application/json"));

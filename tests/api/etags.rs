@@ -47,23 +47,23 @@ on_both_databases! {
         let tag = tag_of(&app, &path).await;
 
         for header in [tag.clone(), format!("W/{tag}"), format!("\"x\", {tag}"), "*".to_owned()] {
-            let response = app.call_with("alice", Method::Get, &path, None, &[("If-None-Match", &header)]).await;
+            let response = app.as_user("alice").send(Method::Get, &path, None, &[("If-None-Match", &header)]).await;
             assert_eq!(response.status, Status::NotModified, "If-None-Match: {header}");
             assert!(response.text.is_empty());
             assert_eq!(response.header("ETag"), Some(tag.as_str()));
         }
-        let stale = app.call_with("alice", Method::Get, &path, None, &[("If-None-Match", "\"1-999\"")]).await;
+        let stale = app.as_user("alice").send(Method::Get, &path, None, &[("If-None-Match", "\"1-999\"")]).await;
         assert_eq!(stale.status, Status::Ok);
         assert_eq!(stale.json()["title"], "t");
 
         app.as_user("alice").patch(&path, Some(&json!({"title": "changed"}))).await;
-        let after_change = app.call_with("alice", Method::Get, &path, None, &[("If-None-Match", &tag)]).await;
+        let after_change = app.as_user("alice").send(Method::Get, &path, None, &[("If-None-Match", &tag)]).await;
         assert_eq!(after_change.status, Status::Ok, "a changed task is sent again");
         assert_eq!(after_change.json()["title"], "changed");
 
         // Conditional headers never get past the 404 of another user's task.
         let bobs = app.create_task("bob", json!({"title": "b"})).await;
-        let response = app.call_with("alice", Method::Get, &format!("/api/alice/tasks/{}", bobs["id"]), None, &[("If-None-Match", "*")]).await;
+        let response = app.as_user("alice").send(Method::Get, &format!("/api/alice/tasks/{}", bobs["id"]), None, &[("If-None-Match", "*")]).await;
         assert_eq!(response.status, Status::NotFound);
         assert_eq!(response.error_code(), "not_found");
     }
@@ -85,7 +85,7 @@ on_both_databases! {
         let refused = [stale.clone(), format!("W/{current}"), format!("\"{}-{}\"", id + 1, 2), "garbage".to_owned()];
         for (method, target, body) in &writes {
             for header in &refused {
-                let response = app.call_with("alice", *method, target, body.as_ref(), &[("If-Match", header)]).await;
+                let response = app.as_user("alice").send(*method, target, body.as_ref(), &[("If-Match", header)]).await;
                 assert_eq!(response.status, Status::PreconditionFailed, "{method} {target} If-Match: {header}");
                 assert_eq!(response.error_code(), "precondition_failed");
             }
@@ -95,21 +95,21 @@ on_both_databases! {
         assert_eq!(unchanged.json()["completed"], false);
         assert_eq!(unchanged.header("ETag"), Some(current.as_str()), "refused writes change nothing");
 
-        let ok = app.call_with("alice", Method::Patch, &path, Some(&json!({"title": "t3"})), &[("If-Match", &format!("{stale}, {current}"))]).await;
+        let ok = app.as_user("alice").send(Method::Patch, &path, Some(&json!({"title": "t3"})), &[("If-Match", &format!("{stale}, {current}"))]).await;
         assert_eq!(ok.status, Status::Ok, "any listed tag may match");
         let current = ok.header("ETag").unwrap().to_owned();
-        let ok = app.call_with("alice", Method::Patch, &format!("{path}/complete"), None, &[("If-Match", &current)]).await;
+        let ok = app.as_user("alice").send(Method::Patch, &format!("{path}/complete"), None, &[("If-Match", &current)]).await;
         assert_eq!(ok.status, Status::Ok);
         assert_eq!(ok.json()["completed"], true);
-        let ok = app.call_with("alice", Method::Put, &path, Some(&json!({"title": "t4"})), &[("If-Match", "*")]).await;
+        let ok = app.as_user("alice").send(Method::Put, &path, Some(&json!({"title": "t4"})), &[("If-Match", "*")]).await;
         assert_eq!(ok.status, Status::Ok);
         let current = ok.header("ETag").unwrap().to_owned();
-        let deleted = app.call_with("alice", Method::Delete, &path, None, &[("If-Match", &current)]).await;
+        let deleted = app.as_user("alice").send(Method::Delete, &path, None, &[("If-Match", &current)]).await;
         assert_eq!(deleted.status, Status::NoContent);
 
         // Without the task there is nothing to precondition: 404, as without the header.
         for (method, target, body) in &writes {
-            let response = app.call_with("alice", *method, target, body.as_ref(), &[("If-Match", &current)]).await;
+            let response = app.as_user("alice").send(*method, target, body.as_ref(), &[("If-Match", &current)]).await;
             assert_eq!(response.status, Status::NotFound, "{method} {target}");
             assert_eq!(response.error_code(), "not_found");
         }
@@ -124,7 +124,7 @@ on_both_databases! {
             let responses = join_all((0..writers).map(|i| {
                 let body = json!({"title": format!("round {round} writer {i}")});
                 let (app, path, tag) = (&app, &path, &tag);
-                async move { app.call_with("alice", Method::Patch, path, Some(&body), &[("If-Match", tag)]).await }
+                async move { app.as_user("alice").send(Method::Patch, path, Some(&body), &[("If-Match", tag)]).await }
             }))
             .await;
             let winners: Vec<_> = responses.iter().filter(|r| r.status == Status::Ok).collect();
@@ -136,7 +136,8 @@ on_both_databases! {
         }
         let tag = tag_of(&app, &path).await;
         let headers = [("If-Match", tag.as_str())];
-        let deletes = join_all((0..4).map(|_| app.call_with("alice", Method::Delete, &path, None, &headers))).await;
+        let alice = app.as_user("alice");
+        let deletes = join_all((0..4).map(|_| alice.send(Method::Delete, &path, None, &headers))).await;
         assert_eq!(deletes.iter().filter(|r| r.status == Status::NoContent).count(), 1);
     }
 }

@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 
 use crate::helpers::on_pool;
 
-use crate::helpers::{self, on_both_backends, raw_http, Backend, LiveServer, TestApp, TEST_SECRET};
+use crate::helpers::{
+    self, on_both_backends, raw_http, Backend, LiveServer, TestDatabase, TEST_SECRET,
+};
 
 /// One server-sent event (or comment) as read off the wire.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -291,11 +293,10 @@ on_both_backends! {
     async fn event_ids_keep_increasing_across_a_restart(backend) {
         // Ids are drawn from the database ahead of use (a block at a time on SQLite): a
         // restart may skip ids, never repeat one, so an old Last-Event-ID cannot alias.
-        // `_dir` keeps a SQLite file for both starts.
-        let (db_url, _dir) = TestApp::fresh_database(backend).await;
+        let database = TestDatabase::fresh(backend).await;
         let mut ids = Vec::new();
         for _ in 0..2 {
-            let server = LiveServer::start_on(db_url.clone(), None, |f| f).await;
+            let server = LiveServer::start_on(TestDatabase::existing(&database.url), |f| f).await;
             let mut stream = Stream::open(server.port, "/api/alice/events", &bearer("alice")).await;
             stream.event().await.expect("ready");
             for title in ["one", "two"] {
@@ -424,7 +425,7 @@ async fn a_write_through_one_instance_reaches_streams_on_another() {
         return;
     }
     let first = LiveServer::start(Backend::Postgres, |f| f).await;
-    let second = LiveServer::start_on(first.db_url.clone(), None, |f| f).await;
+    let second = LiveServer::start_on(TestDatabase::existing(&first.db_url), |f| f).await;
     let mut on_first = Stream::open(first.port, "/api/alice/events", &bearer("alice")).await;
     let mut on_second = Stream::open(second.port, "/api/alice/events", &bearer("alice")).await;
     on_first.event().await.expect("ready");

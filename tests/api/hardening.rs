@@ -26,7 +26,8 @@ fn assert_field_error(response: &TestResponse, field: &str) {
 }
 
 async fn titles(app: &TestApp, user: &str) -> Vec<Value> {
-    app.call(user, Method::Get, &format!("/api/{user}/tasks"), None)
+    app.as_user(user)
+        .get(&format!("/api/{user}/tasks"))
         .await
         .json()
         .as_array()
@@ -58,7 +59,7 @@ on_both_databases! {
             (Method::Patch, json!({"description": "\u{0}"}), "description"),
             (Method::Patch, json!({"category": "a\u{0}"}), "category"),
         ] {
-            let response = app.call("alice", method, &path, Some(&body)).await;
+            let response = app.as_user("alice").send(method, &path, Some(&body), &[]).await;
             assert_field_error(&response, field);
         }
         let stored = app.as_user("alice").get(&path).await.json();
@@ -82,7 +83,7 @@ on_both_databases! {
 
     async fn a_token_whose_subject_holds_nul_is_refused(app) {
         let token = todo_api::auth::mint_hs256(crate::helpers::TEST_SECRET, "a\u{0}b", 600).unwrap();
-        let response = app.request(Method::Get, "/api/a%00b/tasks", Some(&token), None).await;
+        let response = app.with_token(&token).get("/api/a%00b/tasks").await;
         assert_eq!(response.status, Status::Unauthorized, "{}", response.text);
         assert_eq!(response.error_code(), "invalid_token");
     }

@@ -120,20 +120,95 @@ fn record_skip() {
     }
 }
 
-/// Creates an empty database on the test server and returns its URL.
-pub async fn create_postgres_database(server_url: &str) -> String {
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(server_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    conn.close().await.ok();
-    let mut url = url::Url::parse(server_url).expect("TEST_DATABASE_URL is a URL");
-    url.set_path(&format!("/{name}"));
-    url.to_string()
+/// A test's database: its URL, and what goes with it when the test ends (the SQLite file's
+/// folder, or the PostgreSQL database, dropped so a long run cannot fill the disk).
+pub struct TestDatabase {
+    pub url: String,
+    owned: Owned,
+}
+
+enum Owned {
+    Nothing,
+    Folder(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { server: String, name: String },
+}
+
+impl TestDatabase {
+    /// A new empty database of `backend` (PostgreSQL must be configured).
+    pub async fn fresh(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                TestDatabase {
+                    url: format!("sqlite://{}/todo.db", dir.path().display()),
+                    owned: Owned::Folder(dir),
+                }
+            }
+            Backend::Postgres => {
+                let server = postgres_url().expect("TEST_DATABASE_URL");
+                Self::create_postgres(&server, "").await
+            }
+        }
+    }
+
+    /// A new database on the PostgreSQL server at `server`, `options` appended to its
+    /// `CREATE DATABASE`.
+    pub async fn create_postgres(server: &str, options: &str) -> TestDatabase {
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(server)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {name} {options}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let mut url = url::Url::parse(server).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        TestDatabase {
+            url: url.to_string(),
+            owned: Owned::Postgres {
+                server: server.to_owned(),
+                name,
+            },
+        }
+    }
+
+    /// A database another owner keeps, as a second instance (or a restart) uses it.
+    pub fn existing(url: &str) -> TestDatabase {
+        TestDatabase {
+            url: url.to_owned(),
+            owned: Owned::Nothing,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Owned::Postgres { server, name } = &self.owned else {
+            return;
+        };
+        let (server, name) = (server.clone(), name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: a thread with a
+        // runtime of its own drops the database (FORCE ends the service's leftover sessions).
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&server).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("the test database {} was not dropped", self.url);
+        }
+    }
 }
 
 /// The figment every test service starts from: Rocket.toml's debug profile, no process
@@ -166,7 +241,8 @@ pub fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
 pub struct TestApp {
     pub client: Client,
     pub db_url: String,
-    _dir: Option<tempfile::TempDir>,
+    // Declared after the client, so the service stops before its database goes.
+    _database: TestDatabase,
 }
 
 /// A response, read whole.
@@ -235,55 +311,26 @@ impl TestApp {
         Some(Self::spawn(Backend::Postgres).await)
     }
 
-    /// A fresh database URL of `backend`, with the folder that keeps a SQLite file alive.
-    pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}/todo.db", dir.path().display());
-                (url, Some(dir))
-            }
-            Backend::Postgres => {
-                let server = postgres_url().expect("TEST_DATABASE_URL");
-                (create_postgres_database(&server).await, None)
-            }
-        }
-    }
-
     /// A service on a fresh database, with `adjust` applied to its figment.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(Figment) -> Figment) -> TestApp {
-        let (db_url, dir) = Self::fresh_database(backend).await;
-        Self::spawn_on(db_url, dir, adjust).await
+        Self::spawn_on(TestDatabase::fresh(backend).await, adjust).await
     }
 
-    /// A service on a database the test prepared, with `adjust` applied to its figment.
+    /// A service on a database the test prepared (or another service's, as after a
+    /// restart: [`TestDatabase::existing`]), with `adjust` applied to its figment.
     pub async fn spawn_on(
-        db_url: String,
-        dir: Option<tempfile::TempDir>,
+        database: TestDatabase,
         adjust: impl FnOnce(Figment) -> Figment,
     ) -> TestApp {
         init_tracing();
-        let figment = adjust(base_figment(&db_url));
+        let figment = adjust(base_figment(&database.url));
         let client = Client::tracked(todo_api::rocket(figment))
             .await
             .expect("the service ignites");
         TestApp {
             client,
-            db_url,
-            _dir: dir,
-        }
-    }
-
-    /// A second service on an existing database, as after a restart.
-    pub async fn on_database(db_url: &str) -> TestApp {
-        init_tracing();
-        let client = Client::tracked(todo_api::rocket(base_figment(db_url)))
-            .await
-            .expect("the service ignites");
-        TestApp {
-            client,
-            db_url: db_url.to_owned(),
-            _dir: None,
+            db_url: database.url.clone(),
+            _database: database,
         }
     }
 
@@ -292,83 +339,38 @@ impl TestApp {
         todo_api::auth::mint_hs256(TEST_SECRET, user, 3600).expect("token")
     }
 
-    /// Sends a request with `user`'s token (if any) and an optional JSON body.
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> TestResponse {
-        self.request_with(method, path, token, body, &[]).await
-    }
-
-    /// [`Self::request`] with extra headers.
-    pub async fn request_with(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> TestResponse {
-        let mut request = self.client.req(method, path.to_owned());
-        for (name, value) in headers {
-            request.add_header(Header::new(name.to_string(), value.to_string()));
-        }
-        if let Some(token) = token {
-            request.add_header(Header::new("Authorization", format!("Bearer {token}")));
-        }
-        if let Some(body) = body {
-            request.add_header(ContentType::JSON);
-            request.set_body(body.to_string());
-        }
-        read(request.dispatch().await).await
-    }
-
-    /// `user` calls `method path` on their own behalf.
-    pub async fn call(
-        &self,
-        user: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> TestResponse {
-        self.request(method, path, Some(&self.token(user)), body)
-            .await
-    }
-
-    /// [`Self::call`] with extra headers.
-    pub async fn call_with(
-        &self,
-        user: &str,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> TestResponse {
-        self.request_with(method, path, Some(&self.token(user)), body, headers)
-            .await
-    }
-
-    /// A client acting as `user` (with a valid token) on the user's own routes.
-    pub fn as_user(&self, user: &str) -> AsUser<'_> {
-        AsUser {
+    /// Requests as `user` (with a valid token), to paths under `/api/{user}/`
+    /// (`app.as_user("alice").get("tasks")`) or to whole paths.
+    pub fn as_user(&self, user: &str) -> Caller<'_> {
+        Caller {
             app: self,
-            user: user.to_owned(),
+            user: Some(user.to_owned()),
+            token: Some(self.token(user)),
+        }
+    }
+
+    /// Requests that carry `token` as a bearer token, to whole paths.
+    pub fn with_token(&self, token: &str) -> Caller<'_> {
+        self.bearer(Some(token))
+    }
+
+    /// Requests that carry no credentials, to whole paths.
+    pub fn anonymous(&self) -> Caller<'_> {
+        self.bearer(None)
+    }
+
+    /// Requests with a bearer token when there is one, to whole paths.
+    pub fn bearer(&self, token: Option<&str>) -> Caller<'_> {
+        Caller {
+            app: self,
+            user: None,
+            token: token.map(str::to_owned),
         }
     }
 
     /// Creates a task for `user`, asserting 201, and returns it.
     pub async fn create_task(&self, user: &str, body: Value) -> Value {
-        let response = self
-            .call(
-                user,
-                Method::Post,
-                &format!("/api/{user}/tasks"),
-                Some(&body),
-            )
-            .await;
+        let response = self.as_user(user).post("tasks", &body).await;
         assert_eq!(response.status, Status::Created, "{}", response.text);
         response.json()
     }
@@ -420,23 +422,22 @@ pub struct LiveServer {
     pub db_url: String,
     shutdown: rocket::Shutdown,
     task: tokio::task::JoinHandle<()>,
-    _dir: Option<tempfile::TempDir>,
+    _database: TestDatabase,
 }
 
 impl LiveServer {
     /// Launches the service on an ephemeral port.
     pub async fn start(backend: Backend, adjust: impl FnOnce(Figment) -> Figment) -> LiveServer {
-        let (db_url, dir) = TestApp::fresh_database(backend).await;
-        Self::start_on(db_url, dir, adjust).await
+        Self::start_on(TestDatabase::fresh(backend).await, adjust).await
     }
 
     /// Launches the service on an existing database, as a second instance would run.
     pub async fn start_on(
-        db_url: String,
-        dir: Option<tempfile::TempDir>,
+        database: TestDatabase,
         adjust: impl FnOnce(Figment) -> Figment,
     ) -> LiveServer {
         init_tracing();
+        let db_url = database.url.clone();
         let figment = adjust(
             base_figment(&db_url)
                 .merge(Serialized::global("port", 0))
@@ -465,7 +466,7 @@ impl LiveServer {
             db_url,
             shutdown,
             task,
-            _dir: dir,
+            _database: database,
         }
     }
 
@@ -509,58 +510,68 @@ pub async fn hold_sqlite_write_lock(db_url: &str) -> sqlx::SqliteConnection {
     conn
 }
 
-/// Requests of one user, to paths under `/api/{user}/` (`app.as_user("alice").get("tasks")`)
-/// or to a whole path.
-pub struct AsUser<'a> {
+/// Requests with one set of credentials (see [`TestApp::as_user`], [`TestApp::with_token`],
+/// [`TestApp::anonymous`]).
+pub struct Caller<'a> {
     app: &'a TestApp,
-    user: String,
+    user: Option<String>,
+    token: Option<String>,
 }
 
-impl AsUser<'_> {
-    /// `relative` under `/api/{user}/`; a path that starts with `/` is taken as it is.
+impl Caller<'_> {
+    /// A path that starts with `/` is taken as it is; any other is under `/api/{user}/`.
     fn path(&self, relative: &str) -> String {
-        if relative.starts_with('/') {
-            relative.to_owned()
-        } else {
-            format!("/api/{}/{relative}", self.user)
+        match &self.user {
+            _ if relative.starts_with('/') => relative.to_owned(),
+            Some(user) => format!("/api/{user}/{relative}"),
+            None => panic!("{relative:?} needs a user: call as_user, or give a whole path"),
         }
     }
 
-    /// `method` on `relative`, with an optional JSON body and extra headers.
+    /// `method` on `path`, with an optional JSON body and extra headers.
     pub async fn send(
         &self,
         method: Method,
-        relative: &str,
+        path: &str,
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> TestResponse {
-        self.app
-            .call_with(&self.user, method, &self.path(relative), body, headers)
-            .await
+        let mut request = self.app.client.req(method, self.path(path));
+        for (name, value) in headers {
+            request.add_header(Header::new(name.to_string(), value.to_string()));
+        }
+        if let Some(token) = &self.token {
+            request.add_header(Header::new("Authorization", format!("Bearer {token}")));
+        }
+        if let Some(body) = body {
+            request.add_header(ContentType::JSON);
+            request.set_body(body.to_string());
+        }
+        read(request.dispatch().await).await
     }
 
     /// `GET`.
-    pub async fn get(&self, relative: &str) -> TestResponse {
-        self.send(Method::Get, relative, None, &[]).await
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Method::Get, path, None, &[]).await
     }
 
     /// `POST` with a JSON body.
-    pub async fn post(&self, relative: &str, body: &Value) -> TestResponse {
-        self.send(Method::Post, relative, Some(body), &[]).await
+    pub async fn post(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(Method::Post, path, Some(body), &[]).await
     }
 
     /// `PUT` with a JSON body.
-    pub async fn put(&self, relative: &str, body: &Value) -> TestResponse {
-        self.send(Method::Put, relative, Some(body), &[]).await
+    pub async fn put(&self, path: &str, body: &Value) -> TestResponse {
+        self.send(Method::Put, path, Some(body), &[]).await
     }
 
     /// `PATCH` with an optional JSON body.
-    pub async fn patch(&self, relative: &str, body: Option<&Value>) -> TestResponse {
-        self.send(Method::Patch, relative, body, &[]).await
+    pub async fn patch(&self, path: &str, body: Option<&Value>) -> TestResponse {
+        self.send(Method::Patch, path, body, &[]).await
     }
 
     /// `DELETE`.
-    pub async fn delete(&self, relative: &str) -> TestResponse {
-        self.send(Method::Delete, relative, None, &[]).await
+    pub async fn delete(&self, path: &str) -> TestResponse {
+        self.send(Method::Delete, path, None, &[]).await
     }
 }

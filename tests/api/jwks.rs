@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
 use rocket::futures::future::join_all;
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -218,13 +218,9 @@ async fn spawn(
 }
 
 async fn get_tasks(app: &TestApp, user: &str, token: &str) -> TestResponse {
-    app.request(
-        Method::Get,
-        &format!("/api/{user}/tasks"),
-        Some(token),
-        None,
-    )
-    .await
+    app.with_token(token)
+        .get(&format!("/api/{user}/tasks"))
+        .await
 }
 
 fn assert_invalid_token(response: &TestResponse, what: &str) {
@@ -250,7 +246,7 @@ on_both_backends! {
         assert_eq!(server.hits(), 0, "keys are fetched on first need, not at start");
 
         let token = key.sign(&better_auth_claims(&server, "usr_8fJ2"));
-        let created = app.request(Method::Post, "/api/usr_8fJ2/tasks", Some(&token), Some(&json!({"title": "from Better Auth"}))).await;
+        let created = app.with_token(&token).post("/api/usr_8fJ2/tasks", &json!({"title": "from Better Auth"})).await;
         assert_eq!(created.status, Status::Created, "{}", created.text);
         let listed = get_tasks(&app, "usr_8fJ2", &token).await;
         assert_eq!(listed.status, Status::Ok);
@@ -406,7 +402,7 @@ on_both_backends! {
         assert_eq!(down.error_code(), "service_unavailable");
         let retry: u64 = down.header("Retry-After").unwrap().parse().unwrap();
         assert!((1..=30).contains(&retry), "Retry-After {retry}");
-        let ready = app.request(Method::Get, "/health/ready", None, None).await;
+        let ready = app.anonymous().get("/health/ready").await;
         assert_eq!(ready.status, Status::Ok, "readiness does not fail on the key source");
         assert_eq!(ready.json()["jwks"]["state"], "unavailable");
 
@@ -423,7 +419,7 @@ on_both_backends! {
 
         server.publish(&[&key]);
         until(|| async { get_tasks(&app, "alice", &token).await.status == Status::Ok }, "recovers by itself").await;
-        let ready = app.request(Method::Get, "/health/ready", None, None).await;
+        let ready = app.anonymous().get("/health/ready").await;
         assert_eq!(ready.json()["jwks"]["state"], "ok");
         assert_eq!(ready.json()["jwks"]["keys"], 1);
 
@@ -442,7 +438,7 @@ on_both_backends! {
         let key = TestKey::ed25519("k");
         let claims = json!({"sub": "alice", "iss": url, "aud": url, "iat": now(), "exp": now() + 900});
         let app = TestApp::spawn_with(backend, move |f| f.merge(Serialized::global("auth.better_auth_url", url))).await;
-        let live = app.request(Method::Get, "/health/live", None, None).await;
+        let live = app.anonymous().get("/health/live").await;
         assert_eq!(live.status, Status::Ok);
         let response = get_tasks(&app, "alice", &key.sign(&claims)).await;
         assert_eq!(response.status, Status::ServiceUnavailable, "{}", response.text);

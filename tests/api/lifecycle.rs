@@ -11,7 +11,7 @@ use rocket::http::{Method, Status};
 use serde_json::Value;
 
 use crate::helpers::{
-    on_both_backends, on_both_databases, raw_http, AppPool, Backend, TestApp, TEST_SECRET,
+    on_both_backends, on_both_databases, raw_http, AppPool, Backend, TestDatabase, TEST_SECRET,
 };
 
 /// The binary serving on a free loopback port, its stdout collected.
@@ -160,7 +160,8 @@ async fn connect_during_drain(port: u16) -> DrainAnswer {
 
 on_both_backends! {
     async fn sigterm_answers_every_request_in_flight_then_exits_0(backend) {
-        let (db_url, _dir) = TestApp::fresh_database(backend).await;
+        let database = TestDatabase::fresh(backend).await;
+        let db_url = database.url.clone();
         // 30 creates: 15 hold the pool's 15 connections, blocked by a lock; 15 wait for a
         // connection. Waits (the SQLite busy timeout and the pool's) are raised to 30 s, so a
         // busy machine cannot turn a wait into a 503.
@@ -248,7 +249,8 @@ on_both_backends! {
     }
 
     async fn json_access_logs_carry_the_request_id_and_user_but_no_token(backend) {
-        let (db_url, _dir) = TestApp::fresh_database(backend).await;
+        let database = TestDatabase::fresh(backend).await;
+        let db_url = database.url.clone();
         let served = Served::start(&db_url, &[]).await;
         let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
         let (status, headers, _) = raw_http(
@@ -308,16 +310,16 @@ on_both_databases! {
             (Method::Get, "/api/bob/tasks", Some(app.token("alice"))),
             (Method::Get, "/nowhere", None),
         ] {
-            let echoed = app.request_with(method, path, token.as_deref(), None, &headers).await;
+            let echoed = app.bearer(token.as_deref()).send(method, path, None, &headers).await;
             assert_eq!(echoed.header("X-Request-Id"), Some("client-id_1.2:3"), "{path} {}", echoed.status);
-            let made = app.request(method, path, token.as_deref(), None).await;
+            let made = app.bearer(token.as_deref()).send(method, path, None, &[]).await;
             let id = made.header("X-Request-Id").expect("an id is made when none is sent");
             assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
         }
-        let other = app.request(Method::Get, "/health/live", None, None).await;
-        let another = app.request(Method::Get, "/health/live", None, None).await;
+        let other = app.anonymous().get("/health/live").await;
+        let another = app.anonymous().get("/health/live").await;
         assert_ne!(other.header("X-Request-Id"), another.header("X-Request-Id"));
-        let unsafe_id = app.request_with(Method::Get, "/health/live", None, None, &[("X-Request-Id", "has spaces and \"quotes\"")]).await;
+        let unsafe_id = app.anonymous().send(Method::Get, "/health/live", None, &[("X-Request-Id", "has spaces and \"quotes\"")]).await;
         assert_eq!(unsafe_id.status, Status::Ok);
         assert_eq!(unsafe_id.header("X-Request-Id").map(str::len), Some(32), "an unsafe id is replaced");
     }
@@ -331,7 +333,8 @@ fn untraced() -> &'static str {
 /// Every route runs inside a request span: start-up refuses a route mounted without one.
 #[rocket::async_test]
 async fn a_route_mounted_without_its_request_span_stops_start_up() {
-    let (url, _dir) = TestApp::fresh_database(Backend::Sqlite).await;
+    let database = TestDatabase::fresh(Backend::Sqlite).await;
+    let url = database.url.clone();
     let bare =
         todo_api::rocket(crate::helpers::base_figment(&url)).mount("/", rocket::routes![untraced]);
     let error = bare
@@ -354,7 +357,8 @@ async fn a_route_mounted_without_its_request_span_stops_start_up() {
 /// is 64 KiB.
 #[rocket::async_test]
 async fn the_compiled_in_settings_hold_outside_the_project_folder() {
-    let (db_url, dir) = TestApp::fresh_database(Backend::Sqlite).await;
+    let database = TestDatabase::fresh(Backend::Sqlite).await;
+    let db_url = database.url.clone();
     let elsewhere = tempfile::tempdir().unwrap();
     let served = Served::start_in(
         Some(elsewhere.path()),
@@ -387,5 +391,5 @@ async fn the_compiled_in_settings_hold_outside_the_project_folder() {
         !stdout.contains("Rocket has launched"),
         "Rocket's own logger is off: {stdout}"
     );
-    drop(dir);
+    drop(database);
 }

@@ -2,7 +2,7 @@
 //! status, the pool, and rate-limited requests; off when `METRICS_ENABLED=false`.
 
 use rocket::figment::providers::Serialized;
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 
 use crate::helpers::{on_both_backends, Backend, TestApp};
 
@@ -23,9 +23,9 @@ on_both_backends! {
         let limited = app.as_user("alice").get("tasks").await;
         assert_eq!(limited.status, Status::TooManyRequests);
         assert_eq!(limited.error_code(), "rate_limited");
-        app.request(Method::Get, "/nowhere/secret-path", None, None).await;
+        app.anonymous().get("/nowhere/secret-path").await;
 
-        let response = app.request(Method::Get, "/metrics", None, None).await;
+        let response = app.anonymous().get("/metrics").await;
         assert_eq!(response.status, Status::Ok);
         assert!(response.header("Content-Type").unwrap().starts_with("text/plain"));
         let text = response.text;
@@ -43,7 +43,7 @@ on_both_backends! {
         if backend == Backend::Sqlite {
             assert_eq!(value(&text, writer), Some(0.0), "no write yet: {text}");
             assert_eq!(app.as_user("bob").post("tasks", &serde_json::json!({"title": "a"})).await.status, Status::Created);
-            let text = app.request(Method::Get, "/metrics", None, None).await.text;
+            let text = app.anonymous().get("/metrics").await.text;
             assert_eq!(value(&text, writer), Some(1.0), "{text}");
         } else {
             assert_eq!(value(&text, writer), None, "PostgreSQL has no writer connection");
@@ -54,7 +54,7 @@ on_both_backends! {
 
     async fn metrics_can_be_switched_off(backend) {
         let app = TestApp::spawn_with(backend, |f| f.merge(Serialized::global("metrics.enabled", false))).await;
-        let response = app.request(Method::Get, "/metrics", None, None).await;
+        let response = app.anonymous().get("/metrics").await;
         assert_eq!(response.status, Status::NotFound);
         assert_eq!(response.error_code(), "not_found");
     }

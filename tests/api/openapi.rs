@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 
 use crate::helpers::{on_both_databases, TestApp, TestResponse};
@@ -176,16 +176,16 @@ on_both_databases! {
             ("/api/{user_id}/stats", "get", app.as_user("alice").get("stats").await),
             (tasks, "delete", app.as_user("alice").delete("tasks?completed=true").await),
             (task, "get", app.as_user("alice").get("tasks/99999").await),
-            (task, "put", app.call("alice", Method::Put, &format!("/api/alice/tasks/{}", bare.json()["id"]), Some(&json!({"title": ""}))).await),
+            (task, "put", app.as_user("alice").put(&format!("/api/alice/tasks/{}", bare.json()["id"]), &json!({"title": ""})).await),
             (tasks, "post", app.as_user("alice").post("tasks", &json!([1])).await),
-            (tasks, "get", app.request(Method::Get, "/api/alice/tasks", None, None).await),
+            (tasks, "get", app.anonymous().get("/api/alice/tasks").await),
             (tasks, "get", app.as_user("bob").get("/api/alice/tasks").await),
             (tasks, "get", app.as_user("alice").get("tasks?sort=banana").await),
-            (task, "delete", app.call("alice", Method::Delete, &format!("/api/alice/tasks/{}", bare.json()["id"]), None).await),
-            ("/health", "get", app.request(Method::Get, "/health", None, None).await),
-            ("/health/live", "get", app.request(Method::Get, "/health/live", None, None).await),
-            ("/health/ready", "get", app.request(Method::Get, "/health/ready", None, None).await),
-            ("/metrics", "get", app.request(Method::Get, "/metrics", None, None).await),
+            (task, "delete", app.as_user("alice").delete(&format!("/api/alice/tasks/{}", bare.json()["id"])).await),
+            ("/health", "get", app.anonymous().get("/health").await),
+            ("/health/live", "get", app.anonymous().get("/health/live").await),
+            ("/health/ready", "get", app.anonymous().get("/health/ready").await),
+            ("/metrics", "get", app.anonymous().get("/metrics").await),
         ];
         let statuses: BTreeSet<u16> = checks.iter().map(|(_, _, r)| r.status.code).collect();
         assert_eq!(statuses, BTreeSet::from([200, 204, 400, 401, 403, 404, 422]), "the sample covers these answers");
@@ -198,10 +198,10 @@ on_both_databases! {
 #[rocket::async_test]
 async fn docs_and_the_document_are_served() {
     let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
-    let served = app.request(Method::Get, "/openapi.json", None, None).await;
+    let served = app.anonymous().get("/openapi.json").await;
     assert_eq!(served.status, Status::Ok);
     assert_eq!(served.json(), document());
-    let page = app.request(Method::Get, "/docs/", None, None).await;
+    let page = app.anonymous().get("/docs/").await;
     assert_eq!(page.status, Status::Ok);
     assert!(page.text.contains("swagger-ui"), "{}", page.text);
     for asset in [
@@ -209,13 +209,11 @@ async fn docs_and_the_document_are_served() {
         "/docs/swagger-ui.css",
         "/docs/swagger-initializer.js",
     ] {
-        let response = app.request(Method::Get, asset, None, None).await;
+        let response = app.anonymous().get(asset).await;
         assert_eq!(response.status, Status::Ok, "{asset}");
         assert!(response.text.len() > 100, "{asset}");
     }
-    let initializer = app
-        .request(Method::Get, "/docs/swagger-initializer.js", None, None)
-        .await;
+    let initializer = app.anonymous().get("/docs/swagger-initializer.js").await;
     assert!(
         initializer.text.contains("\"url\": \"/openapi.json\""),
         "{}",

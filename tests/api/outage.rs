@@ -11,9 +11,7 @@ use serde_json::json;
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{
-    assert_error_shape, create_postgres_database, postgres_url, Backend, TestApp,
-};
+use crate::helpers::{assert_error_shape, postgres_url, Backend, TestApp, TestDatabase};
 
 /// A loopback TCP proxy that can drop every connection and refuse new ones.
 struct Proxy {
@@ -70,7 +68,7 @@ async fn assert_503_quickly(
     body: Option<&serde_json::Value>,
 ) {
     let started = Instant::now();
-    let response = app.call("alice", method, path, body).await;
+    let response = app.as_user("alice").send(method, path, body, &[]).await;
     assert_eq!(
         response.status,
         Status::ServiceUnavailable,
@@ -90,12 +88,8 @@ async fn eventually_ok(app: &TestApp, path: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let response = app
-            .call(
-                "alice",
-                Method::Post,
-                path,
-                Some(&json!({"title": "after"})),
-            )
+            .as_user("alice")
+            .post(path, &json!({"title": "after"}))
             .await;
         if response.status == Status::Created {
             return response.json();
@@ -114,10 +108,7 @@ async fn eventually_ok(app: &TestApp, path: &str) -> serde_json::Value {
 /// outage is intact and that nothing refused during it was half-written.
 async fn recovers_with_nothing_lost(app: &TestApp, before: &serde_json::Value) {
     eventually_ok(app, "/api/alice/tasks").await;
-    let list = app
-        .call("alice", Method::Get, "/api/alice/tasks", None)
-        .await
-        .json();
+    let list = app.as_user("alice").get("/api/alice/tasks").await.json();
     let titles: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -134,9 +125,11 @@ async fn recovers_with_nothing_lost(app: &TestApp, before: &serde_json::Value) {
 
 #[rocket::async_test]
 async fn postgres_outage_is_a_503_then_recovers() {
-    let Some(server) = postgres_url() else { return };
-    let db_url = create_postgres_database(&server).await;
-    let parsed = url::Url::parse(&db_url).unwrap();
+    if postgres_url().is_none() {
+        return;
+    }
+    let database = TestDatabase::fresh(Backend::Postgres).await;
+    let parsed = url::Url::parse(&database.url).unwrap();
     let proxy = Proxy::start((
         parsed.host_str().unwrap().to_owned(),
         parsed.port().unwrap_or(5432),
@@ -145,13 +138,7 @@ async fn postgres_outage_is_a_503_then_recovers() {
     let mut via_proxy = parsed.clone();
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.port)).unwrap();
-    let app = TestApp::spawn_with(Backend::Postgres, |figment| {
-        figment.merge(rocket::figment::providers::Serialized::global(
-            "databases.todo.url",
-            via_proxy.as_str(),
-        ))
-    })
-    .await;
+    let app = TestApp::spawn_on(TestDatabase::existing(via_proxy.as_str()), |f| f).await;
     let before = app.create_task("alice", json!({"title": "before"})).await;
 
     proxy.down();
@@ -163,10 +150,10 @@ async fn postgres_outage_is_a_503_then_recovers() {
     )
     .await;
     assert_503_quickly(&app, Method::Get, "/api/alice/tasks", None).await;
-    let ready = app.request(Method::Get, "/health/ready", None, None).await;
+    let ready = app.anonymous().get("/health/ready").await;
     assert_eq!(ready.status, Status::ServiceUnavailable);
     assert_error_shape(&ready.json());
-    let live = app.request(Method::Get, "/health/live", None, None).await;
+    let live = app.anonymous().get("/health/live").await;
     assert_eq!(live.status, Status::Ok, "the process itself is alive");
 
     proxy.up();
@@ -186,9 +173,7 @@ async fn sqlite_write_lock_held_elsewhere_is_a_503_then_recovers() {
         Some(&json!({"title": "lost?"})),
     )
     .await;
-    let read = app
-        .call("alice", Method::Get, "/api/alice/tasks", None)
-        .await;
+    let read = app.as_user("alice").get("/api/alice/tasks").await;
     assert_eq!(
         read.status,
         Status::Ok,

@@ -6,18 +6,19 @@
 use rocket::futures::TryStreamExt as _;
 use sqlx::Connection as _;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestDatabase};
 
 #[rocket::async_test]
 async fn a_returned_connection_rolls_back_a_dropped_transaction_and_drains_a_dropped_result() {
     if crate::helpers::postgres_url().is_none() {
         return;
     }
-    let (db_url, _dir) = TestApp::fresh_database(Backend::Postgres).await;
+    let database = TestDatabase::fresh(Backend::Postgres).await;
+    let db_url = &database.url;
     // One connection, so every step below goes through the one that was given back.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&db_url)
+        .connect(db_url)
         .await
         .unwrap();
     sqlx::query("CREATE TABLE counters (id INT PRIMARY KEY, n INT NOT NULL)")
@@ -39,7 +40,7 @@ async fn a_returned_connection_rolls_back_a_dropped_transaction_and_drains_a_dro
     }
     // Nobody uses the pool now: the rollback must run on the way back into it, or the
     // row stays locked until the connection's next query.
-    let mut other = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(db_url).await.unwrap();
     sqlx::query("SET lock_timeout = '3s'")
         .execute(&mut other)
         .await

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use todo_api::config::{figment_with_env, AppConfig};
 
 use crate::helpers::{
-    base_figment, on_both_backends, on_both_databases, read, Backend, TestApp, TEST_SECRET,
+    base_figment, on_both_backends, on_both_databases, read, Backend, TestApp, TestDatabase,
+    TEST_SECRET,
 };
 
 fn hs256(claims: &Value) -> String {
@@ -85,7 +86,7 @@ on_both_databases! {
             (Method::Patch, None, "\"bogus\""),
         ] {
             let path = if body.is_none() && method == Method::Patch { format!("{path}/complete") } else { path.clone() };
-            let response = app.request_with(method, &path, Some(&bob), body.as_ref(), &[("If-Match", if_match)]).await;
+            let response = app.with_token(&bob).send(method, &path, body.as_ref(), &[("If-Match", if_match)]).await;
             assert_eq!(response.status, Status::Forbidden, "{method} {path}");
             assert_eq!(response.error_code(), "forbidden");
         }
@@ -124,7 +125,7 @@ on_both_databases! {
         assert_eq!(task["user_id"], "alice");
         let path = format!("/api/alice/tasks/{}", task["id"]);
         for method in [Method::Put, Method::Patch] {
-            let response = app.call("alice", method, &path, Some(&json!({"title": "still mine", "user_id": "bob", "id": 99999}))).await;
+            let response = app.as_user("alice").send(method, &path, Some(&json!({"title": "still mine", "user_id": "bob", "id": 99999})), &[]).await;
             assert_eq!(response.status, Status::Ok);
             assert_eq!(response.json()["user_id"], "alice");
             assert_eq!(response.json()["id"], task["id"]);
@@ -145,9 +146,9 @@ on_both_databases! {
     }
 
     async fn the_jwt_leeway_is_30_seconds(app) {
-        let accepted = app.request(Method::Get, "/api/alice/tasks", Some(&expired_secs_ago(25)), None).await;
+        let accepted = app.with_token(&expired_secs_ago(25)).get("/api/alice/tasks").await;
         assert_eq!(accepted.status, Status::Ok, "expired 25 s ago: {}", accepted.text);
-        let refused = app.request(Method::Get, "/api/alice/tasks", Some(&expired_secs_ago(35)), None).await;
+        let refused = app.with_token(&expired_secs_ago(35)).get("/api/alice/tasks").await;
         assert_eq!(refused.status, Status::Unauthorized, "expired 35 s ago");
         assert_eq!(refused.error_code(), "invalid_token");
     }
@@ -156,10 +157,10 @@ on_both_databases! {
 on_both_backends! {
     async fn jwt_leeway_secs_is_honoured(backend) {
         let app = TestApp::spawn_with(backend, |f| f.merge(Serialized::global("auth.leeway_secs", 5))).await;
-        let refused = app.request(Method::Get, "/api/alice/tasks", Some(&expired_secs_ago(25)), None).await;
+        let refused = app.with_token(&expired_secs_ago(25)).get("/api/alice/tasks").await;
         assert_eq!(refused.status, Status::Unauthorized);
         assert_eq!(refused.error_code(), "invalid_token");
-        let accepted = app.request(Method::Get, "/api/alice/tasks", Some(&expired_secs_ago(2)), None).await;
+        let accepted = app.with_token(&expired_secs_ago(2)).get("/api/alice/tasks").await;
         assert_eq!(accepted.status, Status::Ok);
     }
 
@@ -186,7 +187,8 @@ on_both_backends! {
     }
 
     async fn rate_limit_headers_follow_the_real_variable(backend) {
-        let (url, _dir) = TestApp::fresh_database(backend).await;
+        let database = TestDatabase::fresh(backend).await;
+        let url = database.url.clone();
         let vars = HashMap::from([("RATE_LIMIT_PER_MINUTE", "3"), ("BETTER_AUTH_SECRET", TEST_SECRET)]);
         let figment = figment_with_env(|name| vars.get(name).map(|v| (*v).to_owned()))
             .unwrap()
@@ -217,7 +219,8 @@ on_both_backends! {
     }
 
     async fn neon_db_url_is_the_database_used(backend) {
-        let (url, _dir) = TestApp::fresh_database(backend).await;
+        let database = TestDatabase::fresh(backend).await;
+        let url = database.url.clone();
         let vars = HashMap::from([("NEON_DB_URL", url.as_str()), ("BETTER_AUTH_SECRET", TEST_SECRET)]);
         let figment = figment_with_env(|name| vars.get(name).map(|v| (*v).to_owned())).unwrap();
         let client = Client::tracked(todo_api::rocket(figment)).await.unwrap();
@@ -226,8 +229,8 @@ on_both_backends! {
         request.add_header(ContentType::JSON);
         request.set_body(r#"{"title": "in neon"}"#);
         assert_eq!(read(request.dispatch().await).await.status, Status::Created);
-        let direct = TestApp::on_database(&url).await;
-        let stored = direct.call("alice", Method::Get, "/api/alice/tasks", None).await.json();
+        let direct = TestApp::spawn_on(TestDatabase::existing(&url), |f| f).await;
+        let stored = direct.as_user("alice").get("/api/alice/tasks").await.json();
         assert_eq!(stored[0]["title"], "in neon", "the task is in the NEON_DB_URL database");
     }
 }

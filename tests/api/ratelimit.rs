@@ -3,7 +3,7 @@
 //! counted for probes, preflights or unverified requests.
 
 use rocket::figment::providers::Serialized;
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 
 use crate::helpers::{on_both_backends, TestApp};
 
@@ -42,7 +42,7 @@ on_both_backends! {
         assert_eq!(stats.header("RateLimit-Remaining"), Some("3"), "every /api route counts");
 
         for _ in 0..20 {
-            let probe = app.request(Method::Get, "/health/live", None, None).await;
+            let probe = app.anonymous().get("/health/live").await;
             assert_eq!(probe.status, Status::Ok, "probes are never limited");
             assert!(probe.header("RateLimit-Limit").is_none());
             let preflight = app.client.options("/api/alice/tasks")

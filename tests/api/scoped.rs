@@ -13,7 +13,7 @@ on_both_databases! {
         let call = |method: Method, path: &'static str, body: Option<Value>| {
             let token = token.clone();
             let app = &app;
-            async move { app.request(method, path, Some(&token), body.as_ref()).await }
+            async move { app.with_token(&token).send(method, path, body.as_ref(), &[]).await }
         };
         let created = call(Method::Post, "/api/tasks", Some(json!({"title": "mine", "priority": 3}))).await;
         assert_eq!(created.status, Status::Created, "{}", created.text);
@@ -24,15 +24,15 @@ on_both_databases! {
         let twin = app.as_user("alice").get(&format!("tasks/{id}")).await;
         assert_eq!(twin.json(), task, "the same task through the twin");
 
-        let one = app.request(Method::Get, &format!("/api/tasks/{id}"), Some(&token), None).await;
+        let one = app.with_token(&token).get(&format!("/api/tasks/{id}")).await;
         assert_eq!(one.json(), task);
-        let toggled = app.request(Method::Patch, &format!("/api/tasks/{id}/complete"), Some(&token), None).await;
+        let toggled = app.with_token(&token).patch(&format!("/api/tasks/{id}/complete"), None).await;
         assert_eq!(toggled.json()["completed"], true);
         for i in 0..3 {
             app.create_task("alice", json!({"title": format!("more {i}")})).await;
         }
         app.create_task("bob", json!({"title": "bob's"})).await;
-        let page = app.request(Method::Get, "/api/tasks?limit=2&sort=title", Some(&token), None).await;
+        let page = app.with_token(&token).get("/api/tasks?limit=2&sort=title").await;
         assert_eq!(page.status, Status::Ok);
         assert_eq!(page.header("X-Total-Count"), Some("4"));
         let link = page.header("Link").unwrap();
@@ -42,34 +42,34 @@ on_both_databases! {
 
         let stats = app.as_user("alice").get("stats").await.json();
         for path in ["/api/stats", "/api/dashboard/stats"] {
-            assert_eq!(app.request(Method::Get, path, Some(&token), None).await.json(), stats, "{path}");
+            assert_eq!(app.with_token(&token).get(path).await.json(), stats, "{path}");
         }
-        let overview = app.request(Method::Get, "/api/dashboard/overview", Some(&token), None).await;
+        let overview = app.with_token(&token).get("/api/dashboard/overview").await;
         assert_eq!(overview.status, Status::Ok);
         assert_eq!(overview.json()["stats"], stats);
 
-        let deleted = app.request(Method::Delete, &format!("/api/tasks/{id}"), Some(&token), None).await;
+        let deleted = app.with_token(&token).delete(&format!("/api/tasks/{id}")).await;
         assert_eq!(deleted.status, Status::NoContent);
-        let cleared = app.request(Method::Delete, "/api/tasks?completed=true", Some(&token), None).await;
+        let cleared = app.with_token(&token).delete("/api/tasks?completed=true").await;
         assert_eq!(cleared.json(), json!({"deleted": 0}));
     }
 
     async fn token_scoped_routes_refuse_like_their_twins(app) {
         for path in ["/api/tasks", "/api/tasks/1", "/api/stats", "/api/dashboard/overview", "/api/events"] {
-            let anonymous = app.request(Method::Get, path, None, None).await;
+            let anonymous = app.anonymous().get(path).await;
             assert_eq!(anonymous.status, Status::Unauthorized, "{path}");
             assert_eq!(anonymous.error_code(), "auth_required");
-            let junk = app.request(Method::Get, path, Some("not-a-token"), None).await;
+            let junk = app.with_token("not-a-token").get(path).await;
             assert_eq!(junk.status, Status::Unauthorized, "{path}");
             assert_eq!(junk.error_code(), "invalid_token");
         }
         // A token whose claim is forged: the path picked from it is not trusted.
         let forged = crate::helpers::unsigned(&json!({"alg": "HS256", "typ": "JWT"}), &json!({"sub": "bob", "exp": 4_000_000_000u64}), "AAAA");
-        let response = app.request(Method::Get, "/api/tasks", Some(&forged), None).await;
+        let response = app.with_token(&forged).get("/api/tasks").await;
         assert_eq!(response.status, Status::Unauthorized);
         assert_eq!(response.error_code(), "invalid_token");
         let bobs = app.create_task("bob", json!({"title": "bob's"})).await;
-        let other = app.request(Method::Get, &format!("/api/tasks/{}", bobs["id"]), Some(&app.token("alice")), None).await;
+        let other = app.with_token(&app.token("alice")).get(&format!("/api/tasks/{}", bobs["id"])).await;
         assert_eq!(other.status, Status::NotFound, "another user's task is a 404 here too");
         assert_eq!(other.error_code(), "not_found");
     }
@@ -77,13 +77,13 @@ on_both_databases! {
     async fn the_words_tasks_stats_events_and_dashboard_are_never_user_ids(app) {
         // A user whose id is "tasks" uses the token-scoped family.
         let token = app.token("tasks");
-        let created = app.request(Method::Post, "/api/tasks", Some(&token), Some(&json!({"title": "of the user tasks"}))).await;
+        let created = app.with_token(&token).post("/api/tasks", &json!({"title": "of the user tasks"})).await;
         assert_eq!(created.status, Status::Created);
         assert_eq!(created.json()["user_id"], "tasks");
-        let listed = app.request(Method::Get, "/api/tasks", Some(&token), None).await.json();
+        let listed = app.with_token(&token).get("/api/tasks").await.json();
         assert_eq!(listed.as_array().map(Vec::len), Some(1));
         // /api/tasks/tasks is the task whose id is "tasks" of the token's user: a 422.
-        let odd = app.request(Method::Get, "/api/tasks/tasks", Some(&app.token("alice")), None).await;
+        let odd = app.with_token(&app.token("alice")).get("/api/tasks/tasks").await;
         assert_eq!(odd.status, Status::UnprocessableEntity);
         assert!(odd.json()["field_errors"]["id"].is_array());
         // Alice's own routes are untouched.

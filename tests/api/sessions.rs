@@ -10,7 +10,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use rocket::figment::providers::Serialized;
 use rocket::figment::Figment;
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -66,10 +66,10 @@ async fn spawn_with_table(
     epoch_ms: bool,
     cache_secs: u64,
 ) -> TestApp {
-    let (db_url, dir) = TestApp::fresh_database(backend).await;
-    create_table(&db_url, layout, epoch_ms).await;
+    let database = TestDatabase::fresh(backend).await;
+    create_table(&database.url, layout, epoch_ms).await;
     let table = layout.table;
-    TestApp::spawn_on(db_url, dir, move |figment| {
+    TestApp::spawn_on(database, move |figment| {
         sessions_on(cache_secs)(figment).merge(Serialized::global("auth.session_table", table))
     })
     .await
@@ -141,12 +141,12 @@ async fn insert_session(db_url: &str, layout: &Layout, token: &str, user: &str, 
 }
 
 async fn status_of(app: &TestApp, path: &str, token: &str) -> TestResponse {
-    app.request(Method::Get, path, Some(token), None).await
+    app.with_token(token).get(path).await
 }
 
 /// `todo_api_session_lookups` from `/metrics`: cached, database, busy, unavailable.
 async fn lookup_counts(app: &TestApp) -> [u64; 4] {
-    let text = app.request(Method::Get, "/metrics", None, None).await.text;
+    let text = app.anonymous().get("/metrics").await.text;
     ["cached", "database", "busy", "unavailable"].map(|outcome| {
         let series = format!("todo_api_session_lookups{{outcome=\"{outcome}\"}} ");
         text.lines()
@@ -225,7 +225,7 @@ on_both_backends! {
 
         // The token-scoped routes take the user from the session.
         let created = app
-            .request(Method::Post, "/api/tasks", Some(&token), Some(&json!({"title": "from a session"})))
+            .with_token(&token).post("/api/tasks", &json!({"title": "from a session"}))
             .await;
         assert_eq!(created.status, Status::Created, "{}", created.text);
         assert_eq!(created.json()["user_id"], "alice");
@@ -251,11 +251,11 @@ on_both_backends! {
 
     async fn a_session_token_opens_the_event_stream_as_a_header_or_an_access_token(backend) {
         use crate::events::Stream;
-        let (db_url, dir) = TestApp::fresh_database(backend).await;
-        create_table(&db_url, &CAMEL, false).await;
+        let database = TestDatabase::fresh(backend).await;
+        create_table(&database.url, &CAMEL, false).await;
         let token = random_token();
-        insert_session(&db_url, &CAMEL, &token, "alice", 3600).await;
-        let server = LiveServer::start_on(db_url, dir, sessions_on(5)).await;
+        insert_session(&database.url, &CAMEL, &token, "alice", 3600).await;
+        let server = LiveServer::start_on(database, sessions_on(5)).await;
         let port = server.port;
         let cookie = urlencoding(&signed(&token, TEST_SECRET));
         let mut streams = Vec::new();
@@ -343,7 +343,7 @@ on_both_backends! {
 
     async fn a_missing_table_is_reported_and_answers_503_until_it_exists(backend) {
         let app = TestApp::spawn_with(backend, sessions_on(0)).await;
-        let ready = app.request(Method::Get, "/health/ready", None, None).await;
+        let ready = app.anonymous().get("/health/ready").await;
         assert_eq!(ready.status, Status::Ok);
         assert_eq!(ready.json()["sessions"], "table_missing", "{}", ready.text);
 
@@ -357,14 +357,14 @@ on_both_backends! {
             assert_eq!(status_of(&app, "/api/alice/tasks", bad).await.status, Status::Unauthorized, "{bad}");
         }
         // JWTs do not depend on the table.
-        assert_eq!(app.call("alice", Method::Get, "/api/alice/tasks", None).await.status, Status::Ok);
+        assert_eq!(app.as_user("alice").get("/api/alice/tasks").await.status, Status::Ok);
 
         create_table(&app.db_url, &CAMEL, false).await;
         insert_session(&app.db_url, &CAMEL, &token, "alice", 600).await;
         // Looked for again at most once a second.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(status_of(&app, "/api/alice/tasks", &token).await.status, Status::Ok);
-        let ready = app.request(Method::Get, "/health/ready", None, None).await;
+        let ready = app.anonymous().get("/health/ready").await;
         assert_eq!(ready.json()["sessions"], "ok");
     }
 
@@ -380,7 +380,7 @@ on_both_backends! {
         }
         // Refused before any lookup, and JWTs never look.
         assert_eq!(status_of(&app, "/api/alice/tasks", "bad token!").await.status, Status::Unauthorized);
-        assert_eq!(app.call("alice", Method::Get, "/api/alice/tasks", None).await.status, Status::Ok);
+        assert_eq!(app.as_user("alice").get("/api/alice/tasks").await.status, Status::Ok);
         assert_eq!(counts().await, [2, 2, 0, 0], "each token asked the database once");
 
         execute(&app.db_url, "DROP TABLE \"session\"").await;
@@ -404,7 +404,7 @@ on_both_backends! {
         let users = (0..40).map(|i| {
             let app = &app;
             async move {
-                app.call(&format!("user{i}"), Method::Get, &format!("/api/user{i}/tasks"), None)
+                app.as_user(&format!("user{i}")).get(&format!("/api/user{i}/tasks"))
                     .await
                     .status
             }
@@ -430,7 +430,7 @@ on_both_databases! {
         let refused = status_of(&app, "/api/alice/tasks", &token).await;
         assert_eq!(refused.status, Status::Unauthorized);
         assert_eq!(refused.error_code(), "invalid_token");
-        let ready = app.request(Method::Get, "/health/ready", None, None).await;
+        let ready = app.anonymous().get("/health/ready").await;
         assert!(ready.json().get("sessions").is_none(), "{}", ready.text);
     }
 }
@@ -528,10 +528,10 @@ impl BetterAuth {
 
 async fn with_better_auth(backend: Backend, fields: &'static str) {
     // Better Auth creates its tables in the service's database before the service starts.
-    let (db_url, dir) = TestApp::fresh_database(backend).await;
-    let auth = BetterAuth::start(&db_url, fields).await;
-    let app = TestApp::spawn_on(db_url, dir, sessions_on(0)).await;
-    let ready = app.request(Method::Get, "/health/ready", None, None).await;
+    let database = TestDatabase::fresh(backend).await;
+    let auth = BetterAuth::start(&database.url, fields).await;
+    let app = TestApp::spawn_on(database, sessions_on(0)).await;
+    let ready = app.anonymous().get("/health/ready").await;
     assert_eq!(ready.json()["sessions"], "ok", "{}", ready.text);
 
     let (status, signed, body) = auth
@@ -559,11 +559,10 @@ async fn with_better_auth(backend: Backend, fields: &'static str) {
         );
     }
     let created = app
-        .request(
-            Method::Post,
+        .with_token(&signed)
+        .post(
             "/api/tasks",
-            Some(&signed),
-            Some(&json!({"title": "via Better Auth", "priority": 3})),
+            &json!({"title": "via Better Auth", "priority": 3}),
         )
         .await;
     assert_eq!(created.status, Status::Created, "{}", created.text);

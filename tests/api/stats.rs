@@ -1,6 +1,6 @@
 //! Statistics, checked against tasks the test created.
 
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use serde_json::json;
 
 use crate::helpers::on_both_databases;
@@ -50,7 +50,7 @@ on_both_databases! {
     }
 
     async fn stats_need_the_right_user(app) {
-        let anonymous = app.request(Method::Get, "/api/alice/stats", None, None).await;
+        let anonymous = app.anonymous().get("/api/alice/stats").await;
         assert_eq!(anonymous.status, Status::Unauthorized);
         assert_eq!(anonymous.error_code(), "auth_required");
         let other = app.as_user("bob").get("/api/alice/stats").await;
@@ -105,7 +105,7 @@ on_both_databases! {
         let empty = app.as_user("carol").get("dashboard/overview").await.json();
         assert_eq!(empty["due_soon"], json!([]));
         assert_eq!(empty["stats"]["total"], 0);
-        let other = app.request(Method::Get, "/api/alice/dashboard/overview", Some(&app.token("bob")), None).await;
+        let other = app.with_token(&app.token("bob")).get("/api/alice/dashboard/overview").await;
         assert_eq!(other.status, Status::Forbidden);
         assert_eq!(other.error_code(), "forbidden");
     }

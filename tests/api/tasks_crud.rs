@@ -216,8 +216,8 @@ on_both_databases! {
             (Method::Patch, "/complete", None),
             (Method::Delete, "", None),
         ] {
-            let theirs = app.call("bob", method, &format!("/api/bob/tasks/{id}{suffix}"), body).await;
-            let nobodys = app.call("bob", method, &format!("/api/bob/tasks/{missing}{suffix}"), body).await;
+            let theirs = app.as_user("bob").send(method, &format!("/api/bob/tasks/{id}{suffix}"), body, &[]).await;
+            let nobodys = app.as_user("bob").send(method, &format!("/api/bob/tasks/{missing}{suffix}"), body, &[]).await;
             assert_eq!(theirs.status, Status::NotFound, "{method} {suffix}");
             assert_eq!(theirs.error_code(), "not_found");
             assert_eq!(theirs.text, nobodys.text, "{method} {suffix}: indistinguishable from missing");
@@ -235,7 +235,7 @@ on_both_databases! {
             let response = app.as_user("alice").get(&format!("tasks/{id}")).await;
             assert_eq!(response.status, Status::UnprocessableEntity, "{id}");
             assert!(response.json()["field_errors"]["id"].is_array());
-            let anonymous = app.request(Method::Get, &format!("/api/alice/tasks/{id}"), None, None).await;
+            let anonymous = app.anonymous().get(&format!("/api/alice/tasks/{id}")).await;
             assert_eq!(anonymous.status, Status::Unauthorized, "{id}: 401 comes first");
             assert_eq!(anonymous.error_code(), "auth_required");
         }
@@ -245,11 +245,11 @@ on_both_databases! {
         let user = "usr_8fJ2@example.com";
         let token = app.token(user);
         let path = "/api/usr_8fJ2%40example.com/tasks";
-        let created = app.request(Method::Post, path, Some(&token), Some(&json!({"title": "t"}))).await;
+        let created = app.with_token(&token).post(path, &json!({"title": "t"})).await;
         assert_eq!(created.status, Status::Created, "{}", created.text);
         assert_eq!(created.json()["user_id"], user);
         let location = created.header("Location").unwrap().to_owned();
-        let fetched = app.request(Method::Get, &location, Some(&token), None).await;
+        let fetched = app.with_token(&token).get(&location).await;
         assert_eq!(fetched.status, Status::Ok, "{location}");
     }
 

@@ -1,20 +1,16 @@
 //! Listing: filters, sort, paging, and the 422 for unknown values.
 
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 
 use crate::helpers::on_pool;
 
-use crate::helpers::{on_both_databases, TestApp};
+use crate::helpers::{on_both_databases, TestApp, TestDatabase};
 
 async fn titles(app: &TestApp, query: &str) -> Vec<String> {
     let response = app
-        .call(
-            "alice",
-            Method::Get,
-            &format!("/api/alice/tasks?{query}"),
-            None,
-        )
+        .as_user("alice")
+        .get(&format!("/api/alice/tasks?{query}"))
         .await;
     assert_eq!(response.status, Status::Ok, "{query}: {}", response.text);
     response
@@ -259,7 +255,7 @@ on_both_databases! {
                    VALUES ('alice', 'Ångström', 'ÉTÉ', 2, $1, $1)";
         on_pool!(&app.pool().await, |p| sqlx::query(sql).bind(at).execute(p).await.map(drop).unwrap());
         // A restart runs the migrations, which fill in the search columns.
-        let restarted = TestApp::on_database(&app.db_url).await;
+        let restarted = TestApp::spawn_on(TestDatabase::existing(&app.db_url), |f| f).await;
         assert_eq!(titles(&restarted, "q=%C3%A5ngstr%C3%B6m").await, ["Ångström"]);
         assert_eq!(titles(&restarted, "q=%C3%A9t%C3%A9").await, ["Ångström"]);
     }
@@ -332,21 +328,14 @@ on_both_databases! {
 /// A hosted PostgreSQL created with a language collation orders titles exactly as SQLite.
 #[rocket::async_test]
 async fn sort_by_title_is_the_same_under_a_language_collation() {
-    use sqlx::Connection as _;
     let Some(server) = crate::helpers::postgres_url() else {
         return;
     };
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
-    sqlx::query(&format!(
-        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("the test server has ICU collations");
-    conn.close().await.unwrap();
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&format!("/{name}"));
-    let app = TestApp::on_database(url.as_str()).await;
+    let database = TestDatabase::create_postgres(
+        &server,
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
+    .await;
+    let app = TestApp::spawn_on(database, |f| f).await;
     assert_title_order(&app).await;
 }
