@@ -133,8 +133,10 @@ async fn ready(
 /// The event streams' state.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventsStatus {
-    /// Where events come from: `in_process` (SQLite), or the PostgreSQL listener's state:
-    /// `connecting`, `listening`, `down` (reconnecting; streams got `reset`).
+    /// Where wake-ups come from: `in_process` (SQLite), or the PostgreSQL listener's state:
+    /// `connecting`, `listening`, `deaf` (connected, but it does not hear its own probe: a
+    /// pooler that cannot `LISTEN`; set `DATABASE_DIRECT_URL`), `down` (reconnecting).
+    /// Events are delivered in every state, by polling the log at worst.
     pub listener: &'static str,
     /// Streams open on this instance.
     pub streams: usize,

@@ -129,11 +129,16 @@ pub struct EventsConfig {
     pub max_per_user: usize,
     /// Open streams on this instance.
     pub max_streams: usize,
-    /// The PostgreSQL listener's own URL (`DATABASE_LISTEN_URL`), when the pool's is a
-    /// pooler that cannot LISTEN; `None`: the pool's URL.
-    pub listen_url: Option<SecretString>,
+    /// A direct (non-pooled) PostgreSQL URL for `LISTEN` (`DATABASE_DIRECT_URL`, or its
+    /// older name `DATABASE_LISTEN_URL`); `None`: derived from the pool's (Neon's
+    /// `-pooler` host without `-pooler`, else the same).
+    pub direct_url: Option<SecretString>,
     /// Longest silence on a stream before a heartbeat comment.
     pub heartbeat: Duration,
+    /// How often the feed reads the event log whatever wakes it (`EVENTS_POLL_MS`).
+    pub poll: Duration,
+    /// How long events stay in the log, resumable (`EVENTS_RETENTION`).
+    pub retention: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -155,8 +160,11 @@ struct RawConfig {
 struct RawEvents {
     max_per_user: Option<u64>,
     max_streams: Option<u64>,
+    direct_url: Option<String>,
     listen_url: Option<String>,
     heartbeat_secs: Option<f64>,
+    poll_ms: Option<u64>,
+    retention: Option<rocket::figment::value::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -302,27 +310,74 @@ fn seconds(name: &str, value: Option<f64>, default: f64) -> Result<Duration, Con
     }
 }
 
+/// How long events stay resumable unless `EVENTS_RETENTION` says otherwise.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A retention: a number of seconds, or a number with `s`, `m`, `h` or `d`; above 0.
+fn retention(value: &rocket::figment::value::Value) -> Option<Duration> {
+    let text = match value {
+        rocket::figment::value::Value::Num(_, number) => number.to_f64()?.to_string(),
+        rocket::figment::value::Value::String(_, text) => text.trim().to_owned(),
+        _ => return None,
+    };
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.trim().parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return None,
+    };
+    let secs = number * scale;
+    (secs.is_finite() && secs > 0.0 && secs < 1e10).then(|| Duration::from_secs_f64(secs))
+}
+
 impl EventsConfig {
     fn from_raw(raw: RawEvents) -> Result<Self, ConfigError> {
         let count = |value: Option<u64>, default: usize| {
             value.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX).max(1))
         };
-        let listen_url = raw
-            .listen_url
-            .map(|url| url.trim().to_owned())
-            .filter(|url| !url.is_empty());
-        if let Some(url) = &listen_url {
+        let named = |url: Option<String>| {
+            url.map(|url| url.trim().to_owned())
+                .filter(|url| !url.is_empty())
+        };
+        let direct_url = match (named(raw.direct_url), named(raw.listen_url)) {
+            (Some(url), _) => Some(("DATABASE_DIRECT_URL", url)),
+            (None, Some(url)) => Some(("DATABASE_LISTEN_URL", url)),
+            (None, None) => None,
+        };
+        if let Some((name, url)) = &direct_url {
             if Backend::from_url(url) != Ok(Backend::Postgres) {
-                return Err(ConfigError::new(
-                    "DATABASE_LISTEN_URL must be a postgres:// URL (a direct, non-pooled one)",
-                ));
+                return Err(ConfigError::new(format!(
+                    "{name} must be a postgres:// URL (a direct, non-pooled one)"
+                )));
             }
+        }
+        let poll_ms = raw.poll_ms.unwrap_or(1000);
+        if !(10..=3_600_000).contains(&poll_ms) {
+            return Err(ConfigError::new(
+                "EVENTS_POLL_MS must be a number of milliseconds from 10 to 3600000",
+            ));
         }
         Ok(Self {
             max_per_user: count(raw.max_per_user, 16),
             max_streams: count(raw.max_streams, 10_000),
-            listen_url: listen_url.map(SecretString::from),
+            direct_url: direct_url.map(|(_, url)| SecretString::from(url)),
             heartbeat: seconds("events.heartbeat_secs", raw.heartbeat_secs, 15.0)?,
+            poll: Duration::from_millis(poll_ms),
+            retention: match raw.retention {
+                None => DEFAULT_RETENTION,
+                Some(value) => retention(&value).ok_or_else(|| {
+                    ConfigError::new(
+                        "EVENTS_RETENTION must be a duration such as 24h, 90m, 3600s or 2d \
+                         (a bare number is seconds), above 0",
+                    )
+                })?,
+            },
         })
     }
 }

@@ -1,31 +1,26 @@
-//! The per-user event bus of one instance: recent history for resuming, and the open
-//! streams, each behind a bounded buffer.
+//! The per-user event bus of one instance: the open streams of each user, each behind a
+//! bounded buffer, and how far each user's events were handed out.
 //!
-//! Invariants: events reach the bus in commit order (the SQLite commit step, or the one
-//! PostgreSQL listener), and a stream sees, after what it replayed, every event published
-//! after it subscribed, in that order: subscribing and publishing take the same lock. A
-//! stream whose buffer is full is dropped (its client reconnects and resumes), so a slow
-//! client never slows a writer or another stream.
+//! Invariants: only the feed (`super::feed`) publishes, one user's events in id order with
+//! none skipped, so every stream sees, from the moment it subscribed, every later event of
+//! its user in order (subscribing and publishing take the same lock). The log is the
+//! history: nothing here is kept for a user without an open stream. A stream whose buffer
+//! is full is dropped (its client reconnects and resumes from the log), so a slow reader
+//! never slows a writer or another stream.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
-/// Events a user's history keeps at least (newest), while they are younger than
-/// [`HISTORY_AGE`].
-pub const HISTORY_LEN: usize = 128;
-/// How long an event stays resumable.
-pub const HISTORY_AGE: Duration = Duration::from_secs(10 * 60);
 /// Frames a stream may have waiting before it is dropped as too slow.
 pub const STREAM_BUFFER: usize = 64;
 
 /// One task event, as every stream sends it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Event {
-    /// The event id, from the database: the same on every instance.
+    /// The event id: per user, from the log, the same on every instance.
     pub id: i64,
     /// `task.created`, `task.updated` or `task.deleted`.
     pub name: &'static str,
@@ -34,24 +29,7 @@ pub struct Event {
 }
 
 /// What a stream receives.
-#[derive(Debug, Clone)]
-pub enum Frame {
-    /// A task event.
-    Event(Arc<Event>),
-    /// Changes may have been missed: the client should refetch.
-    Reset,
-}
-
-/// How a new stream starts, after `ready`.
-#[derive(Debug)]
-pub enum Resume {
-    /// No `Last-Event-ID`: only what comes next.
-    Fresh,
-    /// The events after the client's last one, in commit order (maybe none).
-    Replay(Vec<Arc<Event>>),
-    /// The client's last id is not held here (too old, never issued, or malformed).
-    Reset,
-}
+pub type Frame = Arc<Event>;
 
 /// Why a stream could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +40,12 @@ pub enum Refused {
     TooManyStreams,
 }
 
-#[derive(Default)]
 struct UserState {
-    history: VecDeque<(Instant, Arc<Event>)>,
+    /// The last event id handed to this user's streams.
+    after: i64,
+    /// The highest id a wake-up said the log reached, when above `after`: the feed reads
+    /// this user at once.
+    wanted: i64,
     streams: Vec<(u64, mpsc::Sender<Frame>)>,
 }
 
@@ -79,6 +60,8 @@ pub(super) struct Counters {
     dropped_slow: AtomicU64,
     /// Times the PostgreSQL listener connected again after losing its connection.
     pub(super) listener_reconnects: AtomicU64,
+    /// Reads of the log by the feed.
+    pub(super) polls: AtomicU64,
 }
 
 /// What the bus reports to the metrics: a level and counts since start.
@@ -94,15 +77,19 @@ pub struct BusSnapshot {
     pub dropped_slow: u64,
     /// Times the PostgreSQL listener connected again after losing its connection.
     pub listener_reconnects: u64,
+    /// Reads of the log by the feed.
+    pub polls: u64,
 }
 
-/// The bus: managed state, shared by the route, the publishers and the pruner.
+/// The bus: managed state, shared by the route, the feed and the wake-ups.
 pub struct Bus {
     users: Mutex<HashMap<String, UserState>>,
     max_per_user: usize,
     max_streams: usize,
     open: AtomicUsize,
     next_stream: AtomicU64,
+    /// Wakes the feed: a user's log grew, or every user must be read.
+    wake: Notify,
     pub(super) counters: Counters,
 }
 
@@ -115,6 +102,7 @@ impl Bus {
             max_streams,
             open: AtomicUsize::new(0),
             next_stream: AtomicU64::new(1),
+            wake: Notify::new(),
             counters: Counters::default(),
         }
     }
@@ -141,22 +129,28 @@ impl Bus {
             delivered: count(&self.counters.delivered),
             dropped_slow: count(&self.counters.dropped_slow),
             listener_reconnects: count(&self.counters.listener_reconnects),
+            polls: count(&self.counters.polls),
         }
     }
 
-    /// Records `event` of `user` and hands it to the user's streams; a stream whose buffer
-    /// is full is dropped.
+    /// Hands `event` of `user` to the user's streams, unless it was handed out already
+    /// (the feed may read an event twice; a stream never gets it twice); a stream whose
+    /// buffer is full is dropped.
     pub fn publish(&self, user: &str, event: Event) {
-        let event = Arc::new(event);
-        let now = Instant::now();
         let mut users = self.users();
-        let state = users.entry(user.to_owned()).or_default();
-        state.history.push_back((now, event.clone()));
-        trim(&mut state.history, now);
+        let Some(state) = users.get_mut(user) else {
+            return;
+        };
+        if event.id <= state.after {
+            return;
+        }
+        state.after = event.id;
+        let event = Arc::new(event);
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         let before = state.streams.len();
-        state.streams.retain(
-            |(_, stream)| match stream.try_send(Frame::Event(event.clone())) {
+        state
+            .streams
+            .retain(|(_, stream)| match stream.try_send(event.clone()) {
                 Ok(()) => {
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                     true
@@ -167,54 +161,41 @@ impl Bus {
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
-            },
-        );
+            });
         let gone = before - state.streams.len();
         if gone > 0 {
             self.open.fetch_sub(gone, Ordering::Relaxed);
         }
+        if state.streams.is_empty() {
+            users.remove(user);
+        }
     }
 
-    /// Opens a stream of `user`'s events, resuming after `last_event_id` when given.
-    pub fn subscribe(
-        self: &Arc<Self>,
-        user: &str,
-        last_event_id: Option<&str>,
-    ) -> Result<Subscription, Refused> {
+    /// Opens a stream of `user`'s events. `head` is the user's last event id as read from
+    /// the log just before: a user new to this bus is handed events after it. Returns the
+    /// stream and the last id handed out so far (events up to it are the log's to replay).
+    pub fn subscribe(self: &Arc<Self>, user: &str, head: i64) -> Result<Subscription, Refused> {
         let mut users = self.users();
-        let state = users.entry(user.to_owned()).or_default();
-        state.streams.retain(|(_, stream)| !stream.is_closed());
-        if state.streams.len() >= self.max_per_user {
+        let known = users.get_mut(user).map(|state| {
+            state.streams.retain(|(_, stream)| !stream.is_closed());
+            state.streams.len()
+        });
+        if known.unwrap_or(0) >= self.max_per_user {
             return Err(Refused::TooManyForUser);
         }
         if self.open.load(Ordering::Relaxed) >= self.max_streams {
             return Err(Refused::TooManyStreams);
         }
-        trim(&mut state.history, Instant::now());
-        let resume = match last_event_id.map(str::trim) {
-            None => Resume::Fresh,
-            Some(last) => match last
-                .parse::<i64>()
-                .ok()
-                .and_then(|id| state.history.iter().position(|(_, event)| event.id == id))
-            {
-                Some(at) => Resume::Replay(
-                    state
-                        .history
-                        .iter()
-                        .skip(at + 1)
-                        .map(|(_, event)| event.clone())
-                        .collect(),
-                ),
-                None => Resume::Reset,
-            },
-        };
+        let state = users.entry(user.to_owned()).or_insert_with(|| UserState {
+            after: head,
+            wanted: head,
+            streams: Vec::new(),
+        });
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         state.streams.push((id, sender));
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(Subscription {
-            resume,
             receiver,
             _open: OpenStream {
                 bus: self.clone(),
@@ -224,33 +205,58 @@ impl Bus {
         })
     }
 
-    /// Changes may have been missed (the listener reconnected): every stream gets
-    /// `reset`, and no history is offered for resuming, since it may have gaps.
-    pub fn reset_all(&self) {
+    /// A wake-up said `user`'s log reached `last_id`: when this instance has streams of
+    /// that user and has not handed that far out, the feed reads the user at once.
+    pub fn announce(&self, user: &str, last_id: i64) {
         let mut users = self.users();
-        for state in users.values_mut() {
-            state.history.clear();
-            for (_, stream) in &state.streams {
-                // A full buffer already means the stream will be dropped and reconnect.
-                let _ = stream.try_send(Frame::Reset);
+        if let Some(state) = users.get_mut(user) {
+            if last_id > state.after && last_id > state.wanted {
+                state.wanted = last_id;
+                drop(users);
+                self.wake.notify_one();
             }
         }
     }
 
-    /// Forgets users with no open stream whose history has aged out.
-    pub fn prune(&self) {
-        self.prune_at(Instant::now());
+    /// Every user's log may have grown (a wake-up without positions, or one missed): the
+    /// feed reads all users at once.
+    pub fn announce_all(&self) {
+        {
+            let mut users = self.users();
+            for state in users.values_mut() {
+                state.wanted = i64::MAX;
+            }
+        }
+        self.wake.notify_one();
     }
 
-    fn prune_at(&self, now: Instant) {
-        let mut users = self.users();
-        users.retain(|_, state| {
-            trim(&mut state.history, now);
-            !state.streams.is_empty() || !state.history.is_empty()
-        });
+    /// Until a wake-up.
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await;
     }
 
-    /// Users the bus holds anything for.
+    /// Where each user with an open stream was handed out to: all of them, or (`all`
+    /// false) those a wake-up named.
+    pub(super) fn positions(&self, all: bool) -> Vec<(String, i64)> {
+        self.users()
+            .iter()
+            .filter(|(_, state)| all || state.wanted > state.after)
+            .map(|(user, state)| (user.clone(), state.after))
+            .collect()
+    }
+
+    /// The feed read `user` to the log's end as it was when the read began, which reached
+    /// `upto`: a wake-up up to there is answered (one that came during the read, for a
+    /// later id, stays pending; one for every user is answered by any read).
+    pub(super) fn caught_up(&self, user: &str, upto: i64) {
+        if let Some(state) = self.users().get_mut(user) {
+            if state.wanted <= upto || state.wanted == i64::MAX {
+                state.wanted = state.after;
+            }
+        }
+    }
+
+    /// Users with an open stream.
     pub fn users_held(&self) -> usize {
         self.users().len()
     }
@@ -263,27 +269,15 @@ impl Bus {
             if state.streams.len() < before {
                 self.open.fetch_sub(1, Ordering::Relaxed);
             }
+            if state.streams.is_empty() {
+                users.remove(user);
+            }
         }
     }
 }
 
-/// Keeps the newest [`HISTORY_LEN`] events and drops older ones past [`HISTORY_AGE`].
-fn trim(history: &mut VecDeque<(Instant, Arc<Event>)>, now: Instant) {
-    while history.len() > HISTORY_LEN {
-        history.pop_front();
-    }
-    while history
-        .front()
-        .is_some_and(|(at, _)| now.duration_since(*at) > HISTORY_AGE)
-    {
-        history.pop_front();
-    }
-}
-
-/// An open stream: how it starts, and its frames.
+/// An open stream: its frames as they are published.
 pub struct Subscription {
-    /// What to send right after `ready`.
-    pub resume: Resume,
     /// Frames as they are published; closed when the stream is dropped as too slow.
     pub receiver: mpsc::Receiver<Frame>,
     _open: OpenStream,
@@ -314,87 +308,95 @@ mod tests {
         }
     }
 
-    fn ids(resume: &Resume) -> Option<Vec<i64>> {
-        match resume {
-            Resume::Replay(events) => Some(events.iter().map(|e| e.id).collect()),
-            _ => None,
-        }
+    fn open(bus: &Arc<Bus>, user: &str, head: i64) -> Subscription {
+        bus.subscribe(user, head)
+            .ok()
+            .unwrap_or_else(|| panic!("open"))
     }
 
-    #[test]
-    fn a_stream_gets_only_its_users_events_in_order() {
-        let bus = Arc::new(Bus::new(4, 100));
-        let mut alice = bus
-            .subscribe("alice", None)
-            .ok()
-            .unwrap_or_else(|| panic!("open"));
-        bus.publish("bob", event(1));
-        bus.publish("alice", event(3));
-        bus.publish("alice", event(2));
+    fn received(subscription: &mut Subscription) -> Vec<i64> {
         let mut got = Vec::new();
-        while let Ok(Frame::Event(e)) = alice.receiver.try_recv() {
+        while let Ok(e) = subscription.receiver.try_recv() {
             got.push(e.id);
         }
-        assert_eq!(got, [3, 2], "commit order, not id order");
+        got
     }
 
     #[test]
-    fn resuming_replays_what_came_after_or_resets() {
+    fn a_stream_gets_only_its_users_events_once_and_in_order() {
         let bus = Arc::new(Bus::new(4, 100));
-        for id in [5, 9, 7, 8] {
+        let mut alice = open(&bus, "alice", 2);
+        let mut bob = open(&bus, "bob", 0);
+        bus.publish("bob", event(1));
+        for id in [2, 3, 3, 4] {
             bus.publish("alice", event(id));
         }
-        let resumed = |last: Option<&str>| {
-            bus.subscribe("alice", last)
-                .map(|s| match s.resume {
-                    Resume::Fresh => "fresh".to_owned(),
-                    Resume::Reset => "reset".to_owned(),
-                    ref replay => format!("{:?}", ids(replay).unwrap_or_default()),
-                })
-                .unwrap_or_default()
-        };
-        assert_eq!(resumed(None), "fresh");
-        assert_eq!(resumed(Some("9")), "[7, 8]");
-        assert_eq!(resumed(Some("8")), "[]");
-        for unknown in ["6", "100", "abc", "", "-1"] {
-            assert_eq!(resumed(Some(unknown)), "reset", "{unknown}");
-        }
-        bus.reset_all();
-        assert_eq!(resumed(Some("9")), "reset", "no history after a reset");
+        assert_eq!(received(&mut alice), [3, 4], "after the head, each once");
+        assert_eq!(received(&mut bob), [1]);
+        bus.publish("carol", event(1));
+        assert_eq!(
+            bus.users_held(),
+            2,
+            "nothing is kept for a user without a stream"
+        );
+    }
+
+    #[test]
+    fn wake_ups_name_the_users_the_feed_reads() {
+        let bus = Arc::new(Bus::new(4, 100));
+        let _alice = open(&bus, "alice", 5);
+        let _bob = open(&bus, "bob", 7);
+        assert!(bus.positions(false).is_empty());
+        bus.announce("alice", 5);
+        bus.announce("nobody", 9);
+        assert!(bus.positions(false).is_empty(), "nothing new, or no stream");
+        bus.announce("alice", 6);
+        assert_eq!(bus.positions(false), [("alice".to_owned(), 5)]);
+        bus.publish("alice", event(6));
+        assert!(bus.positions(false).is_empty(), "handed out that far");
+        let mut all = bus.positions(true);
+        all.sort();
+        assert_eq!(all, [("alice".to_owned(), 6), ("bob".to_owned(), 7)]);
+        bus.announce_all();
+        assert_eq!(bus.positions(false).len(), 2);
+        bus.caught_up("alice", 6);
+        bus.caught_up("bob", 7);
+        assert!(bus.positions(false).is_empty());
+        bus.announce("alice", 9);
+        bus.caught_up("alice", 8);
+        assert_eq!(
+            bus.positions(false).len(),
+            1,
+            "a later wake-up stays pending"
+        );
     }
 
     #[test]
     fn limits_are_per_user_and_per_instance_and_closing_frees_a_slot() {
         let bus = Arc::new(Bus::new(2, 3));
-        let first = bus.subscribe("alice", None);
-        let _second = bus.subscribe("alice", None);
+        let first = bus.subscribe("alice", 0);
+        let _second = bus.subscribe("alice", 0);
         assert!(matches!(
-            bus.subscribe("alice", None),
+            bus.subscribe("alice", 0),
             Err(Refused::TooManyForUser)
         ));
-        let _bob = bus.subscribe("bob", None);
+        let _bob = bus.subscribe("bob", 0);
         assert!(matches!(
-            bus.subscribe("carol", None),
+            bus.subscribe("carol", 0),
             Err(Refused::TooManyStreams)
         ));
         assert_eq!(bus.open_streams(), 3);
         drop(first);
         assert_eq!(bus.open_streams(), 2);
-        assert!(bus.subscribe("alice", None).is_ok());
+        assert!(bus.subscribe("alice", 0).is_ok());
     }
 
     #[test]
     fn a_stream_that_stops_reading_is_dropped_and_others_keep_receiving() {
         let bus = Arc::new(Bus::new(4, 100));
-        let slow = bus
-            .subscribe("alice", None)
-            .ok()
-            .unwrap_or_else(|| panic!("open"));
-        let mut fast = bus
-            .subscribe("alice", None)
-            .ok()
-            .unwrap_or_else(|| panic!("open"));
-        for id in 0..(STREAM_BUFFER as i64 * 2) {
+        let slow = open(&bus, "alice", 0);
+        let mut fast = open(&bus, "alice", 0);
+        for id in 1..=(STREAM_BUFFER as i64 * 2) {
             bus.publish("alice", event(id));
             while fast.receiver.try_recv().is_ok() {}
         }
@@ -402,60 +404,18 @@ mod tests {
         assert_eq!(bus.open_streams(), 1);
         drop(slow);
         bus.publish("alice", event(1000));
-        assert!(matches!(fast.receiver.try_recv(), Ok(Frame::Event(e)) if e.id == 1000));
+        assert!(matches!(fast.receiver.try_recv(), Ok(e) if e.id == 1000));
     }
-
-    #[test]
-    fn history_is_bounded_and_idle_users_are_forgotten() {
-        let bus = Arc::new(Bus::new(4, 100));
-        for id in 0..1000 {
-            bus.publish("alice", event(id));
-        }
-        let replay = bus.subscribe("alice", Some("872")).map(|s| ids(&s.resume));
-        assert_eq!(
-            replay.ok().flatten().map(|ids| ids.len()),
-            Some(HISTORY_LEN - 1)
-        );
-        assert!(matches!(
-            bus.subscribe("alice", Some("100")).map(|s| s.resume),
-            Ok(Resume::Reset)
-        ));
-        for user in 0..10_000 {
-            bus.publish(&format!("user-{user}"), event(1));
-        }
-        assert_eq!(bus.users_held(), 10_001);
-        bus.prune();
-        assert_eq!(bus.users_held(), 10_001, "recent history is kept");
-        let _open = bus.subscribe("user-7", None);
-        bus.prune_at(Instant::now() + HISTORY_AGE + Duration::from_secs(1));
-        assert_eq!(
-            bus.users_held(),
-            1,
-            "only the user with an open stream is kept"
-        );
-    }
-}
-#[cfg(test)]
-mod async_tests {
-    use super::*;
 
     #[tokio::test]
     async fn a_subscriber_receives_through_the_channel() {
         let bus = Arc::new(Bus::new(4, 100));
-        let sub = bus
-            .subscribe("alice", None)
-            .ok()
-            .unwrap_or_else(|| panic!("open"));
-        let Subscription { mut receiver, .. } = sub;
-        bus.publish(
-            "alice",
-            Event {
-                id: 1,
-                name: "task.created",
-                data: "{}".into(),
-            },
-        );
-        let got = tokio::time::timeout(Duration::from_secs(1), receiver.recv()).await;
-        assert!(matches!(got, Ok(Some(Frame::Event(_)))), "{got:?}");
+        let Subscription {
+            mut receiver,
+            _open,
+        } = open(&bus, "alice", 0);
+        bus.publish("alice", event(1));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(1), receiver.recv()).await;
+        assert!(matches!(got, Ok(Some(_))), "{got:?}");
     }
 }

@@ -1,62 +1,186 @@
-//! PostgreSQL: the one listening connection of an instance. Every write announces its
-//! events in its own statement (the format is `tasks::announce`'s), so
-//! this connection hears every instance's writes, its own included, in commit order.
+//! PostgreSQL: how instances wake each other. After a write commits, its instance sends
+//! one notification (outside any write's transaction, coalesced: at most one every
+//! [`COALESCE`]) naming the users whose logs grew and how far; every instance's listener
+//! hears it and wakes its feed for those users. Notifications only hurry delivery: the
+//! feed's polling delivers every event without them.
 //!
-//! When the connection drops, the REST API keeps working; the listener reconnects with
-//! backoff, and every open stream gets `reset`, since changes may have been missed.
+//! A listener can be connected and yet hear nothing (behind a transaction-mode pooler,
+//! `LISTEN` lands on a server connection the pooler hands to someone else). So it sends
+//! itself a probe, at start and every [`PROBE_EVERY`]; one it does not hear makes it
+//! `deaf` in `/health/ready`, with one WARN saying what to do.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocket::Shutdown;
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
 
-use super::{event_of, Bus, ListenerState};
-use crate::tasks::announce::{self, CHANNEL};
+use super::{Bus, ListenerState};
+
+/// The notification channel.
+pub const CHANNEL: &str = "task_events";
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const CLEAN_EVERY: Duration = Duration::from_secs(60);
+/// How often the listener checks that it hears.
+const PROBE_EVERY: Duration = Duration::from_secs(30);
+/// How long a probe may take to come back before the listener counts as deaf.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+/// At most one wake-up notification per instance this often.
+pub const COALESCE: Duration = Duration::from_millis(5);
+/// A notification's payload must stay under PostgreSQL's 8,000 bytes; a longer list of
+/// users becomes "every user".
+const MAX_PAYLOAD: usize = 7_900;
+/// A probe's payload starts with this; a wake-up's is a JSON list or `*`.
+const PROBE_PREFIX: &str = "probe:";
+
+/// The URL the listener connects to: `DATABASE_DIRECT_URL` when set; else, for a Neon
+/// pooled host (`ep-…-pooler.…`), the same host without `-pooler` (poolers cannot
+/// `LISTEN`); else the pool's own.
+pub fn listen_options(
+    pool: &PgPool,
+    url: Option<&SecretString>,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    match url {
+        Some(url) => url.expose_secret().parse::<PgConnectOptions>(),
+        None => {
+            let options = (*pool.connect_options()).clone();
+            Ok(match direct_host(options.get_host()) {
+                Some(host) => options.host(&host),
+                None => options,
+            })
+        }
+    }
+}
+
+/// Neon's pooled host name (`ep-name-123-pooler.region.aws.neon.tech`) without `-pooler`:
+/// its direct host. `None` for any other host.
+pub fn direct_host(host: &str) -> Option<String> {
+    let (first, rest) = host.split_once('.')?;
+    let direct = first.strip_suffix("-pooler")?;
+    (!direct.is_empty()).then(|| format!("{direct}.{rest}"))
+}
 
 /// The listener's own one-connection pool, so it never takes a connection the service's
-/// requests need: `DATABASE_LISTEN_URL`, else the service pool's server.
-pub fn listen_pool(pool: &PgPool, url: Option<&SecretString>) -> Result<PgPool, sqlx::Error> {
-    let options = match url {
-        Some(url) => url.expose_secret().parse::<PgConnectOptions>()?,
-        None => (*pool.connect_options()).clone(),
-    };
-    Ok(PgPoolOptions::new()
+/// requests need.
+pub fn listen_pool(options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
 /// Connects the listener and starts listening.
 pub async fn connect(listen_pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(listen_pool).await?;
     // The listener reconnects itself on the next receive when its connection drops; this
-    // loop does that instead, so it knows, and can reset the streams.
+    // loop does that instead, so it knows, and can have the feed read everything.
     listener.ignore_pool_close_event(true);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
 
-/// Listens until shutdown, reconnecting with backoff. `first` is a listener already
-/// connected at start, so streams opened right after start miss nothing.
+/// Wake-ups waiting to be sent: the users whose logs grew here, and how far.
+#[derive(Default)]
+pub struct Wakes {
+    pending: Mutex<HashMap<String, i64>>,
+    ready: Notify,
+}
+
+impl Wakes {
+    /// `user`'s log reached `last_id` by a write of this instance.
+    pub fn push(&self, user: &str, last_id: i64) {
+        if let Ok(mut pending) = self.pending.lock() {
+            let at = pending.entry(user.to_owned()).or_insert(last_id);
+            *at = (*at).max(last_id);
+        }
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> HashMap<String, i64> {
+        self.pending
+            .lock()
+            .map(|mut pending| std::mem::take(&mut *pending))
+            .unwrap_or_default()
+    }
+}
+
+/// A wake-up's payload: `[[user, last id], …]`, or `*` when that would not fit.
+fn payload(pending: &HashMap<String, i64>) -> String {
+    let listed: Vec<(&str, i64)> = pending.iter().map(|(u, id)| (u.as_str(), *id)).collect();
+    match serde_json::to_string(&listed) {
+        Ok(text) if text.len() <= MAX_PAYLOAD => text,
+        _ => "*".to_owned(),
+    }
+}
+
+async fn notify(pool: &PgPool, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Sends the wake-ups of this instance's writes until shutdown, at most one every
+/// [`COALESCE`], each in a transaction of its own (never a write's).
+pub async fn send_wakes(wakes: Arc<Wakes>, pool: PgPool, mut shutdown: Shutdown) {
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = wakes.ready.notified() => {}
+            _ = &mut shutdown => return,
+        }
+        let pending = wakes.take();
+        if pending.is_empty() {
+            continue;
+        }
+        match notify(&pool, &payload(&pending)).await {
+            Ok(()) => warned = false,
+            // Other instances still get these events by polling.
+            Err(error) if !warned => {
+                tracing::warn!(%error, "a wake-up notification could not be sent");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(COALESCE).await;
+    }
+}
+
+/// Hands a received payload to the bus.
+fn received(bus: &Bus, payload: &str) {
+    match serde_json::from_str::<Vec<(String, i64)>>(payload) {
+        Ok(listed) => {
+            for (user, last_id) in listed {
+                bus.announce(&user, last_id);
+            }
+        }
+        // `*`, or a payload this version does not know: read everyone.
+        Err(_) => bus.announce_all(),
+    }
+}
+
+/// Listens until shutdown, reconnecting with backoff and probing that it hears. `first` is
+/// a listener already connected at start.
 pub async fn run(
     bus: Arc<Bus>,
     pool: PgPool,
     listen_pool: PgPool,
     mut first: Option<PgListener>,
     state: Arc<ListenerState>,
+    poll: Duration,
     mut shutdown: Shutdown,
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
-    let mut clean = tokio::time::interval(CLEAN_EVERY);
+    let warned_deaf = AtomicBool::new(false);
     loop {
         let connecting = match first.take() {
             Some(listener) => Ok(listener),
@@ -83,37 +207,156 @@ pub async fn run(
             bus.counters
                 .listener_reconnects
                 .fetch_add(1, Ordering::Relaxed);
-        }
-        // Whatever committed while no connection listened was missed.
-        if connected_before {
-            bus.reset_all();
+            // Wake-ups sent while no connection listened were missed; the log has the
+            // events.
+            bus.announce_all();
         }
         connected_before = true;
-        state.listening();
-        tracing::info!("event listener is listening");
+        let mut probe = Probe::new();
+        let mut probe_tick = tokio::time::interval(PROBE_EVERY);
         loop {
+            let due = probe.due;
             tokio::select! {
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => match announce::decode(&pool, notification.payload()).await {
-                        Ok(committed) => bus.publish(committed.change.user_id(), event_of(&committed)),
-                        Err(error) => {
-                            // A change was missed: every stream must refetch.
-                            tracing::error!(%error, "an event could not be read");
-                            bus.reset_all();
+                received_at = listener.try_recv() => match received_at {
+                    Ok(Some(notification)) => {
+                        let payload = notification.payload();
+                        match payload.strip_prefix(PROBE_PREFIX) {
+                            Some(id) => {
+                                if probe.heard(id) {
+                                    state.heard();
+                                    warned_deaf.store(false, Ordering::Relaxed);
+                                }
+                            }
+                            None => received(&bus, payload),
                         }
-                    },
+                    }
                     Ok(None) | Err(_) => break,
                 },
-                _ = clean.tick() => {
-                    if let Err(error) = announce::prune(&pool).await {
-                        tracing::warn!(%error, "old event bodies could not be deleted");
+                _ = probe_tick.tick() => {
+                    if let Err(error) = probe.send(&pool).await {
+                        tracing::debug!(%error, "the listener's probe could not be sent");
+                    }
+                }
+                _ = overdue(due) => {
+                    probe.due = None;
+                    state.deaf();
+                    if !warned_deaf.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            poll_ms = poll.as_millis() as u64,
+                            "the event listener does not hear its own notifications: it \
+                             listens through a pooler that cannot LISTEN. Set \
+                             DATABASE_DIRECT_URL to a direct (non-pooled) host; until then \
+                             events arrive by polling, within EVENTS_POLL_MS"
+                        );
                     }
                 }
                 _ = &mut shutdown => return,
             }
         }
         state.down();
-        bus.reset_all();
         tracing::warn!("event listener lost its connection; reconnecting");
+    }
+}
+
+/// The listener's check that it hears: a notification of its own, awaited.
+struct Probe {
+    /// Unique per listener connection, so another instance's probe is not taken for ours.
+    prefix: String,
+    sent: u64,
+    /// When the last probe sent must have come back.
+    due: Option<tokio::time::Instant>,
+}
+
+impl Probe {
+    fn new() -> Self {
+        Self {
+            prefix: uuid::Uuid::new_v4().simple().to_string(),
+            sent: 0,
+            due: None,
+        }
+    }
+
+    async fn send(&mut self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        self.sent += 1;
+        let payload = format!("{PROBE_PREFIX}{}:{}", self.prefix, self.sent);
+        notify(pool, &payload).await?;
+        if self.due.is_none() {
+            self.due = Some(tokio::time::Instant::now() + PROBE_WAIT);
+        }
+        Ok(())
+    }
+
+    /// Whether `id` is this listener's latest probe (then it is no longer awaited).
+    fn heard(&mut self, id: &str) -> bool {
+        let mine = id
+            .split_once(':')
+            .is_some_and(|(prefix, n)| prefix == self.prefix && n == self.sent.to_string());
+        if mine {
+            self.due = None;
+        }
+        mine
+    }
+}
+
+/// Resolves at `due`; never without one.
+async fn overdue(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a new listener hears its own probe within [`PROBE_WAIT`]; for start-up, so
+/// `/health/ready` is right from the first request.
+pub async fn hears(listener: &mut PgListener, pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let mut probe = Probe::new();
+    probe.send(pool).await?;
+    let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, listener.try_recv()).await {
+            Err(_) => return Ok(false),
+            Ok(Err(error)) => return Err(error),
+            Ok(Ok(None)) => return Ok(false),
+            Ok(Ok(Some(notification))) => {
+                if let Some(id) = notification.payload().strip_prefix(PROBE_PREFIX) {
+                    if probe.heard(id) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_neon_pooled_host_gives_its_direct_host() {
+        assert_eq!(
+            direct_host("ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech").as_deref(),
+            Some("ep-cool-darkness-123456.us-east-2.aws.neon.tech")
+        );
+        for other in [
+            "ep-cool-darkness-123456.us-east-2.aws.neon.tech",
+            "127.0.0.1",
+            "localhost",
+            "-pooler.example.com",
+            "db.pooler.example.com",
+        ] {
+            assert_eq!(direct_host(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_wake_up_names_users_and_positions_or_everyone() {
+        let mut pending = HashMap::new();
+        pending.insert("alice".to_owned(), 7);
+        assert_eq!(payload(&pending), r#"[["alice",7]]"#);
+        for n in 0..1000 {
+            pending.insert(format!("user-{n}-with-a-long-identifier"), n);
+        }
+        assert_eq!(payload(&pending), "*");
     }
 }

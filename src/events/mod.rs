@@ -1,15 +1,19 @@
 //! Live task events: `GET /api/<user_id>/events`, a `text/event-stream` of the user's task
 //! changes, resumable with `Last-Event-ID`.
 //!
-//! Where events come from: on SQLite, the tasks store's commit step (this module registers
-//! a change sink); on PostgreSQL, the one listening connection of this instance, which
-//! hears every instance's writes, its own included (the sink is not registered there, so
-//! there is one delivery path). Either way events reach the [`Bus`] in commit order.
+//! Where events come from: the event log (`tasks::log`), written by every write in its own
+//! transaction. One feed per instance reads it ([`feed`]) for the users with open streams
+//! here and publishes to the [`Bus`]: when woken (this instance's writes, through a change
+//! sink; other instances' writes, through a PostgreSQL notification, see [`listener`]) and
+//! every `EVENTS_POLL_MS`. A stream resumes by reading the log itself, so it resumes on any
+//! instance, after any restart.
 //!
-//! Invariants: a stream only ever carries its own user's events; a stream that stops
-//! reading is dropped rather than slowing anyone; on shutdown every stream ends at once.
+//! Invariants: a stream only ever carries its own user's events, each once, in id order;
+//! a stream that stops reading is dropped rather than slowing anyone; on shutdown every
+//! stream ends at once.
 
 mod bus;
+mod feed;
 mod listener;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -27,44 +31,41 @@ use rocket_db_pools::Database as _;
 use crate::auth::{authorize, bearer_token, AuthedUser};
 use crate::db::{AppPool, Db};
 use crate::error::{fail_guard, ApiError};
-use crate::tasks::changes::{ChangeSink, Committed, TaskChange};
+use crate::tasks::changes::{Appended, ChangeSink};
+use crate::tasks::log::{self, LoggedEvent};
 use crate::tasks::writer::Writer;
 
-pub use bus::{
-    Bus, BusSnapshot, Event, Frame, Refused, Resume, HISTORY_AGE, HISTORY_LEN, STREAM_BUFFER,
-};
+pub use bus::{Bus, BusSnapshot, Event, Frame, Refused, STREAM_BUFFER};
+pub use listener::direct_host;
 
-/// The event of a committed change, as streams send it.
-pub fn event_of(committed: &Committed) -> Event {
-    let (name, data) = match &committed.change {
-        TaskChange::Created(task) => ("task.created", task_json(task)),
-        TaskChange::Updated(task) => ("task.updated", task_json(task)),
-        TaskChange::Deleted { id, .. } => (
-            "task.deleted",
-            serde_json::to_string(&TaskDeleted { id: *id }).unwrap_or_else(|_| "{}".to_owned()),
-        ),
+/// The event a stream sends for a logged one; `None` for a kind this version does not
+/// know.
+pub fn event_of(logged: LoggedEvent) -> Option<Event> {
+    let name = match logged.kind.as_str() {
+        "created" => "task.created",
+        "updated" => "task.updated",
+        "deleted" => "task.deleted",
+        _ => return None,
     };
-    Event {
-        id: committed.event_id,
+    Some(Event {
+        id: logged.id,
         name,
-        data,
-    }
+        data: logged.data,
+    })
 }
 
-fn task_json(task: &crate::tasks::model::Task) -> String {
-    // A task always serializes (strings, numbers, booleans); an empty object would only
-    // stand for a bug, and the client refetches on what it cannot read.
-    serde_json::to_string(task).unwrap_or_else(|_| "{}".to_owned())
+/// Hears of this instance's writes: wakes the feed for the user at once, and (PostgreSQL)
+/// queues a wake-up for the other instances.
+struct WakeOnWrite {
+    bus: Arc<Bus>,
+    others: Option<Arc<listener::Wakes>>,
 }
 
-/// Feeds the bus from the tasks store's commit step (SQLite: the bus is in-process).
-struct StoreSink(Arc<Bus>);
-
-impl ChangeSink for StoreSink {
-    fn committed(&self, changes: &[Committed]) {
-        for committed in changes {
-            self.0
-                .publish(committed.change.user_id(), event_of(committed));
+impl ChangeSink for WakeOnWrite {
+    fn appended(&self, appended: &Appended) {
+        self.bus.announce(&appended.user_id, appended.last_id);
+        if let Some(others) = &self.others {
+            others.push(&appended.user_id, appended.last_id);
         }
     }
 }
@@ -78,25 +79,34 @@ impl ListenerState {
     const CONNECTING: u8 = 1;
     const LISTENING: u8 = 2;
     const DOWN: u8 = 3;
+    const DEAF: u8 = 4;
 
     fn set(&self, state: u8) {
         self.0.store(state, Ordering::Relaxed);
     }
 
-    fn listening(&self) {
+    fn heard(&self) {
         self.set(Self::LISTENING);
+    }
+
+    fn deaf(&self) {
+        self.set(Self::DEAF);
     }
 
     fn down(&self) {
         self.set(Self::DOWN);
     }
 
-    /// `in_process` (SQLite), `connecting`, `listening` or `down` (reconnecting).
+    /// `in_process` (SQLite: one instance, woken by its own writes), or the PostgreSQL
+    /// listener's state: `connecting`, `listening` (it hears its own probe), `deaf`
+    /// (connected, but its probe never came back: a pooler that cannot `LISTEN`), or `down`
+    /// (reconnecting). Events are delivered in every state, by polling at worst.
     pub fn name(&self) -> &'static str {
         match self.0.load(Ordering::Relaxed) {
             Self::IN_PROCESS => "in_process",
             Self::CONNECTING => "connecting",
             Self::LISTENING => "listening",
+            Self::DEAF => "deaf",
             _ => "down",
         }
     }
@@ -175,6 +185,31 @@ fn reset() -> SseEvent {
     SseEvent::data("{}").event("reset")
 }
 
+/// Events a stream reads from the log at a time while it catches up.
+const REPLAY_PAGE: i64 = 256;
+
+/// Where a new stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// After this id: what the log holds after it is replayed first.
+    After(i64),
+    /// The client's id is not one the log can resume from: `reset`, then what comes next.
+    Reset,
+}
+
+/// Where a stream asking to resume after `last` starts, the user's log being at `head`:
+/// after `last` when it was issued (not above `head`); `reset` when malformed or never
+/// issued. (Whether the events after it are still held is known once they are read.)
+fn start(last: Option<&str>, head: i64) -> Start {
+    match last.map(str::trim) {
+        None => Start::After(head),
+        Some(text) => match text.parse::<i64>() {
+            Ok(id) if (0..=head).contains(&id) => Start::After(id),
+            _ => Start::Reset,
+        },
+    }
+}
+
 /// `GET /api/<user_id>/events`: the user's task events as they commit.
 #[utoipa::path(
     get,
@@ -185,13 +220,13 @@ fn reset() -> SseEvent {
     description = "A `text/event-stream` of the user's task changes. It opens with \
         `retry: 3000` and `event: ready` (data `{}`); then `task.created` and `task.updated` \
         (data: a `Task`, as the REST answers carry it) and `task.deleted` (data: a `TaskDeleted`), \
-        each with an `id:` that is the same on every instance, in commit order. A heartbeat \
-        comment comes at least every 15 s. Reconnecting with `Last-Event-ID` (what \
-        `EventSource` sends by itself) or `?last_event_id=` replays the events missed since \
-        that id, right after `ready`; when they are no longer held (the last 128 events of \
-        the last 10 minutes are), `event: reset` (data `{}`) comes there instead: refetch. \
-        `reset` also comes when the instance may have missed changes. At most \
-        `EVENTS_MAX_PER_USER` streams per user (429 `too_many_streams`).",
+        each with an `id:`: per user, increasing in commit order with none skipped, the same on \
+        every instance. A heartbeat comment comes at least every 15 s. Reconnecting with \
+        `Last-Event-ID` (what `EventSource` sends by itself) or `?last_event_id=` replays that \
+        user's events after that id from the event log, right after `ready`, on any instance \
+        and after any restart; when the id is older than `EVENTS_RETENTION` (default 24 h), \
+        never issued or malformed, `event: reset` (data `{}`) comes there instead: refetch. \
+        At most `EVENTS_MAX_PER_USER` streams per user (429 `too_many_streams`).",
     params(
         ("user_id" = String, Path, description = "The token's `sub`"),
         ("access_token" = Option<String>, Query, description = "The bearer token, for `EventSource`, which cannot send headers; accepted on this route only, never logged"),
@@ -202,24 +237,30 @@ fn reset() -> SseEvent {
         (status = 200, description = "The event stream", content_type = "text/event-stream", body = String,
             example = "retry: 3000\nevent: ready\ndata: {}\n\nevent: task.updated\nid: 42\ndata: {\"id\":7,\"title\":\"…\"}\n\n"),
         (status = 429, description = "`too_many_streams`: the user has `EVENTS_MAX_PER_USER` streams open (or `rate_limited`)", body = crate::error::ErrorBody),
+        (status = 503, description = "The database cannot be reached", body = crate::error::ErrorBody),
     ),
     security(("bearer" = []))
 )]
 #[get("/<user_id>/events?<last_event_id>")]
+#[allow(clippy::too_many_arguments)]
 async fn events(
     user_id: &str,
     user: StreamUser,
     last_event_id: Option<&str>,
     header: LastEventId,
+    db: &Db,
     bus: &State<Arc<Bus>>,
     settings: &State<StreamSettings>,
     mut shutdown: Shutdown,
 ) -> Result<Streamed<EventStream![SseEvent + 'static]>, ApiError> {
     // The path's user is the guard's to check; the stream is the verified user's.
     let _ = user_id;
-    let last = header.0.as_deref().or(last_event_id);
+    let user = user.0.id().to_owned();
+    let db: AppPool = (**db).clone();
+    let head = log::head(&db, &user).await.map_err(ApiError::from)?;
+    let start = start(header.0.as_deref().or(last_event_id), head);
     let subscription = bus
-        .subscribe(user.0.id(), last)
+        .subscribe(&user, head)
         .map_err(|refused| match refused {
             Refused::TooManyForUser => ApiError::TooManyStreams,
             Refused::TooManyStreams => ApiError::Overloaded,
@@ -229,28 +270,72 @@ async fn events(
         // Bound whole, so the stream owns it all (a closure would capture only the fields
         // it names, and the rest, which keeps the stream counted as open, would drop now).
         let subscription = subscription;
-        let bus::Subscription { resume, mut receiver, .. } = subscription;
+        let bus::Subscription { mut receiver, .. } = subscription;
         yield SseEvent::data("{}").event("ready").with_retry(Duration::from_secs(3));
-        match resume {
-            Resume::Fresh => {}
-            Resume::Replay(missed) => {
-                for event in &missed {
-                    yield sse(event);
-                }
+        // The last id this stream sent (or, after a reset, the position it starts from).
+        let mut sent = match start {
+            Start::After(after) => after,
+            Start::Reset => {
+                yield reset();
+                head
             }
-            Resume::Reset => yield reset(),
+        };
+        // Replay from the log: everything after `sent` up to now. The bus hands this
+        // stream what is published from now on; what both give is sent once.
+        let mut resuming = matches!(start, Start::After(after) if after < head);
+        loop {
+            let page = match log::after(&db, &user, sent, REPLAY_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "an event stream could not read the log; it resets");
+                    yield reset();
+                    break;
+                }
+            };
+            if resuming && page.first().is_none_or(|first| first.id != sent + 1) {
+                // The events after the client's id were deleted by the retention.
+                // The client refetches now, which covers everything up to `head`.
+                yield reset();
+                sent = head;
+                break;
+            }
+            resuming = false;
+            let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= REPLAY_PAGE;
+            for event in page.into_iter().filter_map(event_of) {
+                sent = event.id;
+                yield sse(&event);
+            }
+            if !full {
+                break;
+            }
         }
         loop {
             let frame = rocket::tokio::select! {
                 frame = receiver.recv() => frame,
                 _ = &mut shutdown => None,
             };
-            match frame {
-                Some(Frame::Event(event)) => yield sse(&event),
-                Some(Frame::Reset) => yield reset(),
-                // Dropped as too slow, or shutting down: end; the client reconnects.
-                None => break,
+            // Dropped as too slow, or shutting down: end; the client reconnects.
+            let Some(event) = frame else { break };
+            if event.id <= sent {
+                continue;
             }
+            if event.id > sent + 1 {
+                // Published before this stream caught up to it: the log has what lies
+                // between.
+                match log::after(&db, &user, sent, event.id - sent - 1).await {
+                    Ok(between) => {
+                        for missed in between.into_iter().filter_map(event_of) {
+                            yield sse(&missed);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "an event stream could not read the log; it resets");
+                        yield reset();
+                    }
+                }
+            }
+            sent = event.id;
+            yield sse(&event);
         }
     };
     Ok(Streamed(stream.heartbeat(heartbeat)))
@@ -282,90 +367,145 @@ pub fn stage() -> AdHoc {
 async fn set_up(
     rocket: rocket::Rocket<rocket::Build>,
 ) -> Result<rocket::Rocket<rocket::Build>, rocket::Rocket<rocket::Build>> {
-    {
-        let Some(config) = crate::config::of(&rocket, "events").map(|c| c.events.clone()) else {
-            return Err(rocket);
-        };
-        let bus = Arc::new(Bus::new(config.max_per_user, config.max_streams));
-        let state = Arc::new(ListenerState::default());
-        let backend = match Db::fetch(&rocket) {
-            Some(db) => db.backend(),
-            None => {
-                tracing::error!("the events stage needs db::stage() attached before it");
+    let Some(config) = crate::config::of(&rocket, "events").map(|c| c.events.clone()) else {
+        return Err(rocket);
+    };
+    let bus = Arc::new(Bus::new(config.max_per_user, config.max_streams));
+    let state = Arc::new(ListenerState::default());
+    let Some(db) = Db::fetch(&rocket).map(|db| (**db).clone()) else {
+        tracing::error!("the events stage needs db::stage() attached before it");
+        return Err(rocket);
+    };
+    let Some(writer) = rocket.state::<Writer>() else {
+        tracing::error!("the events stage needs tasks::stage() attached before it");
+        return Err(rocket);
+    };
+    // PostgreSQL: the listener connects (and checks that it hears) before the service
+    // serves, when it can within a few seconds; otherwise it keeps trying in the
+    // background. Events flow either way: the feed polls.
+    let mut postgres = None;
+    let mut others = None;
+    if let AppPool::Postgres(pool) = &db {
+        state.set(ListenerState::CONNECTING);
+        let options = match listener::listen_options(pool, config.direct_url.as_ref()) {
+            Ok(options) => options,
+            Err(error) => {
+                tracing::error!(%error, "DATABASE_DIRECT_URL is not usable");
                 return Err(rocket);
             }
         };
-        // PostgreSQL: the listener connects before the service serves, when it can within
-        // a few seconds, so a stream opened right after start misses nothing; otherwise it
-        // keeps trying in the background while the REST API serves.
-        let mut postgres = None;
-        if backend == crate::db::Backend::Sqlite {
-            let Some(writer) = rocket.state::<Writer>() else {
-                tracing::error!("the events stage needs tasks::stage() attached before it");
-                return Err(rocket);
-            };
-            writer.hooks().register(Arc::new(StoreSink(bus.clone())));
-        } else if let Some(AppPool::Postgres(pool)) = Db::fetch(&rocket).map(|db| (**db).clone()) {
-            state.set(ListenerState::CONNECTING);
-            let listen_pool = match listener::listen_pool(&pool, config.listen_url.as_ref()) {
-                Ok(listen_pool) => listen_pool,
-                Err(error) => {
-                    tracing::error!(%error, "DATABASE_LISTEN_URL is not usable");
-                    return Err(rocket);
+        let listen_pool = listener::listen_pool(options);
+        let first = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut listener = listener::connect(&listen_pool).await?;
+            let hears = listener::hears(&mut listener, pool).await?;
+            Ok::<_, sqlx::Error>((listener, hears))
+        })
+        .await;
+        let first = match first {
+            Ok(Ok((listener, hears))) => {
+                if hears {
+                    state.heard();
+                } else {
+                    state.deaf();
+                    tracing::warn!(
+                        poll_ms = config.poll.as_millis() as u64,
+                        "the event listener does not hear its own notifications: it listens \
+                         through a pooler that cannot LISTEN. Set DATABASE_DIRECT_URL to a \
+                         direct (non-pooled) host; until then events arrive by polling, within \
+                         EVENTS_POLL_MS"
+                    );
                 }
-            };
-            let first =
-                tokio::time::timeout(Duration::from_secs(5), listener::connect(&listen_pool)).await;
-            let first = match first {
-                Ok(Ok(listener)) => {
-                    state.listening();
-                    Some(listener)
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "event listener cannot connect yet; retrying in the background");
-                    None
-                }
-                Err(_) => None,
-            };
-            postgres = Some((pool, listen_pool, first));
-        }
-        let postgres_at_liftoff = std::sync::Mutex::new(postgres);
-        let liftoff_bus = bus.clone();
-        let liftoff_state = state.clone();
-        Ok(rocket
-            .manage(bus)
-            .manage(state)
-            .manage(StreamSettings {
-                heartbeat: config.heartbeat,
-            })
-            .mount("/api", crate::telemetry::traced(routes![events]))
-            .attach(AdHoc::on_liftoff("Event listener", move |rocket| {
-                Box::pin(async move {
-                    let shutdown = rocket.shutdown();
-                    tokio::spawn(prune(liftoff_bus.clone(), shutdown.clone()));
-                    let taken = postgres_at_liftoff.lock().ok().and_then(|mut p| p.take());
-                    if let Some((pool, listen_pool, first)) = taken {
-                        tokio::spawn(listener::run(
-                            liftoff_bus,
-                            pool,
-                            listen_pool,
-                            first,
-                            liftoff_state,
-                            shutdown,
-                        ));
-                    }
-                })
-            })))
+                Some(listener)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "event listener cannot connect yet; retrying in the background");
+                None
+            }
+            Err(_) => None,
+        };
+        let wakes = Arc::new(listener::Wakes::default());
+        others = Some(wakes.clone());
+        postgres = Some((pool.clone(), listen_pool, first, wakes));
     }
+    writer.hooks().register(Arc::new(WakeOnWrite {
+        bus: bus.clone(),
+        others,
+    }));
+    let at_liftoff = std::sync::Mutex::new(postgres);
+    let liftoff_bus = bus.clone();
+    let liftoff_state = state.clone();
+    let (poll, retention) = (config.poll, config.retention);
+    Ok(rocket
+        .manage(bus)
+        .manage(state)
+        .manage(StreamSettings {
+            heartbeat: config.heartbeat,
+        })
+        .mount("/api", crate::telemetry::traced(routes![events]))
+        .attach(AdHoc::on_liftoff("Event feed", move |rocket| {
+            Box::pin(async move {
+                let shutdown = rocket.shutdown();
+                tokio::spawn(feed::run(
+                    liftoff_bus.clone(),
+                    db.clone(),
+                    poll,
+                    shutdown.clone(),
+                ));
+                tokio::spawn(keep_retention(db, retention, shutdown.clone()));
+                let taken = at_liftoff.lock().ok().and_then(|mut p| p.take());
+                if let Some((pool, listen_pool, first, wakes)) = taken {
+                    tokio::spawn(listener::send_wakes(wakes, pool.clone(), shutdown.clone()));
+                    tokio::spawn(listener::run(
+                        liftoff_bus,
+                        pool,
+                        listen_pool,
+                        first,
+                        liftoff_state,
+                        poll,
+                        shutdown,
+                    ));
+                }
+            })
+        })))
 }
 
-/// Forgets idle users every half minute, until shutdown.
-async fn prune(bus: Arc<Bus>, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+/// Events deleted by one statement of the retention.
+const PRUNE_BATCH: i64 = 1_000;
+/// Statements of the retention per round at most, so one round stays short.
+const PRUNE_ROUNDS: usize = 100;
+/// How often the retention runs at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes events older than `retention`, in bounded batches, at start and every minute
+/// (every quarter of a shorter retention, at least every second), until shutdown. Several
+/// instances may do so at once.
+async fn keep_retention(db: AppPool, retention: Duration, mut shutdown: Shutdown) {
+    let every = (retention / 4).clamp(Duration::from_secs(1), PRUNE_EVERY);
+    let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = tick.tick() => bus.prune(),
+            _ = tick.tick() => {}
             _ = &mut shutdown => return,
+        }
+        let mut deleted = 0_u64;
+        for _ in 0..PRUNE_ROUNDS {
+            match log::prune(&db, retention, PRUNE_BATCH).await {
+                Ok(done) => {
+                    deleted += done;
+                    if done < PRUNE_BATCH.unsigned_abs() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "old events could not be deleted; retrying later");
+                    break;
+                }
+            }
+            // Between batches, room for the writes.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if deleted > 0 {
+            tracing::debug!(events = deleted, "events past the retention deleted");
         }
     }
 }

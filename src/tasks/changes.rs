@@ -1,8 +1,9 @@
 //! What a committed write changed, and who hears of it: the seam live events plug into.
 //!
-//! `tasks` defines the change and calls every registered [`ChangeSink`] from its one
-//! commit step (`writer`), after the write committed; a module that wants changes (`events`)
-//! registers a sink at start. Nothing here knows who listens.
+//! The events themselves are in the log (`super::log`); after a write committed, the one
+//! commit step (`writer`) tells every registered [`ChangeSink`] how far the user's log now
+//! goes, so a module that delivers events (`events`) can read it at once rather than at its
+//! next poll. Nothing here knows who listens.
 
 use std::sync::{Arc, RwLock};
 
@@ -34,20 +35,21 @@ impl TaskChange {
     }
 }
 
-/// A change and the id of its event, drawn from the database in the write itself.
+/// A committed write's events were appended to the log: the user's log now goes up to
+/// `last_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
-    /// The event id: the same on every instance.
-    pub event_id: i64,
-    /// What changed.
-    pub change: TaskChange,
+pub struct Appended {
+    /// Whose log grew.
+    pub user_id: String,
+    /// The user's last event id after the write.
+    pub last_id: i64,
 }
 
-/// Hears of every committed change, in commit order.
+/// Hears of every committed write.
 pub trait ChangeSink: Send + Sync {
-    /// Called once per committed write (a bulk clear: once, with every deleted task).
-    /// Must not block: it runs on the writer's path.
-    fn committed(&self, changes: &[Committed]);
+    /// Called once per committed write that appended events. Must not block: it runs on
+    /// the writer's path.
+    fn appended(&self, appended: &Appended);
 }
 
 /// The registered sinks, held by the writer ([`super::writer::Writer::hooks`]).
@@ -64,13 +66,10 @@ impl ChangeHooks {
         }
     }
 
-    pub(super) fn notify(&self, changes: &[Committed]) {
-        if changes.is_empty() {
-            return;
-        }
+    pub(super) fn notify(&self, appended: &Appended) {
         if let Ok(sinks) = self.sinks.read() {
             for sink in sinks.iter() {
-                sink.committed(changes);
+                sink.appended(appended);
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Tasks: the model, its SQL and its routes under `/api/<user_id>/tasks`.
 
-pub mod announce;
 pub mod changes;
 pub mod etag;
+pub mod log;
 pub mod model;
 pub mod query;
 mod routes;

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 /// statement that returns tasks. Read by name, each field of a page cost a hash lookup.
 pub(crate) struct TaskRow {
     id: i64,
-    user_id: String,
+    pub(super) user_id: String,
     title: String,
     description: Option<String>,
     completed: bool,

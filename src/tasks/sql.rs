@@ -211,23 +211,14 @@ macro_rules! delete_completed {
 }
 pub(super) use delete_completed;
 
-/// SQLite: a single-row write and its commit as one round trip to the connection's thread
-/// (a transaction of its own, so a failed commit is an error, not a lost write).
-macro_rules! one_trip {
+/// SQLite: a write that begins its own transaction (the commit step appends its events
+/// and commits it), in one round trip to the connection's thread.
+macro_rules! begun {
     ($write:expr) => {
-        concat!("BEGIN IMMEDIATE; ", $write, "; COMMIT")
+        concat!("BEGIN IMMEDIATE; ", $write)
     };
 }
-pub(super) use one_trip;
-
-/// SQLite: draws `$1` event ids in the write's transaction; the last one comes back.
-macro_rules! draw_event_ids {
-    () => {
-        "UPDATE task_event_seq SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id"
-    };
-}
-pub(super) const DRAW_EVENT_IDS: &str = draw_event_ids!();
-pub(super) const DRAW_EVENT_IDS_ONE_TRIP: &str = one_trip!(draw_event_ids!());
+pub(super) use begun;
 
 /// The SQL form of a precondition (see `version_in!`): NULL for any version, else the
 /// versions comma-separated; an empty text matches no version.

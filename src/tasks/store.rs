@@ -4,23 +4,22 @@
 //! Invariant: every statement filters by the verified user's id, so another user's task is
 //! indistinguishable from a missing one. Every write is one statement (atomic by itself),
 //! moves `updated_at` and `version`, and ends in the commit step, which draws its event ids
-//! and hands what changed ([`TaskChange`]) to the registered sinks once it committed: no
-//! write can bypass it. On PostgreSQL each write statement also announces its events
-//! (see [`super::announce`]). (The start-up fill of the search columns, in `search`,
+//! and appends what changed to the event log in the write's own transaction: no write can
+//! bypass it (see [`super::log`]). (The start-up fill of the search columns, in `search`,
 //! changes no task field a client sees, so it is not a change.)
 
-use super::announce::{announced, announced_deletes};
 pub use super::changes::TaskChange;
 use super::etag::Precondition;
+use super::log::{logged, logged_deletes};
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{ListQuery, ListStatement};
 use super::row::{TaskRow, TaskWith};
 use super::search::fold;
 use super::sql::{
-    self, delete, delete_completed, insert, one_trip, set_completed, update, user_arguments_for,
+    self, begun, delete, delete_completed, insert, set_completed, update, user_arguments_for,
     versions_arg, Arg,
 };
-use super::writer::{commit, SqliteWrite, Write, WriteKind, Writer};
+use super::writer::{commit, Write, WriteKind, Writer};
 use crate::auth::AuthedUser;
 use crate::db::{on_pool, AppPool};
 use crate::error::ApiError;
@@ -101,8 +100,8 @@ pub async fn create(
         /* $11 search_description */ Arg::OptText(task.description.as_deref().map(fold)),
     ];
     let write = Write {
-        sqlite: SqliteWrite::OneTrip(one_trip!(insert!())),
-        postgres: announced!("created", insert!()),
+        sqlite: begun!(insert!()),
+        postgres: logged!("created", insert!()),
         args,
         kind: WriteKind::Create,
     };
@@ -196,8 +195,8 @@ pub async fn update(
         /* $15 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: SqliteWrite::OneTrip(one_trip!(update!())),
-        postgres: announced!("updated", update!()),
+        sqlite: begun!(update!()),
+        postgres: logged!("updated", update!()),
         args,
         kind: WriteKind::Update,
     };
@@ -223,8 +222,8 @@ pub async fn set_completed(
         /* $5 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: SqliteWrite::OneTrip(one_trip!(set_completed!())),
-        postgres: announced!("updated", set_completed!()),
+        sqlite: begun!(set_completed!()),
+        postgres: logged!("updated", set_completed!()),
         args,
         kind: WriteKind::Update,
     };
@@ -247,8 +246,8 @@ pub async fn delete(
         /* $3 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: SqliteWrite::OneTrip(one_trip!(delete!())),
-        postgres: announced_deletes!(delete!()),
+        sqlite: begun!(delete!()),
+        postgres: logged_deletes!(delete!()),
         args,
         kind: WriteKind::Delete,
     };
@@ -266,8 +265,8 @@ pub async fn delete_completed(
     user: &AuthedUser,
 ) -> Result<u64, ApiError> {
     let write = Write {
-        sqlite: SqliteWrite::InTransaction(delete_completed!()),
-        postgres: announced_deletes!(delete_completed!()),
+        sqlite: begun!(delete_completed!()),
+        postgres: logged_deletes!(delete_completed!()),
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,
     };

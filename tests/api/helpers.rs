@@ -109,6 +109,30 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
+/// A PgBouncer in transaction mode in front of the PostgreSQL server (any database name
+/// passes through). Like [`postgres_url`]: without one the case fails, unless
+/// `SKIP_POSTGRES=1`, or PgBouncer is not installed and `REQUIRE_POSTGRES` is not set.
+pub fn pgbouncer_url() -> Option<String> {
+    match std::env::var("TEST_PGBOUNCER_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("REQUIRE_POSTGRES").as_deref() == Ok("1") => {
+            panic!("REQUIRE_POSTGRES=1 but TEST_PGBOUNCER_URL is not set")
+        }
+        _ => {
+            record_skip();
+            None
+        }
+    }
+}
+
+/// `database_url`'s database, reached through the pooler at `pooler_url`.
+pub fn through_pooler(database_url: &str, pooler_url: &str) -> String {
+    let database = url::Url::parse(database_url).expect("a database URL");
+    let mut pooled = url::Url::parse(pooler_url).expect("a pooler URL");
+    pooled.set_path(database.path());
+    pooled.to_string()
+}
+
 fn record_skip() {
     use std::io::Write as _;
     let Some(path) = std::env::var_os("POSTGRES_SKIP_LOG") else {

@@ -40,9 +40,30 @@ type HttpBody = Either<
     Empty<Bytes>,
     // todo-api patch begin: a futures channel, not tokio's, whose first block of 32 slots
     // (about 3 KiB) would be held for as long as a response streams.
-    StreamBody<futures::channel::mpsc::Receiver<io::Result<Frame<Bytes>>>>,
+    StreamBody<BodyFrames>,
     // todo-api patch end
 >;
+
+// todo-api patch begin: a response body's frames, and a signal held with them: dropped
+// when the connection drops the body, so the writer of a long-lived body (an event
+// stream) learns its client left at once, not at its next write.
+#[derive(Debug)]
+struct BodyFrames {
+    frames: futures::channel::mpsc::Receiver<io::Result<Frame<Bytes>>>,
+    _held: futures::channel::oneshot::Receiver<()>,
+}
+
+impl futures::Stream for BodyFrames {
+    type Item = io::Result<Frame<Bytes>>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.frames.poll_next_unpin(cx)
+    }
+}
+// todo-api patch end
 
 async fn handle<Fut, T, F>(name: Option<&str>, run: F) -> Option<T>
     where F: FnOnce() -> Fut, Fut: Future<Output = T>,
@@ -208,21 +229,32 @@ impl Rocket<Orbit> {
 
         // For HTTP/1, use a channel even without a body. Hyper otherwise
         // removes Content-Length from 304 responses.
-        // todo-api patch begin: a futures channel (see `HttpBody`).
+        // todo-api patch begin: a futures channel (see `HttpBody`), and a signal that
+        // the connection dropped the body: a long-lived body (an event stream) would
+        // otherwise notice its client left only at its next write.
         let (mut sender, receiver) = futures::channel::mpsc::channel(0);
-        let hyp_body = StreamBody::new(receiver);
+        let (mut body_alive, body_held) = futures::channel::oneshot::channel::<()>();
+        let hyp_body = StreamBody::new(BodyFrames { frames: receiver, _held: body_held });
         // todo-api patch end
         send_headers(Either::Right(hyp_body))?;
 
         let body = response.body_mut();
         let max_chunk_size = body.max_chunk_size();
         let mut stream = body.into_bytes_stream(max_chunk_size);
-        while let Some(next) = stream.next().await {
-            // todo-api patch begin: a futures channel (see `HttpBody`).
+        // todo-api patch begin: stop reading the body once the connection dropped it.
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = body_alive.cancellation() => {
+                    let msg = "client disconnected during the response body";
+                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, msg));
+                }
+            };
+            let Some(next) = next else { break };
             futures::SinkExt::send(&mut sender, Ok(Frame::data(next?))).await
-            // todo-api patch end
                 .map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))?;
         }
+        // todo-api patch end
 
         Ok(())
     }

@@ -1,0 +1,271 @@
+//! The event log's format, owned here alone: how a write appends its events (PostgreSQL: in
+//! the write's own statement, [`logged!`]; SQLite: [`APPEND`], in the write's transaction),
+//! how the log is read (one user's events after an id, or many users' at once), and how old
+//! events are deleted. The writer appends; the events module reads through this file and
+//! never touches the tables itself.
+//!
+//! Invariant: each user's ids come from the user's counter row, taken by the write and held
+//! to its commit, so for each user ids increase in commit order with no gap (a rolled-back
+//! write gives its ids back). Reading `id > n` for a user never misses a later commit.
+
+use std::time::Duration;
+
+use crate::db::{on_pool, AppPool};
+
+/// A task's JSON exactly as the API serializes it (`Task`'s field order and formats:
+/// timestamps with microseconds and `Z`), built by PostgreSQL from the row `$row`.
+/// `row_to_json` writes no spaces, as serde does.
+macro_rules! task_json {
+    ($row:literal) => {
+        concat!(
+            "(SELECT row_to_json(j)::text FROM (SELECT ",
+            $row,
+            ".id, ",
+            $row,
+            ".user_id, ",
+            $row,
+            ".title, ",
+            $row,
+            ".description, ",
+            $row,
+            ".completed, CASE ",
+            $row,
+            ".priority WHEN 1 THEN 'low' WHEN 2 THEN 'medium' ELSE 'high' END AS priority, ",
+            $row,
+            ".category, to_char(",
+            $row,
+            ".due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS due_date, \
+             to_char(",
+            $row,
+            ".created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS created_at, \
+             to_char(",
+            $row,
+            ".updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at) j)"
+        )
+    };
+}
+
+/// PostgreSQL: `$write` (a `… RETURNING` statement of one user's tasks) with its events
+/// appended in the same statement: the user's counter moves by the number of changed rows
+/// (its row lock orders the user's writes), each row gets the next id, in task id order,
+/// and one log row whose data is `$data` (an expression over the row `numbered`). The
+/// rows come back with `event_id`.
+macro_rules! logged_with {
+    ($kind:literal, $write:expr, $returning:expr, $data:expr) => {
+        concat!(
+            "WITH changed AS (",
+            $write,
+            "), counted AS (INSERT INTO task_event_counters AS c (user_id, last_id) \
+               SELECT user_id, (SELECT last_id FROM task_event_floor) + count(*) \
+               FROM changed GROUP BY user_id \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + (SELECT count(*) FROM changed) \
+               RETURNING user_id, last_id), \
+             numbered AS (SELECT changed.*, \
+               counted.last_id - count(*) OVER () + row_number() OVER (ORDER BY changed.id) AS event_id \
+               FROM changed JOIN counted USING (user_id)), \
+             appended AS (INSERT INTO task_events (user_id, id, kind, task_id, data) \
+               SELECT user_id, event_id, '",
+            $kind,
+            "', id, ",
+            $data,
+            " FROM numbered) \
+             SELECT ",
+            $returning,
+            ", event_id FROM numbered"
+        )
+    };
+}
+
+/// [`logged_with!`] for writes that return task rows (`created` or `updated`).
+macro_rules! logged {
+    ($kind:literal, $write:expr) => {
+        $crate::tasks::log::logged_with!(
+            $kind,
+            $write,
+            $crate::tasks::sql::task_columns!(),
+            $crate::tasks::log::task_json!("numbered")
+        )
+    };
+}
+
+/// [`logged_with!`] for deletes (`RETURNING id, user_id`), whose data is `{"id":n}`.
+macro_rules! logged_deletes {
+    ($write:expr) => {
+        $crate::tasks::log::logged_with!(
+            "deleted",
+            $write,
+            "id, user_id",
+            "(SELECT row_to_json(j)::text FROM (SELECT numbered.id) j)"
+        )
+    };
+}
+
+pub(crate) use {logged, logged_deletes, logged_with, task_json};
+
+/// SQLite: appends a write's events and commits its transaction (begun by the write): the
+/// user's (`$1`) counter moves by `$2`, and each element of the JSON array `$3`,
+/// `[kind, task id, data]`, becomes one log row, in order. The user's new last id comes
+/// back.
+pub(super) const APPEND: &str = "\
+    INSERT INTO task_event_counters (user_id, last_id) \
+      SELECT $1, last_id + $2 FROM task_event_floor WHERE true \
+      ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + $2 \
+      RETURNING last_id; \
+    INSERT INTO task_events (user_id, id, kind, task_id, data) \
+      SELECT $1, c.last_id - $2 + 1 + e.key, \
+        json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]') \
+      FROM task_event_counters c, json_each($3) e WHERE c.user_id = $1; \
+    COMMIT";
+
+/// The kinds of event a write appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A task was created.
+    Created,
+    /// A task was replaced, patched or completed.
+    Updated,
+    /// A task was deleted.
+    Deleted,
+}
+
+impl Kind {
+    /// The name stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// The data of a `deleted` event, as both backends write it.
+pub fn deleted_data(task_id: i64) -> String {
+    format!("{{\"id\":{task_id}}}")
+}
+
+/// One event of the log.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LoggedEvent {
+    /// Whose task changed.
+    pub user_id: String,
+    /// The event's id: per user, gapless, in commit order.
+    pub id: i64,
+    /// `created`, `updated` or `deleted`.
+    pub kind: String,
+    /// The event's JSON data, as a stream sends it.
+    pub data: String,
+}
+
+/// The user's last event id (the position of "now"): their counter, or, for a user who
+/// never wrote, the floor every user's first id is above.
+const HEAD: &str = "SELECT COALESCE(\
+    (SELECT last_id FROM task_event_counters WHERE user_id = $1), \
+    (SELECT last_id FROM task_event_floor WHERE id = 1))";
+
+const AFTER: &str = "SELECT user_id, id, kind, data FROM task_events \
+    WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// PostgreSQL: every listed user's events after their position, at most `$3` each, one
+/// index range per user.
+const AFTER_MANY_POSTGRES: &str = "SELECT e.user_id, e.id, e.kind, e.data \
+    FROM unnest($1::text[], $2::int8[]) AS w(user_id, after) \
+    CROSS JOIN LATERAL (SELECT user_id, id, kind, data FROM task_events \
+      WHERE user_id = w.user_id AND id > w.after ORDER BY id LIMIT $3) e \
+    ORDER BY e.user_id, e.id";
+
+/// SQLite: every listed user's events after their position (`$1`: `[[user, after], …]`),
+/// at most `$2` in all, each user's in order.
+const AFTER_MANY_SQLITE: &str = "SELECT e.user_id, e.id, e.kind, e.data \
+    FROM json_each($1) w JOIN task_events e \
+      ON e.user_id = json_extract(w.value, '$[0]') AND e.id > json_extract(w.value, '$[1]') \
+    ORDER BY e.user_id, e.id LIMIT $2";
+
+const PRUNE_POSTGRES: &str = "DELETE FROM task_events WHERE ctid = ANY(ARRAY(\
+    SELECT ctid FROM task_events WHERE created_at < now() - make_interval(secs => $1) \
+    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
+
+const PRUNE_SQLITE: &str = "DELETE FROM task_events WHERE rowid IN (\
+    SELECT rowid FROM task_events \
+    WHERE created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds') \
+    ORDER BY created_at LIMIT $2)";
+
+/// The user's last event id: events after it are yet to come.
+pub async fn head(db: &AppPool, user: &str) -> Result<i64, sqlx::Error> {
+    on_pool!(db, |p| sqlx::query_scalar(HEAD)
+        .bind(user)
+        .fetch_one(p)
+        .await)
+}
+
+/// The user's events after `after`, oldest first, at most `limit`.
+pub async fn after(
+    db: &AppPool,
+    user: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LoggedEvent>, sqlx::Error> {
+    on_pool!(db, |p| sqlx::query_as(AFTER)
+        .bind(user)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(p)
+        .await)
+}
+
+/// Each listed user's events after their position, in each user's order: one query,
+/// whatever the number of users. At most `limit` events per user on PostgreSQL, and in all
+/// on SQLite; either way each user's part is a prefix of what is there, so reading again
+/// from the new positions continues it.
+pub async fn after_many(
+    db: &AppPool,
+    positions: &[(String, i64)],
+    limit: i64,
+) -> Result<Vec<LoggedEvent>, sqlx::Error> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    match db {
+        AppPool::Postgres(p) => {
+            let (users, afters): (Vec<&str>, Vec<i64>) = positions
+                .iter()
+                .map(|(user, after)| (user.as_str(), *after))
+                .unzip();
+            sqlx::query_as(AFTER_MANY_POSTGRES)
+                .bind(users)
+                .bind(afters)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+        }
+        AppPool::Sqlite(p) => {
+            let listed = serde_json::to_string(positions)
+                .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+            sqlx::query_as(AFTER_MANY_SQLITE)
+                .bind(listed)
+                .bind(limit)
+                .fetch_all(p)
+                .await
+        }
+    }
+}
+
+/// Deletes up to `batch` events older than `retention`, oldest first; returns how many
+/// went. Takes no lock beyond the rows it deletes (on PostgreSQL it skips rows another
+/// instance is deleting), so instances may prune at once.
+pub async fn prune(db: &AppPool, retention: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    match db {
+        AppPool::Postgres(p) => sqlx::query(PRUNE_POSTGRES)
+            .bind(retention.as_secs_f64())
+            .bind(batch)
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected()),
+        AppPool::Sqlite(p) => sqlx::query(PRUNE_SQLITE)
+            .bind(retention.as_secs_f64())
+            .bind(batch)
+            .execute(p)
+            .await
+            .map(|done| done.rows_affected()),
+    }
+}
