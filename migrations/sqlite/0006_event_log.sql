@@ -14,14 +14,16 @@ CREATE TABLE task_events (
     created_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (user_id, id)
 );
-CREATE INDEX task_events_created_idx ON task_events (created_at);
+-- No index on created_at: one writer appends, so rowid order is time order, and the
+-- retention delete looks at the oldest rows by rowid.
 
 -- Each user's last event id; never deleted, so ids keep increasing after the retention
--- deleted a user's events.
+-- deleted a user's events. Without a rowid, so a write's last_insert_rowid() still names
+-- the task it inserted after its counter moved.
 CREATE TABLE task_event_counters (
     user_id TEXT    PRIMARY KEY,
     last_id INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Every id issued before the log existed came from one global counter (drawn ahead in
 -- blocks). A user's first id is above all of them, so an old Last-Event-ID can only be

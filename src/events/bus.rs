@@ -236,24 +236,26 @@ impl Bus {
     }
 
     /// Where each user with an open stream was handed out to: all of them, or (`all`
-    /// false) those a wake-up named.
+    /// false) those a wake-up named. Their wake-ups count as answered from here: one that
+    /// comes while the feed reads names the user again.
     pub(super) fn positions(&self, all: bool) -> Vec<(String, i64)> {
         self.users()
-            .iter()
+            .iter_mut()
             .filter(|(_, state)| all || state.wanted > state.after)
-            .map(|(user, state)| (user.clone(), state.after))
+            .map(|(user, state)| {
+                state.wanted = state.after;
+                (user.clone(), state.after)
+            })
             .collect()
     }
 
-    /// The feed read `user` to the log's end as it was when the read began, which reached
-    /// `upto`: a wake-up up to there is answered (one that came during the read, for a
-    /// later id, stays pending; one for every user is answered by any read).
-    pub(super) fn caught_up(&self, user: &str, upto: i64) {
-        if let Some(state) = self.users().get_mut(user) {
-            if state.wanted <= upto || state.wanted == i64::MAX {
-                state.wanted = state.after;
-            }
-        }
+    /// Where `users` were handed out to (those still with a stream).
+    pub(super) fn positions_of(&self, users: &[String]) -> Vec<(String, i64)> {
+        let all = self.users();
+        users
+            .iter()
+            .filter_map(|user| all.get(user).map(|state| (user.clone(), state.after)))
+            .collect()
     }
 
     /// Users with an open stream.
@@ -352,22 +354,28 @@ mod tests {
         assert!(bus.positions(false).is_empty(), "nothing new, or no stream");
         bus.announce("alice", 6);
         assert_eq!(bus.positions(false), [("alice".to_owned(), 5)]);
+        assert!(
+            bus.positions(false).is_empty(),
+            "a wake-up is answered once"
+        );
+        bus.announce("alice", 7);
+        assert_eq!(
+            bus.positions(false).len(),
+            1,
+            "one during the read names the user again"
+        );
         bus.publish("alice", event(6));
+        bus.announce("alice", 6);
         assert!(bus.positions(false).is_empty(), "handed out that far");
         let mut all = bus.positions(true);
         all.sort();
         assert_eq!(all, [("alice".to_owned(), 6), ("bob".to_owned(), 7)]);
         bus.announce_all();
         assert_eq!(bus.positions(false).len(), 2);
-        bus.caught_up("alice", 6);
-        bus.caught_up("bob", 7);
         assert!(bus.positions(false).is_empty());
-        bus.announce("alice", 9);
-        bus.caught_up("alice", 8);
         assert_eq!(
-            bus.positions(false).len(),
-            1,
-            "a later wake-up stays pending"
+            bus.positions_of(&["bob".to_owned(), "nobody".to_owned()]),
+            [("bob".to_owned(), 7)]
         );
     }
 

@@ -51,10 +51,9 @@ async fn read(bus: &Bus, db: &AppPool, all: bool) -> Result<(), sqlx::Error> {
     while !positions.is_empty() {
         bus.counters.polls.fetch_add(1, Ordering::Relaxed);
         let events = log::after_many(db, &positions, BATCH).await?;
-        let mut more = Vec::new();
-        let mut reached: std::collections::HashMap<String, i64> =
-            positions.iter().cloned().collect();
-        let total = events.len();
+        // Users whose part was cut by the batch are read again at once.
+        let cut_all = i64::try_from(events.len()).unwrap_or(i64::MAX) >= BATCH;
+        let mut more: Vec<String> = Vec::new();
         let mut count = 0_i64;
         let mut current: Option<String> = None;
         for event in events {
@@ -67,27 +66,16 @@ async fn read(bus: &Bus, db: &AppPool, all: bool) -> Result<(), sqlx::Error> {
                 more.push(event.user_id.clone());
             }
             let user = event.user_id.clone();
-            reached.insert(user.clone(), event.id);
             match event_of(event) {
                 Some(event) => bus.publish(&user, event),
                 None => tracing::error!(user = %user, "an event of an unknown kind was skipped"),
             }
         }
-        let cut = i64::try_from(total).unwrap_or(i64::MAX) >= BATCH;
-        if !cut {
-            for (user, upto) in &reached {
-                if !more.contains(user) {
-                    bus.caught_up(user, *upto);
-                }
-            }
+        if cut_all {
+            // SQLite's limit is over all users: those after the cut got nothing yet.
+            more = positions.into_iter().map(|(user, _)| user).collect();
         }
-        positions = if cut {
-            bus.positions(all)
-        } else {
-            let mut next = bus.positions(true);
-            next.retain(|(user, _)| more.contains(user));
-            next
-        };
+        positions = bus.positions_of(&more);
     }
     Ok(())
 }

@@ -63,9 +63,11 @@ struct WakeOnWrite {
 
 impl ChangeSink for WakeOnWrite {
     fn appended(&self, appended: &Appended) {
-        self.bus.announce(&appended.user_id, appended.last_id);
+        // Without a position, any read of the user goes far enough.
+        let last_id = appended.last_id.unwrap_or(i64::MAX);
+        self.bus.announce(&appended.user_id, last_id);
         if let Some(others) = &self.others {
-            others.push(&appended.user_id, appended.last_id);
+            others.push(&appended.user_id, last_id);
         }
     }
 }

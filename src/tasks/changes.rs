@@ -35,14 +35,14 @@ impl TaskChange {
     }
 }
 
-/// A committed write's events were appended to the log: the user's log now goes up to
-/// `last_id`.
+/// A committed write's events were appended to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// Whose log grew.
     pub user_id: String,
-    /// The user's last event id after the write.
-    pub last_id: i64,
+    /// The user's last event id after the write, when the write read it back (PostgreSQL
+    /// does; SQLite's one-round-trip writes do not).
+    pub last_id: Option<i64>,
 }
 
 /// Hears of every committed write.

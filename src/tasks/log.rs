@@ -102,7 +102,108 @@ macro_rules! logged_deletes {
 
 pub(crate) use {logged, logged_deletes, logged_with, task_json};
 
-/// SQLite: appends a write's events and commits its transaction (begun by the write): the
+/// SQLite: the UTC timestamp text in `$col` (as the driver stores it:
+/// `2026-01-02T03:04:05.123456+00:00`, any number of fraction digits) as the API writes it,
+/// with six fraction digits and `Z`.
+macro_rules! sqlite_time {
+    ($col:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $col,
+            " IS NULL THEN NULL ELSE replace(substr(",
+            $col,
+            ", 1, 19), ' ', 'T') \
+             || '.' || substr(CASE WHEN substr(",
+            $col,
+            ", 20, 1) = '.' THEN substr(substr(",
+            $col,
+            ", 21), 1, length(substr(",
+            $col,
+            ", 21)) - length(ltrim(substr(",
+            $col,
+            ", 21), '0123456789'))) ELSE '' END || '000000', 1, 6) || 'Z' END"
+        )
+    };
+}
+
+/// SQLite: the task row `t` as the API serializes it (`Task`'s field order and formats).
+macro_rules! sqlite_task_json {
+    () => {
+        concat!(
+            "json_object('id', t.id, 'user_id', t.user_id, 'title', t.title, \
+             'description', t.description, \
+             'completed', json(CASE WHEN t.completed THEN 'true' ELSE 'false' END), \
+             'priority', CASE t.priority WHEN 1 THEN 'low' WHEN 2 THEN 'medium' ELSE 'high' END, \
+             'category', t.category, 'due_date', ",
+            $crate::tasks::log::sqlite_time!("t.due_at"),
+            ", 'created_at', ",
+            $crate::tasks::log::sqlite_time!("t.created_at"),
+            ", 'updated_at', ",
+            $crate::tasks::log::sqlite_time!("t.updated_at"),
+            ")"
+        )
+    };
+}
+
+/// SQLite: moves user `$user`'s counter by one when the statement before changed a row
+/// (`changes()`); the counters table has no rowid, so `last_insert_rowid()` still names
+/// the row the write inserted.
+macro_rules! sqlite_count_one {
+    ($user:literal) => {
+        concat!(
+            "INSERT INTO task_event_counters (user_id, last_id) \
+               SELECT ",
+            $user,
+            ", last_id + 1 FROM task_event_floor WHERE changes() > 0 \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + 1"
+        )
+    };
+}
+
+/// SQLite: a write of at most one task with its event appended and its commit, in one
+/// round trip: the write (`… RETURNING`), the user's (`$user`) counter, and the log row of
+/// task `$task`, each after the one before changed a row.
+macro_rules! sqlite_logged {
+    ($kind:literal, $write:expr, $user:literal, $task:literal) => {
+        concat!(
+            "BEGIN IMMEDIATE; ",
+            $write,
+            "; ",
+            $crate::tasks::log::sqlite_count_one!($user),
+            "; INSERT INTO task_events (user_id, id, kind, task_id, data) \
+               SELECT t.user_id, c.last_id, '",
+            $kind,
+            "', t.id, ",
+            $crate::tasks::log::sqlite_task_json!(),
+            " FROM tasks t JOIN task_event_counters c ON c.user_id = t.user_id \
+               WHERE t.id = ",
+            $task,
+            " AND changes() > 0; COMMIT"
+        )
+    };
+}
+
+/// [`sqlite_logged!`] for deleting task `$1` of user `$2`; its data is `{"id":n}`.
+macro_rules! sqlite_logged_delete {
+    ($write:expr) => {
+        concat!(
+            "BEGIN IMMEDIATE; ",
+            $write,
+            "; ",
+            $crate::tasks::log::sqlite_count_one!("$2"),
+            "; INSERT INTO task_events (user_id, id, kind, task_id, data) \
+               SELECT $2, c.last_id, 'deleted', $1, json_object('id', $1) \
+               FROM task_event_counters c WHERE c.user_id = $2 AND changes() > 0; COMMIT"
+        )
+    };
+}
+
+pub(crate) use {
+    sqlite_count_one, sqlite_logged, sqlite_logged_delete, sqlite_task_json, sqlite_time,
+};
+
+/// SQLite: appends the events of a write of many tasks (the bulk clear) and commits its
+/// transaction (begun by the write): the
 /// user's (`$1`) counter moves by `$2`, and each element of the JSON array `$3`,
 /// `[kind, task id, data]`, becomes one log row, in order. The user's new last id comes
 /// back.
@@ -181,14 +282,17 @@ const AFTER_MANY_SQLITE: &str = "SELECT e.user_id, e.id, e.kind, e.data \
       ON e.user_id = json_extract(w.value, '$[0]') AND e.id > json_extract(w.value, '$[1]') \
     ORDER BY e.user_id, e.id LIMIT $2";
 
+/// PostgreSQL: up to `$2` events older than `$1` seconds (found through the BRIN index),
+/// skipping rows another instance is deleting.
 const PRUNE_POSTGRES: &str = "DELETE FROM task_events WHERE ctid = ANY(ARRAY(\
     SELECT ctid FROM task_events WHERE created_at < now() - make_interval(secs => $1) \
-    ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))";
+    LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
+/// SQLite: those of the oldest `$2` events (by rowid: the one writer appends in time
+/// order) that are older than `$1` seconds.
 const PRUNE_SQLITE: &str = "DELETE FROM task_events WHERE rowid IN (\
-    SELECT rowid FROM task_events \
-    WHERE created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds') \
-    ORDER BY created_at LIMIT $2)";
+    SELECT rowid FROM task_events ORDER BY rowid LIMIT $2) \
+    AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds')";
 
 /// The user's last event id: events after it are yet to come.
 pub async fn head(db: &AppPool, user: &str) -> Result<i64, sqlx::Error> {

@@ -10,7 +10,7 @@
 
 pub use super::changes::TaskChange;
 use super::etag::Precondition;
-use super::log::{logged, logged_deletes};
+use super::log::{logged, logged_deletes, sqlite_logged, sqlite_logged_delete};
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{ListQuery, ListStatement};
 use super::row::{TaskRow, TaskWith};
@@ -19,7 +19,7 @@ use super::sql::{
     self, begun, delete, delete_completed, insert, set_completed, update, user_arguments_for,
     versions_arg, Arg,
 };
-use super::writer::{commit, Write, WriteKind, Writer};
+use super::writer::{commit, SqliteWrite, Write, WriteKind, Writer};
 use crate::auth::AuthedUser;
 use crate::db::{on_pool, AppPool};
 use crate::error::ApiError;
@@ -100,7 +100,12 @@ pub async fn create(
         /* $11 search_description */ Arg::OptText(task.description.as_deref().map(fold)),
     ];
     let write = Write {
-        sqlite: begun!(insert!()),
+        sqlite: SqliteWrite::Logged(sqlite_logged!(
+            "created",
+            insert!(),
+            "$1",
+            "last_insert_rowid()"
+        )),
         postgres: logged!("created", insert!()),
         args,
         kind: WriteKind::Create,
@@ -195,7 +200,7 @@ pub async fn update(
         /* $15 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: begun!(update!()),
+        sqlite: SqliteWrite::Logged(sqlite_logged!("updated", update!(), "$2", "$1")),
         postgres: logged!("updated", update!()),
         args,
         kind: WriteKind::Update,
@@ -222,7 +227,7 @@ pub async fn set_completed(
         /* $5 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: begun!(set_completed!()),
+        sqlite: SqliteWrite::Logged(sqlite_logged!("updated", set_completed!(), "$2", "$1")),
         postgres: logged!("updated", set_completed!()),
         args,
         kind: WriteKind::Update,
@@ -246,7 +251,7 @@ pub async fn delete(
         /* $3 versions */ versions_arg(precondition),
     ];
     let write = Write {
-        sqlite: begun!(delete!()),
+        sqlite: SqliteWrite::Logged(sqlite_logged_delete!(delete!())),
         postgres: logged_deletes!(delete!()),
         args,
         kind: WriteKind::Delete,
@@ -265,7 +270,7 @@ pub async fn delete_completed(
     user: &AuthedUser,
 ) -> Result<u64, ApiError> {
     let write = Write {
-        sqlite: begun!(delete_completed!()),
+        sqlite: SqliteWrite::Begun(begun!(delete_completed!())),
         postgres: logged_deletes!(delete_completed!()),
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,

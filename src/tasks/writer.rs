@@ -50,13 +50,23 @@ impl Writer {
 
 /// One write: its statement (per dialect), its arguments, and what its rows mean.
 pub(super) struct Write {
-    /// SQLite: the write in [`sql::begun!`] form; the commit step appends its events and
-    /// commits.
-    pub(super) sqlite: &'static str,
+    /// SQLite: how the write runs.
+    pub(super) sqlite: SqliteWrite,
     /// PostgreSQL: the write in [`super::log::logged!`] form, one statement.
     pub(super) postgres: &'static str,
     pub(super) args: Vec<Arg>,
     pub(super) kind: WriteKind,
+}
+
+/// How SQLite runs a write.
+#[derive(Clone, Copy)]
+pub(super) enum SqliteWrite {
+    /// A write of at most one task with its event appended and its commit, in one round
+    /// trip ([`super::log::sqlite_logged!`]).
+    Logged(&'static str),
+    /// A write of any number of tasks in [`sql::begun!`] form: the commit step appends
+    /// their events ([`log::APPEND`]) and commits, a second round trip.
+    Begun(&'static str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -112,9 +122,9 @@ fn deleted(row: DeletedRow) -> TaskChange {
 /// same transaction, and once it committed tells the sinks how far the user's log now
 /// goes; returns the changes in statement order.
 ///
-/// PostgreSQL runs one statement that writes and appends (one round trip). SQLite begins
-/// the transaction and writes in one round trip, then appends and commits in a second; one
-/// write at a time, through one connection.
+/// PostgreSQL runs one statement that writes and appends (one round trip). SQLite runs a
+/// write of one task with its append and commit in one round trip, a write of many in two;
+/// one write at a time, through one connection.
 pub(super) async fn commit(
     db: &AppPool,
     writer: &Writer,
@@ -175,7 +185,10 @@ pub(super) async fn commit(
                     })
                     .collect::<Result<_, _>>()?
             };
-            let appended = last.map(|(user_id, last_id)| Appended { user_id, last_id });
+            let appended = last.map(|(user_id, last_id)| Appended {
+                user_id,
+                last_id: Some(last_id),
+            });
             (changes, appended)
         }
     };
@@ -185,23 +198,39 @@ pub(super) async fn commit(
     Ok(changes)
 }
 
-/// SQLite: begins the write's transaction and runs it (one round trip), then appends its
-/// events and commits (a second); a write that changed nothing is rolled back.
+/// SQLite: runs the write with its events appended and commits: one round trip for a
+/// write of at most one task, two for a write of many (its events are built here).
 async fn sqlite_write(
     conn: &mut SqliteConnection,
     write: &Write,
 ) -> Result<(Vec<TaskChange>, Option<Appended>), Failed> {
+    let sql = match write.sqlite {
+        SqliteWrite::Logged(sql) | SqliteWrite::Begun(sql) => sql,
+    };
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
-        let rows: Vec<DeletedRow> = in_transaction(conn, write.sqlite, &write.args).await?;
+        let rows: Vec<DeletedRow> = in_transaction(conn, sql, &write.args).await?;
         rows.into_iter().map(deleted).collect()
     } else {
-        let rows: Vec<TaskRow> = in_transaction(conn, write.sqlite, &write.args).await?;
-        match task_changes(write.kind, rows) {
-            Ok(changes) => changes,
-            Err(error) => return Err(rolled_back(conn, error).await),
+        let rows: Vec<TaskRow> = in_transaction(conn, sql, &write.args).await?;
+        match (task_changes(write.kind, rows), write.sqlite) {
+            (Ok(changes), _) => changes,
+            (Err(error), SqliteWrite::Begun(_)) => return Err(rolled_back(conn, error).await),
+            // Committed already; the row could not be read back.
+            (Err(error), SqliteWrite::Logged(_)) => return Err(Failed::clean(error)),
         }
     };
-    let Some(user_id) = changes.first().map(|c| c.user_id().to_owned()) else {
+    let user_id = changes.first().map(|c| c.user_id().to_owned());
+    if let SqliteWrite::Logged(_) = write.sqlite {
+        // The statement appended the event and committed; the feed reads how far.
+        return Ok((
+            changes,
+            user_id.map(|user_id| Appended {
+                user_id,
+                last_id: None,
+            }),
+        ));
+    }
+    let Some(user_id) = user_id else {
         sqlx::query("ROLLBACK")
             .execute(&mut *conn)
             .await
@@ -242,7 +271,13 @@ async fn sqlite_write(
             clean: false,
         });
     };
-    Ok((changes, Some(Appended { user_id, last_id })))
+    Ok((
+        changes,
+        Some(Appended {
+            user_id,
+            last_id: Some(last_id),
+        }),
+    ))
 }
 
 /// Runs a statement inside the open write transaction and returns its rows; when it

@@ -386,6 +386,36 @@ on_both_backends! {
         server.stop().await;
     }
 
+    async fn ids_keep_increasing_across_the_move_to_the_event_log(backend) {
+        // A database as it was before the log: ids came from one global counter, here at
+        // 5000. A client may still hold one of them.
+        let database = TestDatabase::fresh(backend).await;
+        let pool = helpers::pool_of(&database.url).await;
+        let before_log = |migrator: sqlx::migrate::Migrator| {
+            let kept: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 6).cloned().collect();
+            sqlx::migrate::Migrator { migrations: std::borrow::Cow::Owned(kept), ..migrator }
+        };
+        match &pool {
+            helpers::AppPool::Sqlite(p) => {
+                before_log(sqlx::migrate!("./migrations/sqlite")).run(p).await.unwrap();
+                sqlx::query("UPDATE task_event_seq SET last_id = 5000").execute(p).await.unwrap();
+            }
+            helpers::AppPool::Postgres(p) => {
+                before_log(sqlx::migrate!("./migrations/postgres")).run(p).await.unwrap();
+                sqlx::query("SELECT setval('task_event_ids', 5000)").execute(p).await.unwrap();
+            }
+        }
+        let server = LiveServer::start_on(database, |f| f).await;
+        let old = format!("{}Last-Event-ID: 4990\r\n", bearer("alice"));
+        let mut resumed = Stream::open(server.port, "/api/alice/events", &old).await;
+        resumed.event().await.expect("ready");
+        assert_eq!(resumed.event().await.and_then(|f| f.event).as_deref(), Some("reset"), "an old id is not replayed");
+        api(server.port, "alice", "POST", "tasks", Some(json!({"title": "new"}))).await;
+        let id: i64 = resumed.event().await.and_then(|f| f.id).unwrap().parse().unwrap();
+        assert!(id > 5000, "above every id issued before the log: {id}");
+        server.stop().await;
+    }
+
     async fn racing_writes_of_one_user_arrive_once_each_in_id_order(backend) {
         let server = LiveServer::start(backend, |f| f).await;
         let port = server.port;
@@ -549,6 +579,62 @@ async fn a_write_through_one_instance_reaches_streams_on_another() {
     assert_eq!(replayed.json(), updated);
     second.stop().await;
     first.stop().await;
+}
+
+/// PostgreSQL: every session of the service's database is cut under open streams (what a
+/// restart of PostgreSQL does to the service): the streams stay open, nothing is lost, no
+/// `reset`, and writes after it arrive.
+#[rocket::async_test]
+async fn cutting_every_database_session_loses_no_event() {
+    use sqlx::Connection as _;
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let server = LiveServer::start(Backend::Postgres, |f| {
+        f.merge(Serialized::global("events.poll_ms", 300))
+    })
+    .await;
+    let port = server.port;
+    let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+    stream.event().await.expect("ready");
+    let (_, before) = api(
+        port,
+        "alice",
+        "POST",
+        "tasks",
+        Some(json!({"title": "before"})),
+    )
+    .await;
+    assert_eq!(stream.event().await.map(|f| f.json()), Some(before));
+    let mut admin = sqlx::PgConnection::connect(&server.db_url).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut >= 2, "the pool's and the listener's sessions: {cut}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let (status, created) = api(
+            port,
+            "alice",
+            "POST",
+            "tasks",
+            Some(json!({"title": "after"})),
+        )
+        .await;
+        if status == 201 {
+            break created;
+        }
+        assert!(Instant::now() < deadline, "writes work again: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let frame = stream.event().await.expect("the write after the cut");
+    assert_eq!(frame.event.as_deref(), Some("task.created"), "no reset");
+    assert_eq!(frame.json(), after);
+    server.stop().await;
 }
 
 /// PostgreSQL: a session elsewhere that wrote and then sits idle in its transaction
