@@ -10,7 +10,7 @@ CREATE TABLE task_events (
     task_id    INTEGER NOT NULL,
     -- The event's data exactly as a stream sends it (the task's JSON, or {"id":n}).
     data       TEXT    NOT NULL,
-    -- Fixed-width UTC text, so it orders as text.
+    -- UTC text that orders as text (to the second): the write's own time, or this default.
     created_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (user_id, id)
 );

@@ -180,7 +180,8 @@ pub async fn run(
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
-    let warned_deaf = AtomicBool::new(false);
+    // Start-up already warned when the first probe went unheard.
+    let warned_deaf = AtomicBool::new(state.name() == "deaf");
     loop {
         let connecting = match first.take() {
             Some(listener) => Ok(listener),

@@ -1,5 +1,5 @@
 //! The event log's format, owned here alone: how a write appends its events (PostgreSQL: in
-//! the write's own statement, [`logged!`]; SQLite: [`APPEND`], in the write's transaction),
+//! the write's own statement, [`logged_one!`]; SQLite: [`APPEND`], in the write's transaction),
 //! how the log is read (one user's events after an id, or many users' at once), and how old
 //! events are deleted. The writer appends; the events module reads through this file and
 //! never touches the tables itself.
@@ -76,14 +76,51 @@ macro_rules! logged_with {
     };
 }
 
-/// [`logged_with!`] for writes that return task rows (`created` or `updated`).
-macro_rules! logged {
+/// PostgreSQL: [`logged_with!`] for a write of at most one task (every write but the bulk
+/// clear): the same, without the counting and numbering a write of many rows needs, which
+/// PostgreSQL would otherwise plan and run for each write.
+macro_rules! logged_one_with {
+    ($kind:literal, $write:expr, $returning:expr, $data:expr) => {
+        concat!(
+            "WITH changed AS (",
+            $write,
+            "), numbered AS (INSERT INTO task_event_counters AS c (user_id, last_id) \
+               SELECT user_id, (SELECT last_id FROM task_event_floor) + 1 FROM changed \
+               ON CONFLICT (user_id) DO UPDATE SET last_id = c.last_id + 1 \
+               RETURNING last_id AS event_id), \
+             appended AS (INSERT INTO task_events (user_id, id, kind, task_id, data) \
+               SELECT changed.user_id, numbered.event_id, '",
+            $kind,
+            "', changed.id, ",
+            $data,
+            " FROM changed, numbered) \
+             SELECT ",
+            $returning,
+            ", numbered.event_id FROM changed, numbered"
+        )
+    };
+}
+
+/// [`logged_one_with!`] for a write that returns one task row (`created` or `updated`).
+macro_rules! logged_one {
     ($kind:literal, $write:expr) => {
-        $crate::tasks::log::logged_with!(
+        $crate::tasks::log::logged_one_with!(
             $kind,
             $write,
-            $crate::tasks::sql::task_columns!(),
-            $crate::tasks::log::task_json!("numbered")
+            "changed.*",
+            $crate::tasks::log::task_json!("changed")
+        )
+    };
+}
+
+/// [`logged_one_with!`] for deleting one task (`RETURNING id, user_id`).
+macro_rules! logged_delete_one {
+    ($write:expr) => {
+        $crate::tasks::log::logged_one_with!(
+            "deleted",
+            $write,
+            "changed.id, changed.user_id",
+            "(SELECT row_to_json(j)::text FROM (SELECT changed.id) j)"
         )
     };
 }
@@ -100,7 +137,9 @@ macro_rules! logged_deletes {
     };
 }
 
-pub(crate) use {logged, logged_deletes, logged_with, task_json};
+pub(crate) use {
+    logged_delete_one, logged_deletes, logged_one, logged_one_with, logged_with, task_json,
+};
 
 /// SQLite: the UTC timestamp text in `$col` (as the driver stores it:
 /// `2026-01-02T03:04:05.123456+00:00`, any number of fraction digits) as the API writes it,
@@ -170,11 +209,14 @@ macro_rules! sqlite_logged {
             $write,
             "; ",
             $crate::tasks::log::sqlite_count_one!($user),
-            "; INSERT INTO task_events (user_id, id, kind, task_id, data) \
+            "; INSERT INTO task_events (user_id, id, kind, task_id, data, created_at) \
                SELECT t.user_id, c.last_id, '",
             $kind,
             "', t.id, ",
             $crate::tasks::log::sqlite_task_json!(),
+            // The write's own time (its `updated_at`), rather than the column's default,
+            // which SQLite would format anew for each write.
+            ", t.updated_at",
             " FROM tasks t JOIN task_event_counters c ON c.user_id = t.user_id \
                WHERE t.id = ",
             $task,

@@ -10,7 +10,9 @@
 
 pub use super::changes::TaskChange;
 use super::etag::Precondition;
-use super::log::{logged, logged_deletes, sqlite_logged, sqlite_logged_delete};
+use super::log::{
+    logged_delete_one, logged_deletes, logged_one, sqlite_logged, sqlite_logged_delete,
+};
 use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
 use super::query::{ListQuery, ListStatement};
 use super::row::{TaskRow, TaskWith};
@@ -106,7 +108,7 @@ pub async fn create(
             "$1",
             "last_insert_rowid()"
         )),
-        postgres: logged!("created", insert!()),
+        postgres: logged_one!("created", insert!()),
         args,
         kind: WriteKind::Create,
     };
@@ -201,7 +203,7 @@ pub async fn update(
     ];
     let write = Write {
         sqlite: SqliteWrite::Logged(sqlite_logged!("updated", update!(), "$2", "$1")),
-        postgres: logged!("updated", update!()),
+        postgres: logged_one!("updated", update!()),
         args,
         kind: WriteKind::Update,
     };
@@ -228,7 +230,7 @@ pub async fn set_completed(
     ];
     let write = Write {
         sqlite: SqliteWrite::Logged(sqlite_logged!("updated", set_completed!(), "$2", "$1")),
-        postgres: logged!("updated", set_completed!()),
+        postgres: logged_one!("updated", set_completed!()),
         args,
         kind: WriteKind::Update,
     };
@@ -252,7 +254,7 @@ pub async fn delete(
     ];
     let write = Write {
         sqlite: SqliteWrite::Logged(sqlite_logged_delete!(delete!())),
-        postgres: logged_deletes!(delete!()),
+        postgres: logged_delete_one!(delete!()),
         args,
         kind: WriteKind::Delete,
     };

@@ -52,7 +52,7 @@ impl Writer {
 pub(super) struct Write {
     /// SQLite: how the write runs.
     pub(super) sqlite: SqliteWrite,
-    /// PostgreSQL: the write in [`super::log::logged!`] form, one statement.
+    /// PostgreSQL: the write in [`super::log::logged_one!`] (or `logged_deletes!`) form, one statement.
     pub(super) postgres: &'static str,
     pub(super) args: Vec<Arg>,
     pub(super) kind: WriteKind,

@@ -50,7 +50,7 @@ type HttpBody = Either<
 #[derive(Debug)]
 struct BodyFrames {
     frames: futures::channel::mpsc::Receiver<io::Result<Frame<Bytes>>>,
-    _held: futures::channel::oneshot::Receiver<()>,
+    _held: Option<futures::channel::oneshot::Receiver<()>>,
 }
 
 impl futures::Stream for BodyFrames {
@@ -232,8 +232,16 @@ impl Rocket<Orbit> {
         // todo-api patch begin: a futures channel (see `HttpBody`), and a signal that
         // the connection dropped the body: a long-lived body (an event stream) would
         // otherwise notice its client left only at its next write.
+        // Only a body of unknown size (a stream) carries the signal: a sized one is
+        // written at once.
         let (mut sender, receiver) = futures::channel::mpsc::channel(0);
-        let (mut body_alive, body_held) = futures::channel::oneshot::channel::<()>();
+        let (mut body_alive, body_held) = match response.body().preset_size() {
+            Some(_) => (None, None),
+            None => {
+                let (alive, held) = futures::channel::oneshot::channel::<()>();
+                (Some(alive), Some(held))
+            }
+        };
         let hyp_body = StreamBody::new(BodyFrames { frames: receiver, _held: body_held });
         // todo-api patch end
         send_headers(Either::Right(hyp_body))?;
@@ -243,12 +251,15 @@ impl Rocket<Orbit> {
         let mut stream = body.into_bytes_stream(max_chunk_size);
         // todo-api patch begin: stop reading the body once the connection dropped it.
         loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                _ = body_alive.cancellation() => {
-                    let msg = "client disconnected during the response body";
-                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, msg));
-                }
+            let next = match body_alive.as_mut() {
+                Some(alive) => tokio::select! {
+                    next = stream.next() => next,
+                    _ = alive.cancellation() => {
+                        let msg = "client disconnected during the response body";
+                        return Err(io::Error::new(io::ErrorKind::BrokenPipe, msg));
+                    }
+                },
+                None => stream.next().await,
             };
             let Some(next) = next else { break };
             futures::SinkExt::send(&mut sender, Ok(Frame::data(next?))).await
