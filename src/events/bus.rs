@@ -173,7 +173,8 @@ impl Bus {
 
     /// Opens a stream of `user`'s events. `head` is the user's last event id as read from
     /// the log just before: a user new to this bus is handed events after it. Returns the
-    /// stream and the last id handed out so far (events up to it are the log's to replay).
+    /// stream, which knows the last id handed out so far (events up to it are the log's to
+    /// replay).
     pub fn subscribe(self: &Arc<Self>, user: &str, head: i64) -> Result<Subscription, Refused> {
         let mut users = self.users();
         let known = users.get_mut(user).map(|state| {
@@ -194,8 +195,10 @@ impl Bus {
         let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         state.streams.push((id, sender));
+        let joined_at = state.after;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(Subscription {
+            joined_at,
             receiver,
             _open: OpenStream {
                 bus: self.clone(),
@@ -280,6 +283,9 @@ impl Bus {
 
 /// An open stream: its frames as they are published.
 pub struct Subscription {
+    /// The last id handed out to the user's streams when this one joined: later events
+    /// come through `receiver`, earlier ones are the log's to replay.
+    pub joined_at: i64,
     /// Frames as they are published; closed when the stream is dropped as too slow.
     pub receiver: mpsc::Receiver<Frame>,
     _open: OpenStream,
@@ -421,6 +427,7 @@ mod tests {
         let Subscription {
             mut receiver,
             _open,
+            ..
         } = open(&bus, "alice", 0);
         bus.publish("alice", event(1));
         let got = tokio::time::timeout(std::time::Duration::from_secs(1), receiver.recv()).await;

@@ -272,7 +272,7 @@ async fn events(
         // Bound whole, so the stream owns it all (a closure would capture only the fields
         // it names, and the rest, which keeps the stream counted as open, would drop now).
         let subscription = subscription;
-        let bus::Subscription { mut receiver, .. } = subscription;
+        let bus::Subscription { mut receiver, joined_at, .. } = subscription;
         yield SseEvent::data("{}").event("ready").with_retry(Duration::from_secs(3));
         // The last id this stream sent (or, after a reset, the position it starts from).
         let mut sent = match start {
@@ -283,10 +283,15 @@ async fn events(
             }
         };
         // Replay from the log: everything after `sent` up to now. The bus hands this
-        // stream what is published from now on; what both give is sent once.
+        // stream what is published from now on; what both give is sent once. A new stream
+        // whose user's events were handed out no further than its start needs no replay:
+        // all it wants comes through the bus.
         let mut resuming = matches!(start, Start::After(after) if after < head);
-        loop {
-            let page = match log::after(&db, &user, sent, REPLAY_PAGE).await {
+        let mut replaying = resuming || joined_at > sent;
+        while replaying {
+            // Boxed: held inline, the query's state would enlarge every open stream for
+            // as long as it stays open.
+            let page = match Box::pin(log::after(&db, &user, sent, REPLAY_PAGE)).await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "an event stream could not read the log; it resets");
@@ -302,13 +307,10 @@ async fn events(
                 break;
             }
             resuming = false;
-            let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= REPLAY_PAGE;
+            replaying = i64::try_from(page.len()).unwrap_or(i64::MAX) >= REPLAY_PAGE;
             for event in page.into_iter().filter_map(event_of) {
                 sent = event.id;
                 yield sse(&event);
-            }
-            if !full {
-                break;
             }
         }
         loop {
@@ -324,7 +326,7 @@ async fn events(
             if event.id > sent + 1 {
                 // Published before this stream caught up to it: the log has what lies
                 // between.
-                match log::after(&db, &user, sent, event.id - sent - 1).await {
+                match Box::pin(log::after(&db, &user, sent, event.id - sent - 1)).await {
                     Ok(between) => {
                         for missed in between.into_iter().filter_map(event_of) {
                             yield sse(&missed);
