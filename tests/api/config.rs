@@ -402,3 +402,55 @@ fn session_settings_are_checked() {
         );
     }
 }
+
+#[test]
+fn event_settings_are_checked() {
+    use std::time::Duration;
+    let db = ("DATABASE_URL", "postgres://u:pw@db.example.com/app");
+    let secret = ("BETTER_AUTH_SECRET", GOOD_SECRET);
+    let events = load("release", &[db, secret]).unwrap().events;
+    assert_eq!(events.poll, Duration::from_millis(1000));
+    assert_eq!(events.retention, Duration::from_secs(24 * 3600));
+    assert!(events.direct_url.is_none());
+    for (text, secs) in [
+        ("90m", 5400),
+        ("2d", 172_800),
+        ("3600", 3600),
+        ("3600s", 3600),
+        ("1h", 3600),
+    ] {
+        let events = load("release", &[db, secret, ("EVENTS_RETENTION", text)])
+            .unwrap()
+            .events;
+        assert_eq!(events.retention, Duration::from_secs(secs), "{text}");
+    }
+    let events = load("release", &[db, secret, ("EVENTS_POLL_MS", "250")])
+        .unwrap()
+        .events;
+    assert_eq!(events.poll, Duration::from_millis(250));
+    for retention in ["eighty", "0s", "-1h", "3w"] {
+        refused(
+            "release",
+            &[db, secret, ("EVENTS_RETENTION", retention)],
+            "EVENTS_RETENTION",
+        );
+    }
+    refused(
+        "release",
+        &[db, secret, ("EVENTS_POLL_MS", "5")],
+        "EVENTS_POLL_MS",
+    );
+    // The direct URL, or its older name; the newer one wins.
+    let direct = "postgres://u:pw@direct.example.com/app";
+    for name in ["DATABASE_DIRECT_URL", "DATABASE_LISTEN_URL"] {
+        let events = load("release", &[db, secret, (name, direct)])
+            .unwrap()
+            .events;
+        assert!(events.direct_url.is_some(), "{name}");
+        refused(
+            "release",
+            &[db, secret, (name, "mysql://db.example.com/x")],
+            name,
+        );
+    }
+}
