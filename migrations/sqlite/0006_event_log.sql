@@ -1,8 +1,9 @@
 -- The event log: every write appends its events here, in its own transaction, so an event
 -- exists exactly when its write committed. Streams resume by reading it, after any restart.
 --
--- Ids are per user, from the user's counter row, taken in the write's transaction: one
--- user's ids increase in commit order with no gap.
+-- Ids are per user, taken in the write's transaction: one writer appends, so a user's next
+-- id is one above the log's highest for that user (the retention keeps each user's newest
+-- event), and one user's ids increase in commit order with no gap.
 CREATE TABLE task_events (
     user_id    TEXT    NOT NULL,
     id         INTEGER NOT NULL,
@@ -16,14 +17,6 @@ CREATE TABLE task_events (
 );
 -- No index on created_at: one writer appends, so rowid order is time order, and the
 -- retention delete looks at the oldest rows by rowid.
-
--- Each user's last event id; never deleted, so ids keep increasing after the retention
--- deleted a user's events. Without a rowid, so a write's last_insert_rowid() still names
--- the task it inserted after its counter moved.
-CREATE TABLE task_event_counters (
-    user_id TEXT    PRIMARY KEY,
-    last_id INTEGER NOT NULL
-) WITHOUT ROWID;
 
 -- Every id issued before the log existed came from one global counter (drawn ahead in
 -- blocks). A user's first id is above all of them, so an old Last-Event-ID can only be

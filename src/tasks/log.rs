@@ -4,9 +4,11 @@
 //! events are deleted. The writer appends; the events module reads through this file and
 //! never touches the tables itself.
 //!
-//! Invariant: each user's ids come from the user's counter row, taken by the write and held
-//! to its commit, so for each user ids increase in commit order with no gap (a rolled-back
-//! write gives its ids back). Reading `id > n` for a user never misses a later commit.
+//! Invariant: for each user, ids increase in commit order with no gap (a rolled-back write
+//! gives its ids back), so reading `id > n` for a user never misses a later commit. On
+//! PostgreSQL each user's ids come from the user's counter row, taken by the write and held
+//! to its commit; on SQLite, which has one writer, from the log's own highest id of the
+//! user (the retention keeps each user's newest event).
 
 use std::time::Duration;
 
@@ -184,41 +186,37 @@ macro_rules! sqlite_task_json {
     };
 }
 
-/// SQLite: moves user `$user`'s counter by one when the statement before changed a row
-/// (`changes()`); the counters table has no rowid, so `last_insert_rowid()` still names
-/// the row the write inserted.
-macro_rules! sqlite_count_one {
+/// SQLite: user `$user`'s next event id. One writer appends, so the log's own highest id
+/// is the user's last (the retention keeps each user's newest event); a user with none
+/// starts above the floor.
+macro_rules! sqlite_next_id {
     ($user:literal) => {
         concat!(
-            "INSERT INTO task_event_counters (user_id, last_id) \
-               SELECT ",
+            "COALESCE((SELECT max(id) FROM task_events WHERE user_id = ",
             $user,
-            ", last_id + 1 FROM task_event_floor WHERE changes() > 0 \
-               ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + 1"
+            "), (SELECT last_id FROM task_event_floor WHERE id = 1)) + 1"
         )
     };
 }
 
 /// SQLite: a write of at most one task with its event appended and its commit, in one
-/// round trip: the write (`… RETURNING`), the user's (`$user`) counter, and the log row of
-/// task `$task`, each after the one before changed a row.
+/// round trip: the write (`… RETURNING`), then, when it changed a row (`changes()`), the
+/// log row of task `$task` of user `$user`.
 macro_rules! sqlite_logged {
     ($kind:literal, $write:expr, $user:literal, $task:literal) => {
         concat!(
             "BEGIN IMMEDIATE; ",
             $write,
-            "; ",
-            $crate::tasks::log::sqlite_count_one!($user),
             "; INSERT INTO task_events (user_id, id, kind, task_id, data, created_at) \
-               SELECT t.user_id, c.last_id, '",
+               SELECT t.user_id, ",
+            $crate::tasks::log::sqlite_next_id!($user),
+            ", '",
             $kind,
             "', t.id, ",
             $crate::tasks::log::sqlite_task_json!(),
             // The write's own time (its `updated_at`), rather than the column's default,
             // which SQLite would format anew for each write.
-            ", t.updated_at",
-            " FROM tasks t JOIN task_event_counters c ON c.user_id = t.user_id \
-               WHERE t.id = ",
+            ", t.updated_at FROM tasks t WHERE t.id = ",
             $task,
             " AND changes() > 0; COMMIT"
         )
@@ -231,34 +229,33 @@ macro_rules! sqlite_logged_delete {
         concat!(
             "BEGIN IMMEDIATE; ",
             $write,
-            "; ",
-            $crate::tasks::log::sqlite_count_one!("$2"),
             "; INSERT INTO task_events (user_id, id, kind, task_id, data) \
-               SELECT $2, c.last_id, 'deleted', $1, json_object('id', $1) \
-               FROM task_event_counters c WHERE c.user_id = $2 AND changes() > 0; COMMIT"
+               SELECT $2, ",
+            $crate::tasks::log::sqlite_next_id!("$2"),
+            ", 'deleted', $1, json_object('id', $1) WHERE changes() > 0; COMMIT"
         )
     };
 }
 
 pub(crate) use {
-    sqlite_count_one, sqlite_logged, sqlite_logged_delete, sqlite_task_json, sqlite_time,
+    sqlite_logged, sqlite_logged_delete, sqlite_next_id, sqlite_task_json, sqlite_time,
 };
 
 /// SQLite: appends the events of a write of many tasks (the bulk clear) and commits its
-/// transaction (begun by the write): the
-/// user's (`$1`) counter moves by `$2`, and each element of the JSON array `$3`,
-/// `[kind, task id, data]`, becomes one log row, in order. The user's new last id comes
-/// back.
-pub(super) const APPEND: &str = "\
-    INSERT INTO task_event_counters (user_id, last_id) \
-      SELECT $1, last_id + $2 FROM task_event_floor WHERE true \
-      ON CONFLICT (user_id) DO UPDATE SET last_id = last_id + $2 \
-      RETURNING last_id; \
-    INSERT INTO task_events (user_id, id, kind, task_id, data) \
-      SELECT $1, c.last_id - $2 + 1 + e.key, \
+/// transaction (begun by the write): each element of the JSON array `$3`,
+/// `[kind, task id, data]`, becomes one log row of user `$1`, in order (`$2` is their
+/// number). The user's new last id comes back. (SQLite reads a statement's source rows
+/// before it inserts any when both are the same table, so the base is read once.)
+pub(super) const APPEND: &str = concat!(
+    "INSERT INTO task_events (user_id, id, kind, task_id, data) \
+      SELECT $1, ",
+    sqlite_next_id!("$1"),
+    " + e.key, \
         json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]') \
-      FROM task_event_counters c, json_each($3) e WHERE c.user_id = $1; \
-    COMMIT";
+      FROM json_each($3) e WHERE $2 > 0; \
+    SELECT max(id) FROM task_events WHERE user_id = $1; \
+    COMMIT"
+);
 
 /// The kinds of event a write appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,11 +297,14 @@ pub struct LoggedEvent {
     pub data: String,
 }
 
-/// The user's last event id (the position of "now"): their counter, or, for a user who
-/// never wrote, the floor every user's first id is above.
-const HEAD: &str = "SELECT COALESCE(\
+/// PostgreSQL: the user's last event id (the position of "now"): their counter, or, for a
+/// user who never wrote, the floor every user's first id is above.
+const HEAD_POSTGRES: &str = "SELECT COALESCE(\
     (SELECT last_id FROM task_event_counters WHERE user_id = $1), \
     (SELECT last_id FROM task_event_floor WHERE id = 1))";
+
+/// SQLite: the same, from the log itself (see [`sqlite_next_id!`]).
+const HEAD_SQLITE: &str = concat!("SELECT ", sqlite_next_id!("$1"), " - 1");
 
 const AFTER: &str = "SELECT user_id, id, kind, data FROM task_events \
     WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3";
@@ -331,14 +331,20 @@ const PRUNE_POSTGRES: &str = "DELETE FROM task_events WHERE ctid = ANY(ARRAY(\
     LIMIT $2 FOR UPDATE SKIP LOCKED))";
 
 /// SQLite: those of the oldest `$2` events (by rowid: the one writer appends in time
-/// order) that are older than `$1` seconds.
+/// order) that are older than `$1` seconds, except each user's newest (the user's last
+/// id, see [`sqlite_next_id!`]).
 const PRUNE_SQLITE: &str = "DELETE FROM task_events WHERE rowid IN (\
     SELECT rowid FROM task_events ORDER BY rowid LIMIT $2) \
-    AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds')";
+    AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || $1 || ' seconds') \
+    AND id < (SELECT max(id) FROM task_events newest WHERE newest.user_id = task_events.user_id)";
 
 /// The user's last event id: events after it are yet to come.
 pub async fn head(db: &AppPool, user: &str) -> Result<i64, sqlx::Error> {
-    on_pool!(db, |p| sqlx::query_scalar(HEAD)
+    let head = match db {
+        AppPool::Postgres(_) => HEAD_POSTGRES,
+        AppPool::Sqlite(_) => HEAD_SQLITE,
+    };
+    on_pool!(db, |p| sqlx::query_scalar(head)
         .bind(user)
         .fetch_one(p)
         .await)

@@ -13,6 +13,21 @@ use crate::db::{on_pool, AppPool};
 /// (which lower-casing picks by position in the word) folded to σ, so a search for "Σ"
 /// finds "ΑΣ" too.
 pub fn fold(text: &str) -> String {
+    let mut folded = fold_once(text);
+    // Lower-casing can leave text that normalises further (a letter whose lower case
+    // composes with the mark after it), so folding again would change it: repeat until it
+    // does not (one more pass for almost any text).
+    for _ in 0..4 {
+        let again = fold_once(&folded);
+        if again == folded {
+            break;
+        }
+        folded = again;
+    }
+    folded
+}
+
+fn fold_once(text: &str) -> String {
     text.nfkc()
         .collect::<String>()
         .to_lowercase()
@@ -82,6 +97,8 @@ mod tests {
         assert_eq!(fold("ΣΊΣΥΦΟΣ Straße"), "σίσυφοσ straße");
         assert_eq!(fold("Σ"), fold("ς"));
         assert_eq!(fold("ＡＢＣ"), "abc");
+        // Found by the property below: the lower case of U+1CCE9 composes with U+0344.
+        assert_eq!(fold("\u{1CCE9}\u{344}"), fold(&fold("\u{1CCE9}\u{344}")));
     }
 
     proptest::proptest! {

@@ -416,6 +416,39 @@ on_both_backends! {
         server.stop().await;
     }
 
+    async fn a_bulk_clear_sends_one_event_per_task_with_consecutive_ids(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let port = server.port;
+        let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
+        stream.event().await.expect("ready");
+        let mut done = Vec::new();
+        for n in 0..3 {
+            let (_, task) = api(port, "alice", "POST", "tasks", Some(json!({"title": format!("t{n}"), "completed": true}))).await;
+            done.push(task["id"].as_i64().unwrap());
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        for _ in 0..3 {
+            ids.push(stream.event().await.and_then(|f| f.id).unwrap().parse().unwrap());
+        }
+        let (_, cleared) = api(port, "alice", "DELETE", "tasks?completed=true", None).await;
+        assert_eq!(cleared, json!({"deleted": 3}));
+        let mut deleted = Vec::new();
+        for _ in 0..3 {
+            let frame = stream.event().await.expect("a deleted event");
+            assert_eq!(frame.event.as_deref(), Some("task.deleted"));
+            deleted.push(frame.json()["id"].as_i64().unwrap());
+            ids.push(frame.id.unwrap().parse().unwrap());
+        }
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+        deleted.sort_unstable();
+        assert_eq!(deleted, done);
+        let (_, after) = api(port, "alice", "POST", "tasks", Some(json!({"title": "after"}))).await;
+        let frame = stream.event().await.expect("the next event");
+        assert_eq!(frame.json(), after);
+        assert_eq!(frame.id.as_deref().unwrap().parse::<i64>().unwrap(), ids[5] + 1);
+        server.stop().await;
+    }
+
     async fn racing_writes_of_one_user_arrive_once_each_in_id_order(backend) {
         let server = LiveServer::start(backend, |f| f).await;
         let port = server.port;
@@ -447,32 +480,33 @@ on_both_backends! {
         let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
         stream.event().await.expect("ready");
         let mut ids = Vec::new();
-        for title in ["a", "b"] {
+        for title in ["a", "b", "c"] {
             api(port, "alice", "POST", "tasks", Some(json!({"title": title}))).await;
             ids.push(stream.event().await.and_then(|f| f.id).unwrap());
         }
         drop(stream);
         let pool = helpers::pool_of(&server.db_url).await;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let b: i64 = ids[1].parse().unwrap();
         loop {
-            let left: i64 = on_pool!(&pool, |p| sqlx::query_scalar("SELECT COUNT(*) FROM task_events").fetch_one(p).await).unwrap();
+            let left: i64 = on_pool!(&pool, |p| sqlx::query_scalar("SELECT COUNT(*) FROM task_events WHERE id <= $1").bind(b).fetch_one(p).await).unwrap();
             if left == 0 {
                 break;
             }
             assert!(Instant::now() < deadline, "events past the retention are deleted");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let (_, c) = api(port, "alice", "POST", "tasks", Some(json!({"title": "c"}))).await;
+        let (_, d) = api(port, "alice", "POST", "tasks", Some(json!({"title": "d"}))).await;
         // From `a`: `b` is gone, so the client must refetch.
         let mut from_a = Stream::open(port, "/api/alice/events", &format!("{}Last-Event-ID: {}\r\n", bearer("alice"), ids[0])).await;
         from_a.event().await.expect("ready");
         assert_eq!(from_a.event().await.and_then(|f| f.event).as_deref(), Some("reset"));
-        // From `b`: what comes after it is within the retention, so it is replayed.
-        let mut from_b = Stream::open(port, "/api/alice/events", &format!("{}Last-Event-ID: {}\r\n", bearer("alice"), ids[1])).await;
-        from_b.event().await.expect("ready");
-        let replayed = from_b.event().await.expect("c");
+        // From `c`: what comes after it is within the retention, so it is replayed.
+        let mut from_c = Stream::open(port, "/api/alice/events", &format!("{}Last-Event-ID: {}\r\n", bearer("alice"), ids[2])).await;
+        from_c.event().await.expect("ready");
+        let replayed = from_c.event().await.expect("d");
         assert_eq!(replayed.event.as_deref(), Some("task.created"));
-        assert_eq!(replayed.json(), c);
+        assert_eq!(replayed.json(), d);
         server.stop().await;
     }
 
