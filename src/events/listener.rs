@@ -183,6 +183,7 @@ pub async fn run(
     // Start-up already warned when the first probe went unheard.
     let warned_deaf = AtomicBool::new(state.name() == "deaf");
     loop {
+        let probed_at_start = first.is_some();
         let connecting = match first.take() {
             Some(listener) => Ok(listener),
             None => tokio::select! {
@@ -212,9 +213,15 @@ pub async fn run(
             // events.
             bus.announce_all();
         }
+        // The listener connected at start was probed then; any other is probed now.
+        let first_probe = if probed_at_start {
+            tokio::time::Instant::now() + PROBE_EVERY
+        } else {
+            tokio::time::Instant::now()
+        };
         connected_before = true;
         let mut probe = Probe::new();
-        let mut probe_tick = tokio::time::interval(PROBE_EVERY);
+        let mut probe_tick = tokio::time::interval_at(first_probe, PROBE_EVERY);
         loop {
             let due = probe.due;
             tokio::select! {
@@ -242,13 +249,7 @@ pub async fn run(
                     probe.due = None;
                     state.deaf();
                     if !warned_deaf.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            poll_ms = poll.as_millis() as u64,
-                            "the event listener does not hear its own notifications: it \
-                             listens through a pooler that cannot LISTEN. Set \
-                             DATABASE_DIRECT_URL to a direct (non-pooled) host; until then \
-                             events arrive by polling, within EVENTS_POLL_MS"
-                        );
+                        warn_deaf(poll);
                     }
                 }
                 _ = &mut shutdown => return,
@@ -305,6 +306,16 @@ async fn overdue(due: Option<tokio::time::Instant>) {
         Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
     }
+}
+
+/// The one WARN line of a deaf listener, with what to do.
+pub fn warn_deaf(poll: Duration) {
+    tracing::warn!(
+        poll_ms = poll.as_millis() as u64,
+        "the event listener does not hear its own notifications: it listens through a \
+         pooler that cannot LISTEN. Set DATABASE_DIRECT_URL to a direct (non-pooled) host; \
+         until then events arrive by polling, within EVENTS_POLL_MS"
+    );
 }
 
 /// Whether a new listener hears its own probe within [`PROBE_WAIT`]; for start-up, so

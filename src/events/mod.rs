@@ -411,13 +411,7 @@ async fn set_up(
                     state.heard();
                 } else {
                     state.deaf();
-                    tracing::warn!(
-                        poll_ms = config.poll.as_millis() as u64,
-                        "the event listener does not hear its own notifications: it listens \
-                         through a pooler that cannot LISTEN. Set DATABASE_DIRECT_URL to a \
-                         direct (non-pooled) host; until then events arrive by polling, within \
-                         EVENTS_POLL_MS"
-                    );
+                    listener::warn_deaf(config.poll);
                 }
                 Some(listener)
             }

@@ -1,5 +1,5 @@
 //! The event log's format, owned here alone: how a write appends its events (PostgreSQL: in
-//! the write's own statement, [`logged_one!`]; SQLite: [`APPEND`], in the write's transaction),
+//! the write's own statement, [`logged_one!`]; SQLite: [`sqlite_logged!`] and [`APPEND_DELETES`], in the write's transaction),
 //! how the log is read (one user's events after an id, or many users' at once), and how old
 //! events are deleted. The writer appends; the events module reads through this file and
 //! never touches the tables itself.
@@ -44,6 +44,24 @@ macro_rules! task_json {
             $row,
             ".updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS updated_at) j)"
         )
+    };
+}
+
+/// PostgreSQL: the data of a `deleted` event of task id `$id`: `{"id":n}`.
+macro_rules! deleted_json {
+    ($id:literal) => {
+        concat!(
+            "(SELECT row_to_json(j)::text FROM (SELECT ",
+            $id,
+            " AS id) j)"
+        )
+    };
+}
+
+/// SQLite: the same.
+macro_rules! sqlite_deleted_json {
+    ($id:literal) => {
+        concat!("json_object('id', ", $id, ")")
     };
 }
 
@@ -122,7 +140,7 @@ macro_rules! logged_delete_one {
             "deleted",
             $write,
             "changed.id, changed.user_id",
-            "(SELECT row_to_json(j)::text FROM (SELECT changed.id) j)"
+            $crate::tasks::log::deleted_json!("changed.id")
         )
     };
 }
@@ -134,13 +152,14 @@ macro_rules! logged_deletes {
             "deleted",
             $write,
             "id, user_id",
-            "(SELECT row_to_json(j)::text FROM (SELECT numbered.id) j)"
+            $crate::tasks::log::deleted_json!("numbered.id")
         )
     };
 }
 
 pub(crate) use {
-    logged_delete_one, logged_deletes, logged_one, logged_one_with, logged_with, task_json,
+    deleted_json, logged_delete_one, logged_deletes, logged_one, logged_one_with, logged_with,
+    task_json,
 };
 
 /// SQLite: the UTC timestamp text in `$col` (as the driver stores it:
@@ -232,57 +251,33 @@ macro_rules! sqlite_logged_delete {
             "; INSERT INTO task_events (user_id, id, kind, task_id, data) \
                SELECT $2, ",
             $crate::tasks::log::sqlite_next_id!("$2"),
-            ", 'deleted', $1, json_object('id', $1) WHERE changes() > 0; COMMIT"
+            ", 'deleted', $1, ",
+            $crate::tasks::log::sqlite_deleted_json!("$1"),
+            " WHERE changes() > 0; COMMIT"
         )
     };
 }
 
 pub(crate) use {
-    sqlite_logged, sqlite_logged_delete, sqlite_next_id, sqlite_task_json, sqlite_time,
+    sqlite_deleted_json, sqlite_logged, sqlite_logged_delete, sqlite_next_id, sqlite_task_json,
+    sqlite_time,
 };
 
-/// SQLite: appends the events of a write of many tasks (the bulk clear) and commits its
-/// transaction (begun by the write): each element of the JSON array `$3`,
-/// `[kind, task id, data]`, becomes one log row of user `$1`, in order (`$2` is their
-/// number). The user's new last id comes back. (SQLite reads a statement's source rows
-/// before it inserts any when both are the same table, so the base is read once.)
-pub(super) const APPEND: &str = concat!(
+/// SQLite: appends the events of a delete of many tasks (the bulk clear) and commits its
+/// transaction (begun by the write): one `deleted` event of user `$1` for each task id in
+/// the JSON array `$2`, in order. The user's new last id comes back. (SQLite reads a
+/// statement's source rows before it inserts any when both are the same table, so the
+/// next id is read once.)
+pub(super) const APPEND_DELETES: &str = concat!(
     "INSERT INTO task_events (user_id, id, kind, task_id, data) \
       SELECT $1, ",
     sqlite_next_id!("$1"),
-    " + e.key, \
-        json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), json_extract(e.value, '$[2]') \
-      FROM json_each($3) e WHERE $2 > 0; \
+    " + e.key, 'deleted', e.value, ",
+    sqlite_deleted_json!("e.value"),
+    " FROM json_each($2) e; \
     SELECT max(id) FROM task_events WHERE user_id = $1; \
     COMMIT"
 );
-
-/// The kinds of event a write appends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A task was created.
-    Created,
-    /// A task was replaced, patched or completed.
-    Updated,
-    /// A task was deleted.
-    Deleted,
-}
-
-impl Kind {
-    /// The name stored in the log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Deleted => "deleted",
-        }
-    }
-}
-
-/// The data of a `deleted` event, as both backends write it.
-pub fn deleted_data(task_id: i64) -> String {
-    format!("{{\"id\":{task_id}}}")
-}
 
 /// One event of the log.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -272,7 +272,7 @@ pub async fn delete_completed(
     user: &AuthedUser,
 ) -> Result<u64, ApiError> {
     let write = Write {
-        sqlite: SqliteWrite::Begun(begun!(delete_completed!())),
+        sqlite: SqliteWrite::DeleteMany(begun!(delete_completed!())),
         postgres: logged_deletes!(delete_completed!()),
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,

@@ -7,7 +7,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions as _, Sqlite};
 
 use super::changes::{Appended, ChangeHooks, TaskChange};
-use super::log::{self, deleted_data, Kind};
+use super::log;
 use super::model::Task;
 use super::row::{DeletedRow, TaskRow};
 use super::sql::{self, Arg, BindArgs as _};
@@ -64,9 +64,9 @@ pub(super) enum SqliteWrite {
     /// A write of at most one task with its event appended and its commit, in one round
     /// trip ([`super::log::sqlite_logged!`]).
     Logged(&'static str),
-    /// A write of any number of tasks in [`sql::begun!`] form: the commit step appends
-    /// their events ([`log::APPEND`]) and commits, a second round trip.
-    Begun(&'static str),
+    /// A delete of any number of tasks in [`sql::begun!`] form: the commit step appends
+    /// their events ([`log::APPEND_DELETES`]) and commits, a second round trip.
+    DeleteMany(&'static str),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -84,14 +84,6 @@ impl WriteKind {
         match self {
             Self::Create => TaskChange::Created(task),
             _ => TaskChange::Updated(task),
-        }
-    }
-
-    fn log_kind(self) -> Kind {
-        match self {
-            Self::Create => Kind::Created,
-            Self::Update => Kind::Updated,
-            Self::Delete => Kind::Deleted,
         }
     }
 }
@@ -199,13 +191,13 @@ pub(super) async fn commit(
 }
 
 /// SQLite: runs the write with its events appended and commits: one round trip for a
-/// write of at most one task, two for a write of many (its events are built here).
+/// write of at most one task, two for a delete of many.
 async fn sqlite_write(
     conn: &mut SqliteConnection,
     write: &Write,
 ) -> Result<(Vec<TaskChange>, Option<Appended>), Failed> {
     let sql = match write.sqlite {
-        SqliteWrite::Logged(sql) | SqliteWrite::Begun(sql) => sql,
+        SqliteWrite::Logged(sql) | SqliteWrite::DeleteMany(sql) => sql,
     };
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
         let rows: Vec<DeletedRow> = in_transaction(conn, sql, &write.args).await?;
@@ -214,7 +206,7 @@ async fn sqlite_write(
         let rows: Vec<TaskRow> = in_transaction(conn, sql, &write.args).await?;
         match (task_changes(write.kind, rows), write.sqlite) {
             (Ok(changes), _) => changes,
-            (Err(error), SqliteWrite::Begun(_)) => return Err(rolled_back(conn, error).await),
+            (Err(error), SqliteWrite::DeleteMany(_)) => return Err(rolled_back(conn, error).await),
             // Committed already; the row could not be read back.
             (Err(error), SqliteWrite::Logged(_)) => return Err(Failed::clean(error)),
         }
@@ -240,31 +232,16 @@ async fn sqlite_write(
             })?;
         return Ok((changes, None));
     };
-    let kind = write.kind.log_kind().as_str();
-    let events: Vec<(&str, i64, String)> = changes
+    let ids = changes
         .iter()
-        .map(|change| match change {
-            TaskChange::Created(task) | TaskChange::Updated(task) => (
-                kind,
-                task.id,
-                serde_json::to_string(task).unwrap_or_else(|_| "{}".to_owned()),
-            ),
-            TaskChange::Deleted { id, .. } => (kind, *id, deleted_data(*id)),
+        .filter_map(|change| match change {
+            TaskChange::Deleted { id, .. } => Some(id.to_string()),
+            _ => None,
         })
-        .collect();
-    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let events = match serde_json::to_string(&events) {
-        Ok(events) => events,
-        Err(error) => {
-            return Err(rolled_back(conn, ApiError::Internal(anyhow::anyhow!(error))).await)
-        }
-    };
-    let args = [
-        Arg::Text(user_id.clone()),
-        Arg::Int(count),
-        Arg::Text(events),
-    ];
-    let last: Vec<(i64,)> = in_transaction(conn, log::APPEND, &args).await?;
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = [Arg::Text(user_id.clone()), Arg::Text(format!("[{ids}]"))];
+    let last: Vec<(i64,)> = in_transaction(conn, log::APPEND_DELETES, &args).await?;
     let Some((last_id,)) = last.first().copied() else {
         return Err(Failed {
             error: ApiError::Internal(anyhow::anyhow!("appending events returned no id")),

@@ -615,12 +615,27 @@ async fn a_write_through_one_instance_reaches_streams_on_another() {
     first.stop().await;
 }
 
+/// PostgreSQL: ends the other sessions of the database at `db_url` for which `which` (a
+/// condition on `pg_stat_activity`) holds, as an outage would; returns how many.
+async fn cut_sessions(db_url: &str, which: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(db_url).await.unwrap();
+    let cut = sqlx::query_scalar(&format!(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({which})"
+    ))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.ok();
+    cut
+}
+
 /// PostgreSQL: every session of the service's database is cut under open streams (what a
 /// restart of PostgreSQL does to the service): the streams stay open, nothing is lost, no
 /// `reset`, and writes after it arrive.
 #[rocket::async_test]
 async fn cutting_every_database_session_loses_no_event() {
-    use sqlx::Connection as _;
     if crate::helpers::postgres_url().is_none() {
         return;
     }
@@ -640,14 +655,7 @@ async fn cutting_every_database_session_loses_no_event() {
     )
     .await;
     assert_eq!(stream.event().await.map(|f| f.json()), Some(before));
-    let mut admin = sqlx::PgConnection::connect(&server.db_url).await.unwrap();
-    let cut: i64 = sqlx::query_scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
+    let cut = cut_sessions(&server.db_url, "TRUE").await;
     assert!(cut >= 2, "the pool's and the listener's sessions: {cut}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
@@ -755,7 +763,6 @@ async fn events_flow_past_idle_transactions_and_out_of_order_commits() {
 /// and once the listener is back it hears again.
 #[rocket::async_test]
 async fn a_lost_listener_loses_nothing() {
-    use sqlx::Connection as _;
     if crate::helpers::postgres_url().is_none() {
         return;
     }
@@ -766,14 +773,7 @@ async fn a_lost_listener_loses_nothing() {
     let port = server.port;
     let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
     stream.event().await.expect("ready");
-    let mut admin = sqlx::PgConnection::connect(&server.db_url).await.unwrap();
-    let cut: i64 = sqlx::query_scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
+    let cut = cut_sessions(&server.db_url, "query LIKE 'LISTEN%'").await;
     assert_eq!(cut, 1, "one listening connection per instance");
     let mut expected = Vec::new();
     for title in ["during", "after"] {
