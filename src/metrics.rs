@@ -170,7 +170,7 @@ fn scrape(
             ("delivered", events.delivered),
             ("streams_dropped_slow", events.dropped_slow),
             ("listener_reconnects", events.listener_reconnects),
-            ("log_reads", events.polls),
+            ("log_reads", events.log_reads),
         ] {
             metrics
                 .events

@@ -61,7 +61,7 @@ pub(super) struct Counters {
     /// Times the PostgreSQL listener connected again after losing its connection.
     pub(super) listener_reconnects: AtomicU64,
     /// Reads of the log by the feed.
-    pub(super) polls: AtomicU64,
+    pub(super) log_reads: AtomicU64,
 }
 
 /// What the bus reports to the metrics: a level and counts since start.
@@ -78,7 +78,7 @@ pub struct BusSnapshot {
     /// Times the PostgreSQL listener connected again after losing its connection.
     pub listener_reconnects: u64,
     /// Reads of the log by the feed.
-    pub polls: u64,
+    pub log_reads: u64,
 }
 
 /// The bus: managed state, shared by the route, the feed and the wake-ups.
@@ -129,7 +129,7 @@ impl Bus {
             delivered: count(&self.counters.delivered),
             dropped_slow: count(&self.counters.dropped_slow),
             listener_reconnects: count(&self.counters.listener_reconnects),
-            polls: count(&self.counters.polls),
+            log_reads: count(&self.counters.log_reads),
         }
     }
 
@@ -262,7 +262,8 @@ impl Bus {
     }
 
     /// Users with an open stream.
-    pub fn users_held(&self) -> usize {
+    #[cfg(test)]
+    fn users_held(&self) -> usize {
         self.users().len()
     }
 

@@ -49,7 +49,7 @@ pub async fn run(bus: Arc<Bus>, db: AppPool, poll: Duration, mut shutdown: Shutd
 async fn read(bus: &Bus, db: &AppPool, all: bool) -> Result<(), sqlx::Error> {
     let mut positions = bus.positions(all);
     while !positions.is_empty() {
-        bus.counters.polls.fetch_add(1, Ordering::Relaxed);
+        bus.counters.log_reads.fetch_add(1, Ordering::Relaxed);
         let events = log::after_many(db, &positions, BATCH).await?;
         // Users whose part was cut by the batch are read again at once.
         let cut_all = i64::try_from(events.len()).unwrap_or(i64::MAX) >= BATCH;
