@@ -134,8 +134,8 @@ async fn main() -> ExitCode {
         },
         Command::Migrate => {
             let migrated = async {
-                let pool = AppPool::connect_lazy(&config.database)?;
-                todo_api::startup::prepare(&pool).await
+                let pool = AppPool::open(&config.database, "DATABASE_URL").await?;
+                todo_api::startup::prepare(&pool, &config.database).await
             };
             match migrated.await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -6,11 +6,11 @@ use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use rocket_db_pools::Database as _;
 
-use crate::db::{AppPool, Db, DbError};
+use crate::db::{AppPool, DatabaseConfig, Db, DbError};
 
 /// Applies the migrations, then each module's start-up work.
-pub async fn prepare(pool: &AppPool) -> Result<(), DbError> {
-    pool.migrate().await?;
+pub async fn prepare(pool: &AppPool, settings: &DatabaseConfig) -> Result<(), DbError> {
+    pool.migrate(settings).await?;
     tracing::info!(backend = ?pool.backend(), "database migrations applied");
     crate::tasks::start_up(pool)
         .await
@@ -31,7 +31,7 @@ async fn prepare_stage(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Bu
         tracing::error!("the start-up stage needs db::stage() attached before it");
         return Err(rocket);
     };
-    match prepare(db).await {
+    match prepare(db, &config.database).await {
         Ok(()) => Ok(rocket),
         Err(error) => {
             tracing::error!(%error, "preparing the database failed");

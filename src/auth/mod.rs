@@ -169,7 +169,7 @@ pub fn stage() -> AdHoc {
         let sessions = match &config.auth.sessions {
             None => None,
             Some(sessions) => {
-                match Sessions::new(sessions, &config.database, config.auth.secret.as_ref()) {
+                match Sessions::new(sessions, &config.database, config.auth.secret.as_ref()).await {
                     Ok(store) => {
                         // Reported by /health/ready; a missing table is looked for again
                         // on use, so Better Auth's migrations may run after this start.

@@ -181,17 +181,25 @@ impl Sessions {
     /// Prepares the store for `config`; `own` is the service's database, used when
     /// Better Auth's is not named. Connects lazily: a database that is down at start only
     /// delays the first lookup.
-    pub fn new(
+    pub async fn new(
         config: &SessionsConfig,
         own: &DatabaseConfig,
         secret: Option<&secrecy::SecretString>,
     ) -> Result<Self, String> {
         let url = config.database_url.as_ref().unwrap_or(&own.url);
-        let settings =
-            DatabaseConfig::other(url, "BETTER_AUTH_DATABASE_URL", POOL_SIZE, ACQUIRE_TIMEOUT)
-                .map_err(|e| e.0)?;
-        let pool = AppPool::connect_lazy(&settings)
-            .map_err(|e| format!("BETTER_AUTH_DATABASE_URL: {e}"))?;
+        let setting = if config.database_url.is_some() {
+            "BETTER_AUTH_DATABASE_URL"
+        } else {
+            "DATABASE_URL"
+        };
+        let mut settings =
+            DatabaseConfig::other(url, setting, POOL_SIZE, ACQUIRE_TIMEOUT).map_err(|e| e.0)?;
+        if config.database_url.is_none() {
+            settings.prepared_statements = own.prepared_statements;
+        }
+        let pool = AppPool::open(&settings, setting)
+            .await
+            .map_err(|e| format!("{setting}: {e}"))?;
         let key = secret
             .map(|secret| Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()))
             .transpose()

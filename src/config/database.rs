@@ -55,6 +55,38 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// How long a connection may sit idle before it is closed.
     pub idle_timeout: Option<Duration>,
+    /// A direct (non-pooled) PostgreSQL URL for what needs a session of its own
+    /// (migrations, `LISTEN`): `DATABASE_DIRECT_URL`, or its older name
+    /// `DATABASE_LISTEN_URL`. `None`: derived from `url` (see [`DatabaseConfig::direct_url`]).
+    pub direct_url: Option<SecretString>,
+    /// Whether queries use named prepared statements (`DATABASE_PREPARED_STATEMENTS`).
+    pub prepared_statements: PreparedStatements,
+}
+
+/// Whether PostgreSQL queries are prepared once per connection under a name and reused
+/// (`on`), or sent as one unnamed statement each, in one round trip (`off`), which every
+/// transaction-mode pooler serves. `auto` decides at start (see `db::postgres`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreparedStatements {
+    /// Decide from the host and a probe of the connection.
+    Auto,
+    /// Named statements, cached per connection.
+    On,
+    /// One unnamed statement per query.
+    Off,
+}
+
+impl PreparedStatements {
+    fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "auto") => Ok(Self::Auto),
+            Some("on" | "true" | "1" | "yes") => Ok(Self::On),
+            Some("off" | "false" | "0" | "no") => Ok(Self::Off),
+            Some(_) => Err(ConfigError::new(
+                "DATABASE_PREPARED_STATEMENTS must be auto, on or off",
+            )),
+        }
+    }
 }
 
 /// `databases.todo` as Rocket.toml and the variables write it (rocket_db_pools' keys).
@@ -65,6 +97,22 @@ struct RawDatabase {
     min_connections: Option<u32>,
     connect_timeout: Option<u64>,
     idle_timeout: Option<u64>,
+    direct_url: Option<String>,
+    listen_url: Option<String>,
+    prepared_statements: Option<String>,
+}
+
+fn named_url(url: Option<String>) -> Option<String> {
+    url.map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+}
+
+/// Neon's pooled host name (`ep-name-123-pooler.region.aws.neon.tech`) without `-pooler`:
+/// its direct host. `None` for any other host.
+pub fn neon_direct_host(host: &str) -> Option<String> {
+    let (first, rest) = host.split_once('.')?;
+    let direct = first.strip_suffix("-pooler")?;
+    (!direct.is_empty() && rest.ends_with(".neon.tech")).then(|| format!("{direct}.{rest}"))
 }
 
 impl DatabaseConfig {
@@ -88,6 +136,18 @@ impl DatabaseConfig {
             })?;
         let backend = Backend::from_url(&url).map_err(|e| ConfigError::new(e.to_string()))?;
         let max_connections = raw.max_connections.unwrap_or(15).max(1);
+        let direct_url = match (named_url(raw.direct_url), named_url(raw.listen_url)) {
+            (Some(url), _) => Some(("DATABASE_DIRECT_URL", url)),
+            (None, Some(url)) => Some(("DATABASE_LISTEN_URL", url)),
+            (None, None) => None,
+        };
+        if let Some((name, direct)) = &direct_url {
+            if Backend::from_url(direct) != Ok(Backend::Postgres) {
+                return Err(ConfigError::new(format!(
+                    "{name} must be a postgres:// URL (a direct, non-pooled one)"
+                )));
+            }
+        }
         Ok(Self {
             url: SecretString::from(url),
             backend,
@@ -95,6 +155,8 @@ impl DatabaseConfig {
             min_connections: raw.min_connections.unwrap_or(0).min(max_connections),
             acquire_timeout: Duration::from_secs(raw.connect_timeout.unwrap_or(3).max(1)),
             idle_timeout: raw.idle_timeout.map(Duration::from_secs),
+            direct_url: direct_url.map(|(_, url)| SecretString::from(url)),
+            prepared_statements: PreparedStatements::parse(raw.prepared_statements.as_deref())?,
         })
     }
 
@@ -117,6 +179,8 @@ impl DatabaseConfig {
             min_connections: 0,
             acquire_timeout,
             idle_timeout: Some(Duration::from_secs(300)),
+            direct_url: None,
+            prepared_statements: PreparedStatements::Auto,
         })
     }
 }
@@ -184,5 +248,38 @@ mod tests {
         );
         assert!(Backend::from_url("mysql://u@h/db").is_err());
         assert!(Backend::from_url("data/x.db").is_err());
+    }
+
+    #[test]
+    fn a_neon_pooled_host_gives_its_direct_host() {
+        assert_eq!(
+            neon_direct_host("ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech").as_deref(),
+            Some("ep-cool-darkness-123456.us-east-2.aws.neon.tech")
+        );
+        for other in [
+            "ep-cool-darkness-123456.us-east-2.aws.neon.tech",
+            "localhost",
+            "-pooler.x.neon.tech",
+            "db-pooler.example.com",
+        ] {
+            assert_eq!(neon_direct_host(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn prepared_statements_setting() {
+        assert_eq!(
+            PreparedStatements::parse(None),
+            Ok(PreparedStatements::Auto)
+        );
+        assert_eq!(
+            PreparedStatements::parse(Some(" OFF ")),
+            Ok(PreparedStatements::Off)
+        );
+        assert_eq!(
+            PreparedStatements::parse(Some("on")),
+            Ok(PreparedStatements::On)
+        );
+        assert!(PreparedStatements::parse(Some("sometimes")).is_err());
     }
 }

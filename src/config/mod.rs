@@ -15,7 +15,9 @@ use serde::Deserialize;
 mod database;
 mod variables;
 
-pub use database::{Backend, ConnectionsConfig, DatabaseConfig, UnknownScheme};
+pub use database::{
+    neon_direct_host, Backend, ConnectionsConfig, DatabaseConfig, PreparedStatements, UnknownScheme,
+};
 use variables::{describe_figment_error, VARIABLES};
 pub use variables::{figment, figment_with_env, names as variable_names};
 
@@ -129,10 +131,6 @@ pub struct EventsConfig {
     pub max_per_user: usize,
     /// Open streams on this instance.
     pub max_streams: usize,
-    /// A direct (non-pooled) PostgreSQL URL for `LISTEN` (`DATABASE_DIRECT_URL`, or its
-    /// older name `DATABASE_LISTEN_URL`); `None`: derived from the pool's (Neon's
-    /// `-pooler` host without `-pooler`, else the same).
-    pub direct_url: Option<SecretString>,
     /// Longest silence on a stream before a heartbeat comment.
     pub heartbeat: Duration,
     /// How often the feed reads the event log whatever wakes it (`EVENTS_POLL_MS`).
@@ -160,8 +158,6 @@ struct RawConfig {
 struct RawEvents {
     max_per_user: Option<u64>,
     max_streams: Option<u64>,
-    direct_url: Option<String>,
-    listen_url: Option<String>,
     heartbeat_secs: Option<f64>,
     poll_ms: Option<u64>,
     retention: Option<rocket::figment::value::Value>,
@@ -341,22 +337,6 @@ impl EventsConfig {
         let count = |value: Option<u64>, default: usize| {
             value.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX).max(1))
         };
-        let named = |url: Option<String>| {
-            url.map(|url| url.trim().to_owned())
-                .filter(|url| !url.is_empty())
-        };
-        let direct_url = match (named(raw.direct_url), named(raw.listen_url)) {
-            (Some(url), _) => Some(("DATABASE_DIRECT_URL", url)),
-            (None, Some(url)) => Some(("DATABASE_LISTEN_URL", url)),
-            (None, None) => None,
-        };
-        if let Some((name, url)) = &direct_url {
-            if Backend::from_url(url) != Ok(Backend::Postgres) {
-                return Err(ConfigError::new(format!(
-                    "{name} must be a postgres:// URL (a direct, non-pooled one)"
-                )));
-            }
-        }
         let poll_ms = raw.poll_ms.unwrap_or(1000);
         if !(10..=3_600_000).contains(&poll_ms) {
             return Err(ConfigError::new(
@@ -366,7 +346,6 @@ impl EventsConfig {
         Ok(Self {
             max_per_user: count(raw.max_per_user, 16),
             max_streams: count(raw.max_streams, 10_000),
-            direct_url: direct_url.map(|(_, url)| SecretString::from(url)),
             heartbeat: seconds("events.heartbeat_secs", raw.heartbeat_secs, 15.0)?,
             poll: Duration::from_millis(poll_ms),
             retention: match raw.retention {

@@ -121,8 +121,21 @@ pub(super) const VARIABLES: &[Variable] = &[
         at_least(0),
     ),
     var("MAX_CONNECTIONS", "connections.max", at_least(1)),
-    var("DATABASE_DIRECT_URL", "events.direct_url", Kind::Text),
-    var("DATABASE_LISTEN_URL", "events.listen_url", Kind::Text),
+    var(
+        "DATABASE_DIRECT_URL",
+        "databases.todo.direct_url",
+        Kind::Text,
+    ),
+    var(
+        "DATABASE_LISTEN_URL",
+        "databases.todo.listen_url",
+        Kind::Text,
+    ),
+    var(
+        "DATABASE_PREPARED_STATEMENTS",
+        "databases.todo.prepared_statements",
+        Kind::Text,
+    ),
     var("EVENTS_POLL_MS", "events.poll_ms", at_least(10)),
     var("EVENTS_RETENTION", "events.retention", Kind::Text),
     var("EVENTS_MAX_PER_USER", "events.max_per_user", at_least(1)),

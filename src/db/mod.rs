@@ -12,11 +12,12 @@ use rocket::figment::Figment;
 use rocket_db_pools::Database;
 use secrecy::ExposeSecret as _;
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::Connection as _;
 
 pub mod errors;
+pub mod postgres;
 
 pub use crate::config::{Backend, DatabaseConfig, UnknownScheme};
 
@@ -87,15 +88,17 @@ fn pool_options<DB: sqlx::Database>(settings: &DatabaseConfig, cap: u32) -> Pool
 }
 
 impl AppPool {
-    /// Creates the pool without connecting: a database that is down at start only delays
-    /// the first queries, and the pool reconnects by itself after an outage.
-    pub fn connect_lazy(settings: &DatabaseConfig) -> Result<Self, DbError> {
+    /// Creates the pool without opening its connections: a database that is down at start
+    /// only delays the first queries, and the pool reconnects by itself after an outage.
+    /// On PostgreSQL it first decides whether named prepared statements can be kept (see
+    /// [`postgres::decide`]); `setting` names the URL in errors and logs.
+    pub async fn open(settings: &DatabaseConfig, setting: &str) -> Result<Self, DbError> {
         let url = settings.url.expose_secret();
         match settings.backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
                     .map_err(|_| {
-                        DbError::Config("DATABASE_URL is not a valid sqlite:// URL".into())
+                        DbError::Config(format!("{setting} is not a valid sqlite:// URL"))
                     })?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
@@ -108,9 +111,7 @@ impl AppPool {
                 ))
             }
             Backend::Postgres => {
-                let options = PgConnectOptions::from_str(url).map_err(|_| {
-                    DbError::Config("DATABASE_URL is not a valid postgres:// URL".into())
-                })?;
+                let options = postgres::pool_options(settings, setting).await?;
                 Ok(Self::Postgres(
                     pool_options(settings, u32::MAX).connect_lazy_with(options),
                 ))
@@ -126,11 +127,44 @@ impl AppPool {
         }
     }
 
-    /// Applies the embedded migrations of this pool's dialect.
-    pub async fn migrate(&self) -> Result<(), DbError> {
+    /// Applies the embedded migrations of this pool's dialect. On PostgreSQL they run on
+    /// the direct host (see [`postgres::direct_options`]) in one transaction that holds a
+    /// transaction-level advisory lock: instances starting together migrate once, and
+    /// nothing outlives the transaction, so even a transaction-mode pooler serves it.
+    pub async fn migrate(&self, settings: &DatabaseConfig) -> Result<(), DbError> {
         match self {
             Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
-            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Self::Postgres(_) => {
+                // Unnamed statements: the direct URL may yet be a pooler, and a one-off
+                // run gains nothing from a statement cache.
+                let direct = postgres::direct_options(settings)?.statement_cache_capacity(0);
+                let sqlx_error = |context| move |source| DbError::Sqlx { context, source };
+                let mut conn = sqlx::postgres::PgConnection::connect_with(&direct)
+                    .await
+                    .map_err(sqlx_error(
+                        "connecting to the database's direct host for the migrations",
+                    ))?;
+                let mut tx = conn
+                    .begin()
+                    .await
+                    .map_err(sqlx_error("starting the migrations"))?;
+                let database: String = sqlx::query_scalar("SELECT current_database()")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(sqlx_error("starting the migrations"))?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(migration_lock(&database))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error("waiting for another instance's migrations"))?;
+                let mut migrator = sqlx::migrate!("./migrations/postgres");
+                migrator.set_locking(false);
+                migrator.run_direct(&mut *tx).await?;
+                tx.commit()
+                    .await
+                    .map_err(sqlx_error("committing the migrations"))?;
+                let _ = conn.close().await;
+            }
         }
         Ok(())
     }
@@ -154,6 +188,13 @@ impl AppPool {
     pub fn size_and_idle(&self) -> (u32, usize) {
         on_pool!(self, |p| (p.size(), p.num_idle()))
     }
+}
+
+/// The migrations' advisory lock key: sqlx's own for `database` (which earlier versions of
+/// the service took as a session lock), so an instance of either kind waits for the other.
+fn migration_lock(database: &str) -> i64 {
+    const CRC_IEEE: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    0x3d32_ad9e * i64::from(CRC_IEEE.checksum(database.as_bytes()))
 }
 
 /// The most SQLite connections worth holding in the pool, which reads (writes go through
@@ -188,7 +229,7 @@ impl rocket_db_pools::Pool for AppPool {
     async fn init(figment: &Figment) -> Result<Self, Self::Error> {
         let settings =
             DatabaseConfig::from_pool_figment(figment).map_err(|error| DbError::Config(error.0))?;
-        Self::connect_lazy(&settings)
+        Self::open(&settings, "DATABASE_URL").await
     }
 
     async fn get(&self) -> Result<Self::Connection, Self::Error> {

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rocket::Shutdown;
-use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
@@ -37,33 +36,6 @@ pub const COALESCE: Duration = Duration::from_millis(5);
 const MAX_PAYLOAD: usize = 7_900;
 /// A probe's payload starts with this; a wake-up's is a JSON list or `*`.
 const PROBE_PREFIX: &str = "probe:";
-
-/// The URL the listener connects to: `DATABASE_DIRECT_URL` when set; else, for a Neon
-/// pooled host (`ep-…-pooler.…`), the same host without `-pooler` (poolers cannot
-/// `LISTEN`); else the pool's own.
-pub fn listen_options(
-    pool: &PgPool,
-    url: Option<&SecretString>,
-) -> Result<PgConnectOptions, sqlx::Error> {
-    match url {
-        Some(url) => url.expose_secret().parse::<PgConnectOptions>(),
-        None => {
-            let options = (*pool.connect_options()).clone();
-            Ok(match direct_host(options.get_host()) {
-                Some(host) => options.host(&host),
-                None => options,
-            })
-        }
-    }
-}
-
-/// Neon's pooled host name (`ep-name-123-pooler.region.aws.neon.tech`) without `-pooler`:
-/// its direct host. `None` for any other host.
-pub fn direct_host(host: &str) -> Option<String> {
-    let (first, rest) = host.split_once('.')?;
-    let direct = first.strip_suffix("-pooler")?;
-    (!direct.is_empty()).then(|| format!("{direct}.{rest}"))
-}
 
 /// The listener's own one-connection pool, so it never takes a connection the service's
 /// requests need.
@@ -312,9 +284,9 @@ async fn overdue(due: Option<tokio::time::Instant>) {
 pub fn warn_deaf(poll: Duration) {
     tracing::warn!(
         poll_ms = poll.as_millis() as u64,
-        "the event listener does not hear its own notifications: it listens through a \
-         pooler that cannot LISTEN. Set DATABASE_DIRECT_URL to a direct (non-pooled) host; \
-         until then events arrive by polling, within EVENTS_POLL_MS"
+        "the event listener cannot hear notifications: its URL is a pooler that cannot \
+         LISTEN. Set DATABASE_DIRECT_URL to a direct (non-pooled) host; until then events \
+         arrive by polling, within EVENTS_POLL_MS"
     );
 }
 
@@ -343,23 +315,6 @@ pub async fn hears(listener: &mut PgListener, pool: &PgPool) -> Result<bool, sql
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_neon_pooled_host_gives_its_direct_host() {
-        assert_eq!(
-            direct_host("ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech").as_deref(),
-            Some("ep-cool-darkness-123456.us-east-2.aws.neon.tech")
-        );
-        for other in [
-            "ep-cool-darkness-123456.us-east-2.aws.neon.tech",
-            "127.0.0.1",
-            "localhost",
-            "-pooler.example.com",
-            "db.pooler.example.com",
-        ] {
-            assert_eq!(direct_host(other), None, "{other}");
-        }
-    }
 
     #[test]
     fn a_wake_up_names_users_and_positions_or_everyone() {

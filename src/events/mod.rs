@@ -36,7 +36,6 @@ use crate::tasks::log::{self, LoggedEvent};
 use crate::tasks::writer::Writer;
 
 pub use bus::{Bus, BusSnapshot, Event, Frame, Refused, STREAM_BUFFER};
-pub use listener::direct_host;
 
 /// The event a stream sends for a logged one; `None` for a kind this version does not
 /// know.
@@ -371,7 +370,9 @@ pub fn stage() -> AdHoc {
 async fn set_up(
     rocket: rocket::Rocket<rocket::Build>,
 ) -> Result<rocket::Rocket<rocket::Build>, rocket::Rocket<rocket::Build>> {
-    let Some(config) = crate::config::of(&rocket, "events").map(|c| c.events.clone()) else {
+    let Some((config, database)) =
+        crate::config::of(&rocket, "events").map(|c| (c.events.clone(), c.database.clone()))
+    else {
         return Err(rocket);
     };
     let bus = Arc::new(Bus::new(config.max_per_user, config.max_streams));
@@ -391,39 +392,52 @@ async fn set_up(
     let mut others = None;
     if let AppPool::Postgres(pool) = &db {
         state.set(ListenerState::CONNECTING);
-        let options = match listener::listen_options(pool, config.direct_url.as_ref()) {
+        let options = match crate::db::postgres::direct_options(&database) {
             Ok(options) => options,
             Err(error) => {
-                tracing::error!(%error, "DATABASE_DIRECT_URL is not usable");
+                tracing::error!(%error, "the event listener has no usable URL");
                 return Err(rocket);
             }
         };
-        let listen_pool = listener::listen_pool(options);
-        let first = tokio::time::timeout(Duration::from_secs(5), async {
-            let mut listener = listener::connect(&listen_pool).await?;
-            let hears = listener::hears(&mut listener, pool).await?;
-            Ok::<_, sqlx::Error>((listener, hears))
-        })
-        .await;
-        let first = match first {
-            Ok(Ok((listener, hears))) => {
-                if hears {
-                    state.heard();
-                } else {
-                    state.deaf();
-                    listener::warn_deaf(config.poll);
+        // LISTEN through a transaction-mode pooler hears nothing, and leaves the server
+        // connection listening for whichever client the pooler hands it to next: the
+        // listener is not started there at all (the feed polls).
+        let pooled =
+            tokio::time::timeout(Duration::from_secs(5), crate::db::postgres::probe(&options))
+                .await;
+        let listening = if matches!(pooled, Ok(Ok(true))) {
+            state.deaf();
+            listener::warn_deaf(config.poll);
+            None
+        } else {
+            let listen_pool = listener::listen_pool(options);
+            let first = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut listener = listener::connect(&listen_pool).await?;
+                let hears = listener::hears(&mut listener, pool).await?;
+                Ok::<_, sqlx::Error>((listener, hears))
+            })
+            .await;
+            let first = match first {
+                Ok(Ok((listener, hears))) => {
+                    if hears {
+                        state.heard();
+                    } else {
+                        state.deaf();
+                        listener::warn_deaf(config.poll);
+                    }
+                    Some(listener)
                 }
-                Some(listener)
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "event listener cannot connect yet; retrying in the background");
-                None
-            }
-            Err(_) => None,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "event listener cannot connect yet; retrying in the background");
+                    None
+                }
+                Err(_) => None,
+            };
+            Some((listen_pool, first))
         };
         let wakes = Arc::new(listener::Wakes::default());
         others = Some(wakes.clone());
-        postgres = Some((pool.clone(), listen_pool, first, wakes));
+        postgres = Some((pool.clone(), listening, wakes));
     }
     writer.hooks().register(Arc::new(WakeOnWrite {
         bus: bus.clone(),
@@ -451,8 +465,12 @@ async fn set_up(
                 ));
                 tokio::spawn(keep_retention(db, retention, shutdown.clone()));
                 let taken = at_liftoff.lock().ok().and_then(|mut p| p.take());
-                if let Some((pool, listen_pool, first, wakes)) = taken {
+                if let Some((pool, listening, wakes)) = taken {
+                    // Sent even without a listener here: other instances may hear them.
                     tokio::spawn(listener::send_wakes(wakes, pool.clone(), shutdown.clone()));
+                    let Some((listen_pool, first)) = listening else {
+                        return;
+                    };
                     tokio::spawn(listener::run(
                         liftoff_bus,
                         pool,

@@ -4,9 +4,9 @@ use rocket::futures::future::join_all;
 use rocket::http::Status;
 use serde_json::json;
 
-use crate::helpers::on_both_databases;
+use crate::helpers::on_every_database;
 
-on_both_databases! {
+on_every_database! {
     async fn a_hundred_mixed_requests_from_twenty_users_all_succeed(app) {
         let users: Vec<String> = (0..20).map(|i| format!("user{i}")).collect();
         let mut seeds = Vec::new();

@@ -411,7 +411,6 @@ fn event_settings_are_checked() {
     let events = load("release", &[db, secret]).unwrap().events;
     assert_eq!(events.poll, Duration::from_millis(1000));
     assert_eq!(events.retention, Duration::from_secs(24 * 3600));
-    assert!(events.direct_url.is_none());
     for (text, secs) in [
         ("90m", 5400),
         ("2d", 172_800),
@@ -440,13 +439,42 @@ fn event_settings_are_checked() {
         &[db, secret, ("EVENTS_POLL_MS", "5")],
         "EVENTS_POLL_MS",
     );
+    assert!(load("release", &[db, secret])
+        .unwrap()
+        .database
+        .direct_url
+        .is_none());
+    // Prepared statements: auto by default; on, off; anything else named.
+    use todo_api::config::PreparedStatements;
+    assert_eq!(
+        load("release", &[db, secret])
+            .unwrap()
+            .database
+            .prepared_statements,
+        PreparedStatements::Auto
+    );
+    assert_eq!(
+        load(
+            "release",
+            &[db, secret, ("DATABASE_PREPARED_STATEMENTS", "off")]
+        )
+        .unwrap()
+        .database
+        .prepared_statements,
+        PreparedStatements::Off
+    );
+    refused(
+        "release",
+        &[db, secret, ("DATABASE_PREPARED_STATEMENTS", "maybe")],
+        "DATABASE_PREPARED_STATEMENTS",
+    );
     // The direct URL, or its older name; the newer one wins.
     let direct = "postgres://u:pw@direct.example.com/app";
     for name in ["DATABASE_DIRECT_URL", "DATABASE_LISTEN_URL"] {
-        let events = load("release", &[db, secret, (name, direct)])
+        let database = load("release", &[db, secret, (name, direct)])
             .unwrap()
-            .events;
-        assert!(events.direct_url.is_some(), "{name}");
+            .database;
+        assert!(database.direct_url.is_some(), "{name}");
         refused(
             "release",
             &[db, secret, (name, "mysql://db.example.com/x")],

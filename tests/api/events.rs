@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 use crate::helpers::on_pool;
 
 use crate::helpers::{
-    self, on_both_backends, raw_http, Backend, LiveServer, TestDatabase, TEST_SECRET,
+    self, on_both_backends, on_every_backend, raw_http, Backend, LiveServer, TestDatabase,
+    TEST_SECRET,
 };
 
 /// One server-sent event (or comment) as read off the wire.
@@ -155,7 +156,7 @@ fn bearer(user: &str) -> String {
     format!("Authorization: Bearer {}\r\n", token(user))
 }
 
-on_both_backends! {
+on_every_backend! {
     async fn a_stream_opens_with_ready_then_carries_every_write_of_its_user_in_order(backend) {
         let server = LiveServer::start(backend, |f| f).await;
         let port = server.port;
@@ -960,7 +961,7 @@ async fn a_listener_behind_a_transaction_pooler_is_deaf_and_events_still_arrive(
     let database = TestDatabase::fresh(Backend::Postgres).await;
     let pooled = crate::helpers::through_pooler(&database.url, &bouncer);
     let server = LiveServer::start_on(database, move |f| {
-        f.merge(Serialized::global("events.direct_url", pooled))
+        f.merge(Serialized::global("databases.todo.direct_url", pooled))
             .merge(Serialized::global("events.poll_ms", 200))
     })
     .await;

@@ -52,6 +52,42 @@ macro_rules! on_both_databases {
 }
 pub(crate) use on_both_databases;
 
+/// Like `on_both_databases!`, plus a third case: PostgreSQL through PgBouncer in transaction
+/// mode (see `on_every_backend!`).
+macro_rules! on_every_database {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[rocket::async_test]
+            async fn sqlite() {
+                let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
+                $body
+            }
+
+            #[rocket::async_test]
+            async fn postgres() {
+                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else { return };
+                $body
+            }
+
+            #[rocket::async_test]
+            async fn pgbouncer() {
+                if $crate::helpers::postgres_url().is_none() { return; }
+                if $crate::helpers::pgbouncer_url().is_none() { return; }
+                $crate::helpers::THROUGH_POOLER
+                    .scope(true, async move {
+                        let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
+                        $body
+                    })
+                    .await
+            }
+        }
+    )*};
+}
+pub(crate) use on_every_database;
+
 /// Like `on_both_databases!`, for tests that start the service themselves (real sockets).
 macro_rules! on_both_backends {
     ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
@@ -75,6 +111,46 @@ macro_rules! on_both_backends {
     )*};
 }
 pub(crate) use on_both_backends;
+
+/// Like `on_both_backends!`, plus a third case: PostgreSQL reached through PgBouncer in
+/// transaction mode (`TEST_PGBOUNCER_URL`), the service told nothing about it (it finds
+/// out itself) except the direct URL for migrations and `LISTEN`.
+macro_rules! on_every_backend {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[rocket::async_test]
+            async fn sqlite() {
+                let $backend = $crate::helpers::Backend::Sqlite;
+                $body
+            }
+
+            #[rocket::async_test]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_none() { return; }
+                let $backend = $crate::helpers::Backend::Postgres;
+                $body
+            }
+
+            #[rocket::async_test]
+            async fn pgbouncer() {
+                if $crate::helpers::postgres_url().is_none() { return; }
+                if $crate::helpers::pgbouncer_url().is_none() { return; }
+                let $backend = $crate::helpers::Backend::Postgres;
+                $crate::helpers::THROUGH_POOLER.scope(true, async move { $body }).await
+            }
+        }
+    )*};
+}
+pub(crate) use on_every_backend;
+
+tokio::task_local! {
+    /// Set for a test's `pgbouncer` case: the PostgreSQL databases it creates are served
+    /// to the service through the pooler.
+    pub static THROUGH_POOLER: bool;
+}
 
 fn init_tracing() {
     static INIT: Once = Once::new();
@@ -147,7 +223,10 @@ fn record_skip() {
 /// A test's database: its URL, and what goes with it when the test ends (the SQLite file's
 /// folder, or the PostgreSQL database, dropped so a long run cannot fill the disk).
 pub struct TestDatabase {
+    /// The database itself (what a test's own SQL connects to).
     pub url: String,
+    /// The URL the service gets, when not `url`: the same database through PgBouncer.
+    pub pooled_url: Option<String>,
     owned: Owned,
 }
 
@@ -165,12 +244,18 @@ impl TestDatabase {
                 let dir = tempfile::tempdir().expect("temp dir");
                 TestDatabase {
                     url: format!("sqlite://{}/todo.db", dir.path().display()),
+                    pooled_url: None,
                     owned: Owned::Folder(dir),
                 }
             }
             Backend::Postgres => {
                 let server = postgres_url().expect("TEST_DATABASE_URL");
-                Self::create_postgres(&server, "").await
+                let mut database = Self::create_postgres(&server, "").await;
+                if THROUGH_POOLER.try_with(|on| *on).unwrap_or(false) {
+                    let bouncer = pgbouncer_url().expect("TEST_PGBOUNCER_URL");
+                    database.pooled_url = Some(through_pooler(&database.url, &bouncer));
+                }
+                database
             }
         }
     }
@@ -191,6 +276,7 @@ impl TestDatabase {
         url.set_path(&format!("/{name}"));
         TestDatabase {
             url: url.to_string(),
+            pooled_url: None,
             owned: Owned::Postgres {
                 server: server.to_owned(),
                 name,
@@ -202,7 +288,17 @@ impl TestDatabase {
     pub fn existing(url: &str) -> TestDatabase {
         TestDatabase {
             url: url.to_owned(),
+            pooled_url: None,
             owned: Owned::Nothing,
+        }
+    }
+
+    /// The figment a service on this database starts from (see [`base_figment`]).
+    pub fn figment(&self) -> Figment {
+        match &self.pooled_url {
+            None => base_figment(&self.url),
+            Some(pooled) => base_figment(pooled)
+                .merge(Serialized::global("databases.todo.direct_url", &self.url)),
         }
     }
 }
@@ -347,7 +443,7 @@ impl TestApp {
         adjust: impl FnOnce(Figment) -> Figment,
     ) -> TestApp {
         init_tracing();
-        let figment = adjust(base_figment(&database.url));
+        let figment = adjust(database.figment());
         let client = Client::tracked(todo_api::rocket(figment))
             .await
             .expect("the service ignites");
@@ -463,7 +559,8 @@ impl LiveServer {
         init_tracing();
         let db_url = database.url.clone();
         let figment = adjust(
-            base_figment(&db_url)
+            database
+                .figment()
                 .merge(Serialized::global("port", 0))
                 .merge(Serialized::global("address", "127.0.0.1")),
         );

@@ -21,6 +21,7 @@ mod openapi;
 mod outage;
 mod plans;
 mod pool;
+mod poolers;
 mod promises;
 mod ratelimit;
 mod scoped;

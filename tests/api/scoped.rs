@@ -5,9 +5,9 @@
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 
-use crate::helpers::on_both_databases;
+use crate::helpers::on_every_database;
 
-on_both_databases! {
+on_every_database! {
     async fn token_scoped_routes_act_for_the_tokens_user(app) {
         let token = app.token("alice");
         let call = |method: Method, path: &'static str, body: Option<Value>| {

@@ -200,7 +200,7 @@ async fn a_lookup_that_finds_no_connection_in_time_is_503_and_counted_busy() {
     assert_eq!(lookup_counts(&app).await, [0, 5, 1, 0]);
 }
 
-on_both_backends! {
+on_every_backend! {
     async fn raw_and_signed_session_tokens_act_for_the_sessions_user(backend) {
         let app = spawn_with_table(backend, &CAMEL, false, 5).await;
         let token = random_token();
@@ -422,7 +422,7 @@ on_both_backends! {
     }
 }
 
-on_both_databases! {
+on_every_database! {
     async fn without_sessions_on_a_value_that_is_not_a_jwt_is_refused(app) {
         create_table(&app.db_url, &CAMEL, false).await;
         let token = random_token();
@@ -615,7 +615,7 @@ async fn with_better_auth(backend: Backend, fields: &'static str) {
     );
 }
 
-on_both_backends! {
+on_every_backend! {
     async fn a_real_better_auth_server_signs_users_in_and_out(backend) {
         with_better_auth(backend, "camelCase").await;
     }

@@ -3,9 +3,9 @@
 use rocket::http::Status;
 use serde_json::json;
 
-use crate::helpers::on_both_databases;
+use crate::helpers::on_every_database;
 
-on_both_databases! {
+on_every_database! {
     async fn stats_of_a_user_without_tasks_are_zero(app) {
         let response = app.as_user("alice").get("stats").await;
         assert_eq!(response.status, Status::Ok);
@@ -59,7 +59,7 @@ on_both_databases! {
     }
 }
 
-on_both_databases! {
+on_every_database! {
     async fn the_dashboard_overview_has_the_stats_and_three_short_lists(app) {
         let day = chrono::Duration::days(1);
         let now = chrono::Utc::now();

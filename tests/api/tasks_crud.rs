@@ -3,9 +3,9 @@
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 
-use crate::helpers::on_both_databases;
+use crate::helpers::on_every_database;
 
-on_both_databases! {
+on_every_database! {
     async fn a_new_user_has_an_empty_list(app) {
         let response = app.as_user("alice").get("tasks").await;
         assert_eq!(response.status, Status::Ok);

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::on_pool;
 
-use crate::helpers::{on_both_databases, TestApp, TestDatabase};
+use crate::helpers::{on_every_database, TestApp, TestDatabase};
 
 async fn titles(app: &TestApp, query: &str) -> Vec<String> {
     let response = app
@@ -104,7 +104,7 @@ fn search_cases() -> Vec<(String, String)> {
         .collect()
 }
 
-on_both_databases! {
+on_every_database! {
     async fn filters_combine_with_and(app) {
         seed(&app).await;
         assert_eq!(titles(&app, "").await, ["d", "c", "b", "a"]);
@@ -318,7 +318,7 @@ async fn assert_title_order(app: &TestApp) {
     assert_eq!(paged, ascending);
 }
 
-on_both_databases! {
+on_every_database! {
     async fn sort_by_title_folds_case_and_orders_by_code_point(app) {
         assert_title_order(&app).await;
         assert_eq!(titles(&app, "sort=title").await[..3], ["ABC", "abc", "Apple"], "case never splits the order");
