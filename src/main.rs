@@ -128,7 +128,10 @@ async fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                tracing::error!("{error}");
+                // A fairing that failed has said why, in one line of its own.
+                if !matches!(error.kind(), rocket::error::ErrorKind::FailedFairings(_)) {
+                    tracing::error!("{error}");
+                }
                 ExitCode::FAILURE
             }
         },

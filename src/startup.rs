@@ -4,7 +4,6 @@
 
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
-use rocket_db_pools::Database as _;
 
 use crate::db::{AppPool, DatabaseConfig, Db, DbError};
 
@@ -27,8 +26,9 @@ async fn prepare_stage(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Bu
     if !config.migrate_on_start {
         return Ok(rocket);
     }
-    let Some(db) = Db::fetch(&rocket) else {
-        tracing::error!("the start-up stage needs db::stage() attached before it");
+    let Some(db) = rocket.state::<Db>() else {
+        // The database fairing failed and said why (or was never attached, and the launch
+        // fails naming this stage).
         return Err(rocket);
     };
     match prepare(db, &config.database).await {

@@ -189,6 +189,53 @@ pub async fn probe(options: &PgConnectOptions) -> Result<bool, sqlx::Error> {
     Ok(pooled)
 }
 
+/// One connection at start when the server's certificate is to be verified: a certificate
+/// that does not verify (wrong authority, wrong host name) stops the start with one line
+/// naming the setting. A server that does not answer yet does not: the pool connects when
+/// it can.
+async fn check_certificate(
+    options: &PgConnectOptions,
+    setting: &str,
+    timeout: Duration,
+) -> Result<(), DbError> {
+    let options = options.clone().statement_cache_capacity(0);
+    let connected = tokio::time::timeout(
+        timeout.max(Duration::from_secs(2)),
+        PgConnection::connect_with(&options),
+    )
+    .await;
+    match connected {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) if is_certificate_error(&error) => Err(DbError::Config(format!(
+            "{setting}: the database server's TLS certificate was refused ({}): {error}",
+            match options.get_ssl_mode() {
+                PgSslMode::VerifyCa => "sslmode=verify-ca",
+                _ => "sslmode=verify-full",
+            }
+        ))),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "{setting}: cannot connect yet to check the server's certificate");
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Whether `error` is TLS refusing the server (the driver reports a handshake that failed
+/// as an I/O error carrying rustls' own).
+fn is_certificate_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
+    }
+}
+
 /// The pool's connection options for `settings`, with prepared statements decided.
 pub async fn pool_options(
     settings: &DatabaseConfig,
@@ -197,6 +244,12 @@ pub async fn pool_options(
     let parsed = parse(settings.url.expose_secret(), setting)?;
     if parsed.channel_binding_required {
         warn_channel_binding(setting, &parsed.options);
+    }
+    if matches!(
+        parsed.options.get_ssl_mode(),
+        PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    ) {
+        check_certificate(&parsed.options, setting, settings.acquire_timeout).await?;
     }
     let statements = decide(settings, &parsed).await;
     tracing::info!(

@@ -26,7 +26,6 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::stream::{Event as SseEvent, EventStream};
 use rocket::response::{self, Responder};
 use rocket::{Shutdown, State};
-use rocket_db_pools::Database as _;
 
 use crate::auth::{authorize, bearer_token, AuthedUser};
 use crate::db::{AppPool, Db};
@@ -377,8 +376,9 @@ async fn set_up(
     };
     let bus = Arc::new(Bus::new(config.max_per_user, config.max_streams));
     let state = Arc::new(ListenerState::default());
-    let Some(db) = Db::fetch(&rocket).map(|db| (**db).clone()) else {
-        tracing::error!("the events stage needs db::stage() attached before it");
+    let Some(db) = rocket.state::<Db>().map(|db| (**db).clone()) else {
+        // The database fairing failed and said why (or was never attached, and the launch
+        // fails naming this stage).
         return Err(rocket);
     };
     let Some(writer) = rocket.state::<Writer>() else {

@@ -420,6 +420,15 @@ pub fn assert_error_shape(body: &Value) {
 }
 
 impl TestApp {
+    /// A service a test ignited itself, on `database`.
+    pub fn from_client(client: Client, database: TestDatabase) -> TestApp {
+        TestApp {
+            client,
+            db_url: database.url.clone(),
+            _database: database,
+        }
+    }
+
     /// A service on a fresh database of `backend` (PostgreSQL must be configured).
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |figment| figment).await

@@ -31,3 +31,4 @@ mod stats;
 mod surface;
 mod tasks_crud;
 mod tasks_list;
+mod tls;
