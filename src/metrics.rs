@@ -1,13 +1,14 @@
 //! Prometheus metrics at `/metrics` (text format): requests by route and status, latency
-//! by route, the database pool, rate-limited requests and JWKS fetches. On by default in
+//! by route, the database pool, rate-limited requests, JWKS fetches, session lookups and
+//! the event streams (docs/operations.md lists every series). On by default in
 //! debug, off in release unless `METRICS_ENABLED=true`.
 //!
 //! Invariant: labels are route templates and status codes, never raw paths, user ids or
 //! query strings, so the number of series stays fixed whatever clients send.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::http::ContentType;
@@ -21,21 +22,34 @@ use crate::db::Db;
 #[openapi(paths(scrape))]
 pub struct MetricsApi;
 
-/// The service's metrics, managed as Rocket state when enabled.
+/// The service's metrics, managed as Rocket state when enabled. Counters count, gauges
+/// hold levels; no series mixes the two. Counts kept elsewhere since start (the event bus,
+/// session lookups, JWKS fetches) are carried into counters at scrape time: they only grow
+/// while the process runs, and start again at 0 with it, which is what Prometheus' `rate()`
+/// expects of a counter.
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    /// SQLite only.
+    sqlite_writer: Option<IntGauge>,
     rate_limited: IntCounter,
-    jwks_fetches: IntGaugeVec,
-    events: IntGaugeVec,
-    session_lookups: IntGaugeVec,
+    jwks_fetches: IntCounterVec,
+    streams_open: IntGauge,
+    events: IntCounterVec,
+    listener: IntGaugeVec,
+    session_lookups: IntCounterVec,
+    /// One scrape at a time carries counts into counters (two at once would add twice).
+    carrying: std::sync::Mutex<()>,
 }
 
+/// The event listener's states, one gauge each (1 for the current one).
+const LISTENER_STATES: [&str; 5] = ["in_process", "connecting", "listening", "deaf", "down"];
+
 impl Metrics {
-    /// Registers every metric in a fresh registry.
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Registers every metric in a fresh registry (the SQLite writer's on SQLite only).
+    pub fn new(backend: crate::db::Backend) -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("todo_api".to_owned()), None)?;
         let requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests answered"),
@@ -52,50 +66,90 @@ impl Metrics {
             &["method", "route"],
         )?;
         let pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections"),
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections now, by state (in_use + idle = open)",
+            ),
             &["state"],
+        )?;
+        let sqlite_writer = IntGauge::new(
+            "db_sqlite_writer_connections",
+            "SQLite: the write connection, open (1) or not yet (0)",
         )?;
         let rate_limited = IntCounter::new(
             "rate_limited_total",
             "Requests refused by the per-user rate limit",
         )?;
-        let jwks_fetches = IntGaugeVec::new(
-            Opts::new("jwks_fetch_attempts", "JWKS fetch attempts since start"),
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new(
+                "jwks_fetch_attempts_total",
+                "JWKS fetch attempts, successful or not",
+            ),
             &["source"],
+        )?;
+        let streams_open = IntGauge::new("event_streams_open", "Event streams open now")?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "events_total",
+                "Event stream activity, by what happened: published (to this instance's \
+                 streams' users), delivered (handed to a stream), streams_dropped_slow (a \
+                 client that did not read), listener_reconnects, log_reads (reads of the \
+                 event log by the feed)",
+            ),
+            &["what"],
+        )?;
+        let listener = IntGaugeVec::new(
+            Opts::new(
+                "event_listener_state",
+                "The PostgreSQL event listener's state: 1 for the current one, else 0",
+            ),
+            &["state"],
+        )?;
+        let session_lookups = IntCounterVec::new(
+            Opts::new(
+                "session_lookups_total",
+                "Better Auth session token lookups, by outcome: cached, database, busy and \
+                 unavailable (both answered 503)",
+            ),
+            &["outcome"],
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        let sqlite_writer = if backend == crate::db::Backend::Sqlite {
+            registry.register(Box::new(sqlite_writer.clone()))?;
+            Some(sqlite_writer)
+        } else {
+            None
+        };
         registry.register(Box::new(rate_limited.clone()))?;
-        let events = IntGaugeVec::new(
-            Opts::new(
-                "events",
-                "Event streams: open streams, and since start the events published and \
-                 delivered, streams dropped for not reading, listener reconnects",
-            ),
-            &["what"],
-        )?;
-        let session_lookups = IntGaugeVec::new(
-            Opts::new(
-                "session_lookups",
-                "Better Auth session token lookups since start, by outcome: cached, database, \
-                 busy and unavailable (both answered 503)",
-            ),
-            &["outcome"],
-        )?;
         registry.register(Box::new(jwks_fetches.clone()))?;
+        registry.register(Box::new(streams_open.clone()))?;
         registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(listener.clone()))?;
         registry.register(Box::new(session_lookups.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             pool,
+            sqlite_writer,
             rate_limited,
             jwks_fetches,
+            streams_open,
             events,
+            listener,
             session_lookups,
+            carrying: std::sync::Mutex::new(()),
         })
+    }
+}
+
+/// Brings `counter` up to `count`, a count since start kept elsewhere.
+fn carry(counter: &IntCounter, count: u64) {
+    let behind = count.saturating_sub(counter.get());
+    if behind > 0 {
+        counter.inc_by(behind);
     }
 }
 
@@ -145,7 +199,8 @@ impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
     }
 }
 
-/// `GET /metrics`: gauges are read at scrape time.
+/// `GET /metrics`: gauges are read, and counts kept elsewhere carried into counters, at
+/// scrape time.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -161,49 +216,59 @@ fn scrape(
     writer: &State<crate::tasks::writer::Writer>,
     verifier: &State<Verifier>,
     bus: Option<&State<std::sync::Arc<crate::events::Bus>>>,
+    listener: Option<&State<std::sync::Arc<crate::events::ListenerState>>>,
 ) -> Exposition {
-    if let Some(bus) = bus {
-        let events = bus.snapshot();
-        for (what, value) in [
-            ("streams_open", events.streams_open),
-            ("published", events.published),
-            ("delivered", events.delivered),
-            ("streams_dropped_slow", events.dropped_slow),
-            ("listener_reconnects", events.listener_reconnects),
-            ("log_reads", events.log_reads),
-        ] {
+    {
+        let _one_at_a_time = metrics.carrying.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bus) = bus {
+            let events = bus.snapshot();
             metrics
-                .events
-                .with_label_values(&[what])
-                .set(i64::try_from(value).unwrap_or(i64::MAX));
+                .streams_open
+                .set(i64::try_from(events.streams_open).unwrap_or(i64::MAX));
+            for (what, count) in [
+                ("published", events.published),
+                ("delivered", events.delivered),
+                ("streams_dropped_slow", events.dropped_slow),
+                ("listener_reconnects", events.listener_reconnects),
+                ("log_reads", events.log_reads),
+            ] {
+                carry(&metrics.events.with_label_values(&[what]), count);
+            }
+        }
+        carry(
+            &metrics.jwks_fetches.with_label_values(&["better_auth"]),
+            verifier.jwks_fetch_count(),
+        );
+        if let Some(sessions) = verifier.sessions() {
+            for (outcome, count) in sessions.lookup_counts() {
+                carry(
+                    &metrics.session_lookups.with_label_values(&[outcome]),
+                    count,
+                );
+            }
+        }
+    }
+    if let Some(listener) = listener {
+        let now = listener.name();
+        for state in LISTENER_STATES {
+            metrics
+                .listener
+                .with_label_values(&[state])
+                .set(i64::from(state == now));
         }
     }
     let (size, idle) = db.size_and_idle();
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
     metrics
         .pool
-        .with_label_values(&["open"])
-        .set(i64::from(size));
+        .with_label_values(&["in_use"])
+        .set(i64::from(size - idle));
     metrics
         .pool
         .with_label_values(&["idle"])
-        .set(i64::try_from(idle).unwrap_or(i64::MAX));
-    if db.backend() == crate::db::Backend::Sqlite {
-        metrics
-            .pool
-            .with_label_values(&["writer"])
-            .set(i64::from(writer.snapshot().sqlite_writer_open));
-    }
-    metrics
-        .jwks_fetches
-        .with_label_values(&["better_auth"])
-        .set(i64::try_from(verifier.jwks_fetch_count()).unwrap_or(i64::MAX));
-    if let Some(sessions) = verifier.sessions() {
-        for (outcome, count) in sessions.lookup_counts() {
-            metrics
-                .session_lookups
-                .with_label_values(&[outcome])
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-        }
+        .set(i64::from(idle));
+    if let Some(gauge) = &metrics.sqlite_writer {
+        gauge.set(i64::from(writer.snapshot().sqlite_writer_open));
     }
     let mut body = Vec::new();
     if let Err(error) = TextEncoder::new().encode(&metrics.registry.gather(), &mut body) {
@@ -221,7 +286,7 @@ pub fn stage() -> AdHoc {
         if !config.metrics_enabled {
             return Ok(rocket);
         }
-        match Metrics::new() {
+        match Metrics::new(config.database.backend) {
             Ok(metrics) => Ok(rocket
                 .manage(metrics)
                 .attach(Recorder)

@@ -824,10 +824,11 @@ on_both_backends! {
         stream.event().await.expect("the event");
         let (_, _, text) = raw_http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         let value = |what: &str| {
-            let series = format!("todo_api_events{{what=\"{what}\"}} ");
+            let series = format!("todo_api_events_total{{what=\"{what}\"}} ");
             text.lines().find_map(|l| l.strip_prefix(series.as_str())).and_then(|v| v.parse::<i64>().ok())
         };
-        assert_eq!(value("streams_open"), Some(1), "{text}");
+        let open = text.lines().find_map(|l| l.strip_prefix("todo_api_event_streams_open "));
+        assert_eq!(open, Some("1"), "{text}");
         assert_eq!(value("published"), Some(1));
         assert_eq!(value("delivered"), Some(1));
         assert_eq!(value("streams_dropped_slow"), Some(0));
@@ -836,6 +837,8 @@ on_both_backends! {
         let ready: Value = serde_json::from_str(&body).unwrap();
         let expected = if backend == Backend::Sqlite { "in_process" } else { "listening" };
         assert_eq!(ready["events"], json!({"listener": expected, "streams": 1}));
+        let state = format!("todo_api_event_listener_state{{state=\"{expected}\"}} 1");
+        assert!(text.lines().any(|l| l == state), "{text}");
         server.stop().await;
     }
 }
@@ -877,7 +880,7 @@ on_both_backends! {
         let big = "😀".repeat(1000);
         let dropped = || async {
             let (_, _, metrics) = raw_http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
-            metrics.lines().find_map(|l| l.strip_prefix("todo_api_events{what=\"streams_dropped_slow\"} ")).and_then(|v| v.parse::<i64>().ok())
+            metrics.lines().find_map(|l| l.strip_prefix("todo_api_events_total{what=\"streams_dropped_slow\"} ")).and_then(|v| v.parse::<i64>().ok())
         };
         // Events of about 4 KiB, until every buffer on the way to the slow reader is full
         // (the server's socket buffer grows to some hundreds of KiB on loopback).

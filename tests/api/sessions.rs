@@ -144,11 +144,11 @@ async fn status_of(app: &TestApp, path: &str, token: &str) -> TestResponse {
     app.with_token(token).get(path).await
 }
 
-/// `todo_api_session_lookups` from `/metrics`: cached, database, busy, unavailable.
+/// `todo_api_session_lookups_total` from `/metrics`: cached, database, busy, unavailable.
 async fn lookup_counts(app: &TestApp) -> [u64; 4] {
     let text = app.anonymous().get("/metrics").await.text;
     ["cached", "database", "busy", "unavailable"].map(|outcome| {
-        let series = format!("todo_api_session_lookups{{outcome=\"{outcome}\"}} ");
+        let series = format!("todo_api_session_lookups_total{{outcome=\"{outcome}\"}} ");
         text.lines()
             .find_map(|line| line.strip_prefix(&series))
             .and_then(|n| n.parse::<u64>().ok())
