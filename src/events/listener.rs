@@ -27,6 +27,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often the listener checks that it hears.
 const PROBE_EVERY: Duration = Duration::from_secs(30);
+/// How soon a probe that could not be sent is sent again.
+const PROBE_RETRY: Duration = Duration::from_secs(1);
 /// How long a probe may take to come back before the listener counts as deaf.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// At most one wake-up notification per instance this often.
@@ -214,7 +216,10 @@ pub async fn run(
                 },
                 _ = probe_tick.tick() => {
                     if let Err(error) = probe.send(&pool).await {
+                        // The pool is failing (the database restarting, a pooler waiting to
+                        // log in again): ask again soon, not a whole probe period later.
                         tracing::debug!(%error, "the listener's probe could not be sent");
+                        probe_tick.reset_after(PROBE_RETRY);
                     }
                 }
                 _ = overdue(due) => {
