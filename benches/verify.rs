@@ -64,6 +64,7 @@ fn verify(c: &mut Criterion) {
             fetch_timeout: Duration::from_secs(5),
         }),
         sessions: None,
+        cookie_prefix: None,
     };
     let verifier = Verifier::new(&config).unwrap();
 

@@ -41,7 +41,9 @@ pub const EXPOSED_HEADERS: [&str; 9] = [
 ];
 
 /// Builds the rocket_cors configuration for `origins`.
-pub fn cors(origins: &[String]) -> Result<Cors, rocket_cors::Error> {
+/// `credentials`: say `Access-Control-Allow-Credentials: true` to the listed origins (only
+/// when Better Auth's cookie is a way in; a bearer token needs no credentials mode).
+pub fn cors(origins: &[String], credentials: bool) -> Result<Cors, rocket_cors::Error> {
     let methods = [
         HttpMethod::Get,
         HttpMethod::Post,
@@ -55,7 +57,7 @@ pub fn cors(origins: &[String]) -> Result<Cors, rocket_cors::Error> {
         allowed_origins: AllowedOrigins::some_exact(origins),
         allowed_methods: methods.into_iter().map(Method::from).collect(),
         allowed_headers: AllowedHeaders::some(&ALLOWED_HEADERS),
-        allow_credentials: true,
+        allow_credentials: credentials,
         expose_headers: EXPOSED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
         max_age: Some(600),
         ..CorsOptions::default()
@@ -137,11 +139,12 @@ impl Fairing for CorsFairing {
 /// The CORS module: needs the validated origins from `config::stage()`.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("CORS", |rocket| async {
-        let Some(origins) = crate::config::of(&rocket, "CORS").map(|c| c.allowed_origins.clone())
+        let Some((origins, credentials)) = crate::config::of(&rocket, "CORS")
+            .map(|c| (c.allowed_origins.clone(), c.auth.cookie_prefix.is_some()))
         else {
             return Err(rocket);
         };
-        match cors(&origins) {
+        match cors(&origins, credentials) {
             Ok(inner) => Ok(rocket.attach(CorsFairing {
                 inner,
                 origins: origins.into_iter().collect(),

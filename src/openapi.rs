@@ -10,7 +10,9 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Ref, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -91,9 +93,31 @@ fn add_shared_parts(doc: &mut Document) {
                 .build(),
         ),
     );
+    components.add_security_scheme(
+        "session_cookie",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "better-auth.session_token",
+            "Better Auth's signed session cookie, when `BETTER_AUTH_COOKIES=on` (its name \
+             follows `BETTER_AUTH_COOKIE_PREFIX`; the `__Secure-` form too). Used only when no \
+             Authorization header is sent. A POST, PUT, PATCH or DELETE it authenticates must \
+             come from an origin in `ALLOWED_ORIGINS` (else 403 `origin_not_allowed`)",
+        ))),
+    );
     for (path, item) in doc.paths.paths.iter_mut() {
         let api = path.starts_with("/api/");
         for operation in operations_mut(item) {
+            let bearer_only = operation.security.as_ref().is_some_and(|requirements| {
+                requirements.len() == 1
+                    && requirements[0] == SecurityRequirement::new("bearer", Vec::<String>::new())
+            });
+            if api && bearer_only {
+                if let Some(requirements) = operation.security.as_mut() {
+                    requirements.push(SecurityRequirement::new(
+                        "session_cookie",
+                        Vec::<String>::new(),
+                    ));
+                }
+            }
             let responses = &mut operation.responses.responses;
             for response in responses.values_mut() {
                 if let RefOr::T(response) = response {

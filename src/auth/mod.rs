@@ -5,6 +5,7 @@
 //! whose path `<user_id>` equals the token's `sub`. It has no public constructor, so a
 //! function that takes one cannot be reached by an unverified request.
 
+mod cookie;
 mod jwks;
 mod refusal;
 mod scoped;
@@ -17,6 +18,7 @@ use rocket::{Ignite, Rocket, Sentinel};
 
 use crate::error::{fail_guard, ApiError};
 
+pub use cookie::{credential, Cookies, Credential, Source};
 pub use jwks::JwksStatus;
 pub use refusal::{Refusal, TokenError};
 pub use sessions::{SessionStoreStatus, Sessions};
@@ -88,40 +90,69 @@ struct Verdict(Option<Result<String, Refusal>>);
 async fn verify_once(
     request: &Request<'_>,
     verifier: &Verifier,
-    token: &str,
+    credential: Credential<'_>,
 ) -> Result<String, Refusal> {
     if let Verdict(Some(verdict)) = request.local_cache(|| Verdict(None)) {
         return verdict.clone();
     }
-    verifier.verify(token).await
+    verify(verifier, credential).await
 }
 
-/// Checks the token and the path owner; shared by every way a token can arrive.
+/// Verifies a credential: a header's token as a JWT or a session token; a cookie only in
+/// Better Auth's signed form, as a session token.
+async fn verify(verifier: &Verifier, credential: Credential<'_>) -> Result<String, Refusal> {
+    match credential.source {
+        Source::Header => verifier.verify(credential.token).await,
+        Source::Cookie => {
+            cookie::check_signed_form(credential.token)?;
+            match verifier.sessions() {
+                Some(sessions) => sessions.verify(credential.token).await,
+                None => Err(TokenError::SessionsOff.into()),
+            }
+        }
+    }
+}
+
+/// Checks the credential, the forgery rule (for a cookie) and the path owner; shared by
+/// every way a token can arrive.
 pub async fn authorize(
     request: &Request<'_>,
-    token: Result<&str, ApiError>,
+    credential: Result<Credential<'_>, ApiError>,
 ) -> Result<AuthedUser, ApiError> {
     let verifier = request
         .rocket()
         .state::<Verifier>()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("auth::stage() is not attached")))?;
-    let token = token?;
-    let sub = verify_once(request, verifier, token)
-        .await
-        .map_err(|refusal| match refusal {
-            Refusal::Invalid(reason) => {
-                tracing::warn!(%reason, "token refused");
-                ApiError::InvalidToken
-            }
-            Refusal::KeysUnavailable { retry_after } => {
-                tracing::warn!("token not checked: no signing keys can be fetched");
-                ApiError::KeysUnavailable { retry_after }
-            }
-            Refusal::SessionsUnavailable => {
-                tracing::warn!("token not checked: the session store cannot be asked");
-                ApiError::SessionsUnavailable
-            }
-        })?;
+    let credential = credential?;
+    let sub =
+        verify_once(request, verifier, credential)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Invalid(reason) => {
+                    tracing::warn!(%reason, "token refused");
+                    ApiError::InvalidToken
+                }
+                Refusal::KeysUnavailable { retry_after } => {
+                    tracing::warn!("token not checked: no signing keys can be fetched");
+                    ApiError::KeysUnavailable { retry_after }
+                }
+                Refusal::SessionsUnavailable => {
+                    tracing::warn!("token not checked: the session store cannot be asked");
+                    ApiError::SessionsUnavailable
+                }
+            })?;
+    if credential.source == Source::Cookie
+        && !request
+            .rocket()
+            .state::<Cookies>()
+            .is_some_and(|cookies| cookies.allows(request))
+    {
+        tracing::warn!(
+            origin = request.headers().get_one("Origin").unwrap_or("-"),
+            "cookie-authenticated write refused: its origin is not allowed"
+        );
+        return Err(ApiError::OriginNotAllowed);
+    }
     let path_user = path_param(request, "user_id").ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!(
             "AuthedUser used on a route without <user_id>"
@@ -146,8 +177,7 @@ impl<'r> FromRequest<'r> for AuthedUser {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let token = bearer_token(request.headers().get_one("Authorization"));
-        match authorize(request, token).await {
+        match authorize(request, credential(request, None)).await {
             Ok(user) => Outcome::Success(user),
             Err(error) => fail_guard(request, error),
         }
@@ -210,6 +240,14 @@ pub fn stage() -> AdHoc {
                     sessions = config.auth.sessions.as_ref().map(|s| s.table.as_str()),
                     "token verification ready"
                 );
+                let cookies = config.auth.cookie_prefix.as_ref().map(|prefix| {
+                    tracing::info!(prefix = %prefix, "Better Auth's session cookie accepted");
+                    Cookies::new(prefix, config.allowed_origins.clone())
+                });
+                let rocket = match cookies {
+                    Some(cookies) => rocket.manage(cookies),
+                    None => rocket,
+                };
                 Ok(rocket.manage(verifier).attach(scoped::Rewrite))
             }
             Err(error) => {

@@ -38,21 +38,19 @@ fn claimed_subject(token: &str) -> Option<String> {
         .filter(|sub| !sub.is_empty())
 }
 
-fn token_of(request: &Request<'_>) -> Option<String> {
-    match request.headers().get_one("Authorization") {
-        Some(header) => super::bearer_token(Some(header)).ok().map(str::to_owned),
-        None => request
-            .query_value::<&str>("access_token")
-            .and_then(Result::ok)
-            .map(str::to_owned),
-    }
+fn credential_of<'r>(request: &'r Request<'_>) -> Option<super::Credential<'r>> {
+    let access_token = request
+        .query_value::<&'r str>("access_token")
+        .and_then(Result::ok);
+    super::credential(request, access_token).ok()
 }
 
-/// A session token's user, verified (a session token claims nothing by itself). The
-/// verdict is kept for the guard, which then does not ask the store again.
-async fn session_user(request: &Request<'_>, token: &str) -> Option<String> {
-    let sessions = request.rocket().state::<super::Verifier>()?.sessions()?;
-    let verdict = sessions.verify(token).await;
+/// A session token's (or cookie's) user, verified (a session token claims nothing by
+/// itself). The verdict is kept for the guard, which then does not ask the store again.
+async fn session_user(request: &Request<'_>, credential: super::Credential<'_>) -> Option<String> {
+    let verifier = request.rocket().state::<super::Verifier>()?;
+    verifier.sessions()?;
+    let verdict = super::verify(verifier, credential).await;
     let user = verdict.as_ref().ok().cloned();
     request.local_cache(|| super::Verdict(Some(verdict)));
     user
@@ -94,9 +92,14 @@ impl Fairing for Rewrite {
         if twin(request.uri().path().as_str(), NO_USER).is_none() {
             return;
         }
-        let user = match token_of(request) {
-            Some(token) if super::is_jwt(&token) => claimed_subject(&token),
-            Some(token) => session_user(request, &token).await,
+        let user = match credential_of(request) {
+            Some(credential)
+                if credential.source == super::Source::Header
+                    && super::is_jwt(credential.token) =>
+            {
+                claimed_subject(credential.token)
+            }
+            Some(credential) => session_user(request, credential).await,
             None => None,
         }
         .unwrap_or_else(|| NO_USER.to_owned());

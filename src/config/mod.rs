@@ -69,6 +69,10 @@ pub struct AuthConfig {
     pub jwks: Option<JwksConfig>,
     /// Better Auth session tokens (`BETTER_AUTH_SESSIONS=on`); `None` turns them off.
     pub sessions: Option<SessionsConfig>,
+    /// Better Auth's session cookie (`BETTER_AUTH_COOKIES=on`): its prefix
+    /// (`BETTER_AUTH_COOKIE_PREFIX`, Better Auth's `advanced.cookiePrefix`); `None` turns
+    /// cookies off. Only with session tokens and a secret (the cookie is signed with it).
+    pub cookie_prefix: Option<String>,
 }
 
 /// Where Better Auth's sessions are and how long a verified one is trusted.
@@ -188,6 +192,8 @@ struct RawAuth {
     session_database_url: Option<String>,
     session_table: Option<String>,
     session_cache_secs: Option<u64>,
+    cookies: Option<bool>,
+    cookie_prefix: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +247,8 @@ impl AppConfig {
             ));
         }
 
+        let cookie_prefix = cookie_prefix(&raw.auth, sessions.is_some(), secret.is_some())?;
+
         let origins = match raw.cors.allowed_origins {
             None => split_origins(DEFAULT_ORIGINS),
             Some(OneOrMany::One(list)) => split_origins(&list),
@@ -265,6 +273,7 @@ impl AppConfig {
                 leeway_secs: raw.auth.leeway_secs.unwrap_or(30),
                 jwks,
                 sessions,
+                cookie_prefix,
             },
             allowed_origins,
             log: LogConfig::from_figment(figment)?,
@@ -359,6 +368,41 @@ impl EventsConfig {
             },
         })
     }
+}
+
+/// The cookie prefix when `BETTER_AUTH_COOKIES=on`, checked against what cookies need.
+fn cookie_prefix(
+    raw: &RawAuth,
+    sessions: bool,
+    secret: bool,
+) -> Result<Option<String>, ConfigError> {
+    if !raw.cookies.unwrap_or(false) {
+        return Ok(None);
+    }
+    if !sessions {
+        return Err(ConfigError::new(
+            "BETTER_AUTH_COOKIES=on needs BETTER_AUTH_SESSIONS=on (the cookie holds a session token)",
+        ));
+    }
+    if !secret {
+        return Err(ConfigError::new(
+            "BETTER_AUTH_COOKIES=on needs BETTER_AUTH_SECRET (the cookie is signed with it)",
+        ));
+    }
+    let prefix = raw
+        .cookie_prefix
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .unwrap_or("better-auth");
+    // A cookie name's characters (RFC 6265 token), short.
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if prefix.len() > 64 || !prefix.chars().all(token_char) {
+        return Err(ConfigError::new(
+            "BETTER_AUTH_COOKIE_PREFIX must be a cookie name prefix (letters, digits, - _ .), at most 64 characters",
+        ));
+    }
+    Ok(Some(prefix.to_owned()))
 }
 
 impl SessionsConfig {

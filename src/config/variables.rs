@@ -61,6 +61,12 @@ pub(super) const VARIABLES: &[Variable] = &[
     var("JWT_ISSUER", "auth.issuer", Kind::Text),
     var("JWT_AUDIENCE", "auth.audience", Kind::Text),
     var("BETTER_AUTH_SESSIONS", "auth.sessions", Kind::Bool),
+    var("BETTER_AUTH_COOKIES", "auth.cookies", Kind::Bool),
+    var(
+        "BETTER_AUTH_COOKIE_PREFIX",
+        "auth.cookie_prefix",
+        Kind::Text,
+    ),
     var(
         "BETTER_AUTH_DATABASE_URL",
         "auth.session_database_url",

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     InvalidToken,
     /// 403: the path names another user, or a CORS preflight is refused.
     Forbidden,
+    /// 403: a cookie-authenticated write from an origin not allowed (the forgery rule).
+    OriginNotAllowed,
     /// 404: no such task for this user, or no such route.
     NotFound,
     /// 405: the path exists, the method does not.
@@ -47,12 +49,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs' error table.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::AuthRequired,
         Self::InvalidToken,
         Self::Forbidden,
+        Self::OriginNotAllowed,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PreconditionFailed,
@@ -75,6 +78,7 @@ impl ErrorCode {
             Self::AuthRequired => "auth_required",
             Self::InvalidToken => "invalid_token",
             Self::Forbidden => "forbidden",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PreconditionFailed => "precondition_failed",
@@ -95,7 +99,7 @@ impl ErrorCode {
         match self {
             Self::MalformedJson | Self::BadRequest => Status::BadRequest,
             Self::AuthRequired | Self::InvalidToken => Status::Unauthorized,
-            Self::Forbidden => Status::Forbidden,
+            Self::Forbidden | Self::OriginNotAllowed => Status::Forbidden,
             Self::NotFound => Status::NotFound,
             Self::MethodNotAllowed => Status::MethodNotAllowed,
             Self::PreconditionFailed => Status::PreconditionFailed,

@@ -63,6 +63,10 @@ pub enum ApiError {
     /// 403: the path names another user.
     #[error("forbidden")]
     Forbidden,
+    /// 403: a write authenticated by Better Auth's cookie from an origin that is not
+    /// allowed (or with no origin and not same-origin): possibly a forged request.
+    #[error("cookie-authenticated write from an origin that is not allowed")]
+    OriginNotAllowed,
     /// 403: a CORS preflight from an origin that is not allowed (or not an origin at all),
     /// or asking for a method or header that is not allowed.
     #[error("CORS preflight refused")]
@@ -175,6 +179,12 @@ impl ApiError {
             Self::AuthRequired(reason) => (C::AuthRequired, (*reason).into()),
             Self::InvalidToken => (C::InvalidToken, "Token is invalid or expired".into()),
             Self::Forbidden => (C::Forbidden, "You may only access your own tasks".into()),
+            Self::OriginNotAllowed => (
+                C::OriginNotAllowed,
+                "A request signed in by cookie may change data only from an allowed origin \
+                 (ALLOWED_ORIGINS); send its Origin, or use an Authorization header"
+                    .into(),
+            ),
             Self::OriginRefused => (
                 C::Forbidden,
                 "This origin, method or header is not allowed to call the API (CORS)".into(),

@@ -27,7 +27,7 @@ use rocket::response::stream::{Event as SseEvent, EventStream};
 use rocket::response::{self, Responder};
 use rocket::{Shutdown, State};
 
-use crate::auth::{authorize, bearer_token, AuthedUser};
+use crate::auth::{authorize, credential, AuthedUser};
 use crate::db::{AppPool, Db};
 use crate::error::{fail_guard, ApiError};
 use crate::tasks::changes::{Appended, ChangeSink};
@@ -112,9 +112,10 @@ impl ListenerState {
     }
 }
 
-/// The user of a stream: verified like every `/api/` route, from `Authorization` or,
-/// because a browser's `EventSource` cannot set headers, from `?access_token=` (on this
-/// route only; the access log never records a query string).
+/// The user of a stream: verified like every `/api/` route, from `Authorization`, Better
+/// Auth's cookie (when on: `EventSource` with `withCredentials`) or, because a browser's
+/// `EventSource` cannot set headers, from `?access_token=` (on this route only; the access
+/// log never records a query string).
 pub struct StreamUser(AuthedUser);
 
 #[rocket::async_trait]
@@ -122,12 +123,12 @@ impl<'r> FromRequest<'r> for StreamUser {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let header = request.headers().get_one("Authorization");
-        let token = match (header, request.query_value::<&str>("access_token")) {
-            (None, Some(Ok(token))) if !token.trim().is_empty() => Ok(token.trim()),
-            _ => bearer_token(header),
-        };
-        match authorize(request, token).await {
+        let access_token = request
+            .query_value::<&str>("access_token")
+            .and_then(Result::ok)
+            .map(str::trim)
+            .filter(|token| !token.is_empty());
+        match authorize(request, credential(request, access_token)).await {
             Ok(user) => Outcome::Success(Self(user)),
             Err(error) => fail_guard(request, error),
         }

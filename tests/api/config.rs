@@ -482,3 +482,68 @@ fn event_settings_are_checked() {
         );
     }
 }
+
+#[test]
+fn cookie_settings_are_checked() {
+    let db = ("DATABASE_URL", "postgres://u:pw@db.example.com/app");
+    let secret = ("BETTER_AUTH_SECRET", GOOD_SECRET);
+    let sessions = ("BETTER_AUTH_SESSIONS", "on");
+    let cookies = ("BETTER_AUTH_COOKIES", "on");
+    assert_eq!(
+        load("release", &[db, secret, sessions])
+            .unwrap()
+            .auth
+            .cookie_prefix,
+        None
+    );
+    assert_eq!(
+        load("release", &[db, secret, sessions, cookies])
+            .unwrap()
+            .auth
+            .cookie_prefix
+            .as_deref(),
+        Some("better-auth")
+    );
+    assert_eq!(
+        load(
+            "release",
+            &[
+                db,
+                secret,
+                sessions,
+                cookies,
+                ("BETTER_AUTH_COOKIE_PREFIX", "my-app")
+            ]
+        )
+        .unwrap()
+        .auth
+        .cookie_prefix
+        .as_deref(),
+        Some("my-app")
+    );
+    // The cookie holds a session token, signed with the secret: both are needed.
+    refused("release", &[db, secret, cookies], "BETTER_AUTH_SESSIONS");
+    refused(
+        "release",
+        &[
+            db,
+            sessions,
+            cookies,
+            ("BETTER_AUTH_URL", "https://auth.example.com"),
+        ],
+        "BETTER_AUTH_SECRET",
+    );
+    for prefix in ["my app", "a;b", "x=y"] {
+        refused(
+            "release",
+            &[
+                db,
+                secret,
+                sessions,
+                cookies,
+                ("BETTER_AUTH_COOKIE_PREFIX", prefix),
+            ],
+            "BETTER_AUTH_COOKIE_PREFIX",
+        );
+    }
+}

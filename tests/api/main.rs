@@ -7,6 +7,7 @@ mod auth;
 mod concurrency;
 mod config;
 mod connections;
+mod cookies;
 mod cors;
 mod docs;
 mod errors;

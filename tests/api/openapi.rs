@@ -134,6 +134,12 @@ async fn the_document_lists_exactly_the_mounted_routes() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    let cookie = &doc["components"]["securitySchemes"]["session_cookie"];
+    assert_eq!(
+        (cookie["type"].as_str(), cookie["in"].as_str()),
+        (Some("apiKey"), Some("cookie"))
+    );
+    assert_eq!(cookie["name"], "better-auth.session_token");
     for (path, method) in &documented {
         let operation = &doc["paths"][path][method];
         let responses = operation["responses"].as_object().unwrap();
@@ -141,7 +147,7 @@ async fn the_document_lists_exactly_the_mounted_routes() {
         if path.starts_with("/api/") {
             assert_eq!(
                 operation["security"],
-                json!([{"bearer": []}]),
+                json!([{"bearer": []}, {"session_cookie": []}]),
                 "{method} {path}"
             );
             for status in ["401", "403", "429", "503"] {

@@ -440,8 +440,8 @@ fn urlencoding(text: &str) -> String {
 }
 
 /// A real Better Auth server (scripts/better-auth/server.mjs) on a test's database.
-struct BetterAuth {
-    url: String,
+pub(crate) struct BetterAuth {
+    pub(crate) url: String,
     child: std::process::Child,
 }
 
@@ -469,7 +469,7 @@ fn better_auth_entry() -> std::path::PathBuf {
 }
 
 impl BetterAuth {
-    async fn start(db_url: &str, fields: &str) -> BetterAuth {
+    pub(crate) async fn start(db_url: &str, fields: &str) -> BetterAuth {
         let entry = better_auth_entry();
         let mut child = std::process::Command::new("node")
             .arg(entry)
@@ -499,12 +499,24 @@ impl BetterAuth {
     }
 
     /// Calls Better Auth's API; returns the status, the `set-auth-token` header and the body.
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         bearer: Option<&str>,
         body: Value,
     ) -> (u16, Option<String>, Value) {
+        let (status, signed, _, body) = self.call(path, bearer, body).await;
+        (status, signed, body)
+    }
+
+    /// Like [`Self::post`], with the session cookie Better Auth set (`Set-Cookie:
+    /// better-auth.session_token=…`, its value as sent) third.
+    pub(crate) async fn call(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (u16, Option<String>, Option<String>, Value) {
         let mut request = reqwest::Client::new()
             .post(format!("{}/api/auth/{path}", self.url))
             .header("Content-Type", "application/json")
@@ -520,9 +532,16 @@ impl BetterAuth {
             .get("set-auth-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix("better-auth.session_token="))
+            .map(|v| v.split(';').next().unwrap_or_default().to_owned());
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        (status, signed, body)
+        (status, signed, cookie, body)
     }
 }
 
