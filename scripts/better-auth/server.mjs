@@ -4,7 +4,8 @@
 //
 // Environment: DATABASE_URL (postgres://… or sqlite://PATH), BETTER_AUTH_SECRET, and
 // FIELDS=snake_case to map the session's columns to user_id / expires_at, as some
-// adapters do.
+// adapters do. PAGE_FILE: an HTML file served at `/`, so a browser page can share Better
+// Auth's origin (scripts/cookie-check).
 import http from "node:http";
 import { betterAuth } from "better-auth";
 import { bearer } from "better-auth/plugins";
@@ -51,7 +52,16 @@ const auth = betterAuth({
 const { runMigrations } = await getMigrations(auth.options);
 await runMigrations();
 
-server.on("request", toNodeHandler(auth));
+const handler = toNodeHandler(auth);
+const page = process.env.PAGE_FILE ? (await import("node:fs")).readFileSync(process.env.PAGE_FILE) : null;
+server.on("request", (req, res) => {
+  if (page && req.method === "GET" && req.url === "/") {
+    res.setHeader("Content-Type", "text/html; charset=utf-8");
+    res.end(page);
+    return;
+  }
+  handler(req, res);
+});
 console.log(baseURL);
 
 const stop = () => server.close(() => process.exit(0));
