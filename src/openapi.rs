@@ -38,6 +38,7 @@ use crate::error::{ErrorBody, ErrorCode};
         (name = "tasks", description = "The user's tasks"),
         (name = "stats", description = "Statistics"),
         (name = "events", description = "Live task events (Server-Sent Events)"),
+        (name = "sync", description = "Incremental sync for offline clients"),
         (name = "health", description = "Probes for the hosting platform"),
         (name = "operations", description = "Operator endpoints"),
     )
@@ -228,6 +229,7 @@ pub fn document() -> Document {
     doc.merge(crate::tasks::TasksApi::openapi());
     doc.merge(crate::stats::StatsApi::openapi());
     doc.merge(crate::events::EventsApi::openapi());
+    doc.merge(crate::tasks::sync::SyncApi::openapi());
     doc.merge(crate::health::HealthApi::openapi());
     doc.merge(crate::metrics::MetricsApi::openapi());
     add_token_scoped_twins(&mut doc);

@@ -1,4 +1,5 @@
-//! Token-scoped routes: `/api/tasks…`, `/api/stats`, `/api/dashboard/…` and `/api/events`
+//! Token-scoped routes: `/api/tasks…`, `/api/stats`, `/api/dashboard/…`, `/api/events` and
+//! `/api/changes`
 //! act for the token's user, for frontends written for a backend that takes the user from
 //! the token alone. They are not a second set of handlers: before routing, such a request
 //! is rewritten into its `/api/{user_id}/…` twin, naming the user its token claims, and is
@@ -6,7 +7,7 @@
 //! unverified only to pick the path; `AuthedUser` verifies the token as always, so a
 //! forged claim gets the 401 it would get anywhere.
 //!
-//! The words `tasks`, `stats`, `events` and `dashboard` right after `/api/` are therefore
+//! The words `tasks`, `stats`, `events`, `dashboard` and `changes` right after `/api/` are therefore
 //! never read as a user id.
 
 use rocket::fairing::{Fairing, Info, Kind};
@@ -15,7 +16,7 @@ use rocket::http::RawStr;
 use rocket::{Data, Request};
 
 /// The first path segments after `/api/` that make a route token-scoped.
-const SCOPED: [&str; 4] = ["tasks", "stats", "events", "dashboard"];
+const SCOPED: [&str; 5] = ["tasks", "stats", "events", "dashboard", "changes"];
 
 /// Stands for the user when the request carries no readable token: the twin then answers
 /// 401 like every route without a valid token.

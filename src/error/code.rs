@@ -25,6 +25,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the path exists, the method does not.
     MethodNotAllowed,
+    /// 410: a sync cursor past the event log's retention, or one never issued.
+    CursorExpired,
     /// 412: `If-Match` does not match.
     PreconditionFailed,
     /// 413: the body is over the limit.
@@ -49,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs' error table.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::AuthRequired,
@@ -58,6 +60,7 @@ impl ErrorCode {
         Self::OriginNotAllowed,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::CursorExpired,
         Self::PreconditionFailed,
         Self::PayloadTooLarge,
         Self::UriTooLong,
@@ -81,6 +84,7 @@ impl ErrorCode {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::CursorExpired => "cursor_expired",
             Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UriTooLong => "uri_too_long",
@@ -102,6 +106,7 @@ impl ErrorCode {
             Self::Forbidden | Self::OriginNotAllowed => Status::Forbidden,
             Self::NotFound => Status::NotFound,
             Self::MethodNotAllowed => Status::MethodNotAllowed,
+            Self::CursorExpired => Status::Gone,
             Self::PreconditionFailed => Status::PreconditionFailed,
             Self::PayloadTooLarge => Status::PayloadTooLarge,
             Self::UriTooLong => Status::UriTooLong,

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// or asking for a method or header that is not allowed.
     #[error("CORS preflight refused")]
     OriginRefused,
+    /// 410: a sync cursor the log cannot continue from (past retention, or never issued).
+    #[error("sync cursor expired")]
+    CursorExpired,
     /// 404: no such task for this user, or no such route.
     #[error("not found: {0}")]
     NotFound(&'static str),
@@ -190,6 +193,12 @@ impl ApiError {
                 "This origin, method or header is not allowed to call the API (CORS)".into(),
             ),
             Self::NotFound(what) => (C::NotFound, (*what).into()),
+            Self::CursorExpired => (
+                C::CursorExpired,
+                "This cursor cannot be continued (older than the event log's retention, or not \
+                 one this service issued): sync from scratch, without `since`"
+                    .into(),
+            ),
             Self::PreconditionFailed => (
                 C::PreconditionFailed,
                 "The task has changed since it was read (If-Match)".into(),

@@ -345,6 +345,25 @@ pub async fn head(db: &AppPool, user: &str) -> Result<i64, sqlx::Error> {
         .await)
 }
 
+/// [`head`] on a PostgreSQL connection (inside a transaction whose snapshot it shares).
+pub async fn head_in(conn: &mut sqlx::PgConnection, user: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(HEAD_POSTGRES)
+        .bind(user)
+        .fetch_one(conn)
+        .await
+}
+
+/// [`head`] on a SQLite connection (inside a transaction whose snapshot it shares).
+pub async fn head_in_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    user: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(HEAD_SQLITE)
+        .bind(user)
+        .fetch_one(conn)
+        .await
+}
+
 /// The user's events after `after`, oldest first, at most `limit`.
 pub async fn after(
     db: &AppPool,

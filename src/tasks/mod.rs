@@ -10,6 +10,7 @@ pub(crate) mod row;
 pub mod search;
 pub mod sql;
 pub mod store;
+pub mod sync;
 pub mod writer;
 
 pub use routes::TasksApi;
@@ -34,5 +35,6 @@ pub fn stage() -> AdHoc {
         rocket
             .manage(writer::Writer::default())
             .mount("/api", crate::telemetry::traced(routes::routes()))
+            .mount("/api", crate::telemetry::traced(sync::routes()))
     })
 }

@@ -30,6 +30,7 @@ mod seed;
 mod sessions;
 mod stats;
 mod surface;
+mod sync;
 mod tasks_crud;
 mod tasks_list;
 mod tls;

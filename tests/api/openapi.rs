@@ -105,7 +105,7 @@ async fn the_document_lists_exactly_the_mounted_routes() {
     // they are documented but not mounted; each must have its twin.
     let token_scoped = |path: &str| {
         path.strip_prefix("/api/").is_some_and(|rest| {
-            ["tasks", "stats", "events", "dashboard"]
+            ["tasks", "stats", "events", "dashboard", "changes"]
                 .iter()
                 .any(|w| rest == *w || rest.starts_with(&format!("{w}/")))
         })
