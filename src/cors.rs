@@ -19,17 +19,19 @@ use rocket_cors::{AllowedHeaders, AllowedOrigins, Cors, CorsOptions, Method};
 use crate::error::{answer_early, ApiError};
 
 /// Request headers a browser may send.
-pub const ALLOWED_HEADERS: [&str; 5] = [
+pub const ALLOWED_HEADERS: [&str; 6] = [
     "Authorization",
     "Content-Type",
     "If-Match",
     "If-None-Match",
     "Last-Event-ID",
+    "Idempotency-Key",
 ];
 
 /// Response headers a browser may read.
-pub const EXPOSED_HEADERS: [&str; 9] = [
+pub const EXPOSED_HEADERS: [&str; 10] = [
     "ETag",
+    "Idempotent-Replayed",
     "X-Request-Id",
     "Location",
     "Link",

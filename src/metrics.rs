@@ -213,7 +213,7 @@ impl<'r> rocket::response::Responder<'r, 'static> for Exposition {
 fn scrape(
     metrics: &State<Metrics>,
     db: &Db,
-    writer: &State<crate::tasks::writer::Writer>,
+    writer: &State<std::sync::Arc<crate::tasks::writer::Writer>>,
     verifier: &State<Verifier>,
     bus: Option<&State<std::sync::Arc<crate::events::Bus>>>,
     listener: Option<&State<std::sync::Arc<crate::events::ListenerState>>>,

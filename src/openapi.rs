@@ -78,6 +78,49 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
+/// Every write takes an `Idempotency-Key` and may answer 409 for it, or replay an answer.
+fn add_idempotency(item: &mut PathItem) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::Required;
+    let writes = [
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ];
+    for operation in writes.into_iter().flatten() {
+        let key = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes the write safe to retry: 1–255 printable ASCII characters. The first \
+                 request with a key runs and its answer is kept 24 hours for the user; a repeat \
+                 with the same request gets that answer again (`Idempotent-Replayed: true`) and \
+                 writes nothing; the same key with another request is 422; a repeat while the \
+                 first runs is 409 `idempotency_key_in_use`",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255)),
+            ))
+            .build();
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(RefOr::T(key));
+        operation.responses.responses.insert(
+            "409".to_owned(),
+            error_response(
+                "`idempotency_key_in_use`: a request with this `Idempotency-Key` is still running",
+                None,
+            ),
+        );
+    }
+}
+
 /// Adds the bearer scheme, the shared error responses and the shared headers.
 fn add_shared_parts(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
@@ -106,6 +149,9 @@ fn add_shared_parts(doc: &mut Document) {
     );
     for (path, item) in doc.paths.paths.iter_mut() {
         let api = path.starts_with("/api/");
+        if api {
+            add_idempotency(item);
+        }
         for operation in operations_mut(item) {
             let bearer_only = operation.security.as_ref().is_some_and(|requirements| {
                 requirements.len() == 1

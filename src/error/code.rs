@@ -25,6 +25,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the path exists, the method does not.
     MethodNotAllowed,
+    /// 409: a request with the same `Idempotency-Key` is still running.
+    IdempotencyKeyInUse,
     /// 410: a sync cursor past the event log's retention, or one never issued.
     CursorExpired,
     /// 412: `If-Match` does not match.
@@ -51,7 +53,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the docs' error table.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::MalformedJson,
         Self::BadRequest,
         Self::AuthRequired,
@@ -60,6 +62,7 @@ impl ErrorCode {
         Self::OriginNotAllowed,
         Self::NotFound,
         Self::MethodNotAllowed,
+        Self::IdempotencyKeyInUse,
         Self::CursorExpired,
         Self::PreconditionFailed,
         Self::PayloadTooLarge,
@@ -84,6 +87,7 @@ impl ErrorCode {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::CursorExpired => "cursor_expired",
             Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
@@ -106,6 +110,7 @@ impl ErrorCode {
             Self::Forbidden | Self::OriginNotAllowed => Status::Forbidden,
             Self::NotFound => Status::NotFound,
             Self::MethodNotAllowed => Status::MethodNotAllowed,
+            Self::IdempotencyKeyInUse => Status::Conflict,
             Self::CursorExpired => Status::Gone,
             Self::PreconditionFailed => Status::PreconditionFailed,
             Self::PayloadTooLarge => Status::PayloadTooLarge,

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// or asking for a method or header that is not allowed.
     #[error("CORS preflight refused")]
     OriginRefused,
+    /// 409: the first request with this `Idempotency-Key` is still running.
+    #[error("idempotency key in use")]
+    IdempotencyKeyInUse,
     /// 410: a sync cursor the log cannot continue from (past retention, or never issued).
     #[error("sync cursor expired")]
     CursorExpired,
@@ -193,6 +196,11 @@ impl ApiError {
                 "This origin, method or header is not allowed to call the API (CORS)".into(),
             ),
             Self::NotFound(what) => (C::NotFound, (*what).into()),
+            Self::IdempotencyKeyInUse => (
+                C::IdempotencyKeyInUse,
+                "A request with this Idempotency-Key is still running: retry when it is done"
+                    .into(),
+            ),
             Self::CursorExpired => (
                 C::CursorExpired,
                 "This cursor cannot be continued (older than the event log's retention, or not \

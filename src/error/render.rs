@@ -40,6 +40,16 @@ impl PublicError {
 
 struct StashedError(Mutex<Option<PublicError>>);
 
+impl PublicError {
+    /// The status code and the JSON body, as an answer to keep and send again.
+    pub fn status_and_json(&self) -> (u16, String) {
+        (
+            self.status.code,
+            serde_json::to_string(&self.body).unwrap_or_default(),
+        )
+    }
+}
+
 impl<'r> Responder<'r, 'static> for PublicError {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         let json = serde_json::to_vec(&self.body).map_err(|_| Status::InternalServerError)?;

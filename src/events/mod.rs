@@ -382,7 +382,7 @@ async fn set_up(
         // fails naming this stage).
         return Err(rocket);
     };
-    let Some(writer) = rocket.state::<Writer>() else {
+    let Some(writer) = rocket.state::<Arc<Writer>>() else {
         tracing::error!("the events stage needs tasks::stage() attached before it");
         return Err(rocket);
     };

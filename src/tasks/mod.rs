@@ -2,6 +2,7 @@
 
 pub mod changes;
 pub mod etag;
+pub mod idempotency;
 pub mod log;
 pub mod model;
 pub mod query;
@@ -33,8 +34,15 @@ pub async fn start_up(db: &AppPool) -> Result<(), sqlx::Error> {
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Tasks", |rocket| async {
         rocket
-            .manage(writer::Writer::default())
+            .manage(std::sync::Arc::new(writer::Writer::default()))
             .mount("/api", crate::telemetry::traced(routes::routes()))
             .mount("/api", crate::telemetry::traced(sync::routes()))
+            .attach(AdHoc::on_liftoff("Idempotency keys", |rocket| {
+                Box::pin(async move {
+                    if let Some(db) = rocket.state::<crate::db::Db>() {
+                        tokio::spawn(idempotency::keep_pruned((**db).clone(), rocket.shutdown()));
+                    }
+                })
+            }))
     })
 }

@@ -4,11 +4,11 @@
 //! and body guards, which gives the contract's 401 → 403 → 404/422 order.
 
 use rocket::http::uri::Origin;
-use rocket::http::Status;
 use rocket::request::Request;
-use rocket::response::status::Created;
 use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
+use std::sync::Arc;
+
 use rocket::{Route, State};
 use serde::Serialize;
 
@@ -18,6 +18,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 
 use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
+use super::idempotency::{self, Answer, IdempotencyKey};
 use super::model::{
     parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
     TaskId, TaskPath,
@@ -31,10 +32,6 @@ use crate::error::ErrorBody;
 const NO_SUCH_TASK: ApiError = ApiError::NotFound("Task not found");
 
 type TaskIdParam = Result<TaskId, InvalidTaskId>;
-
-fn found(task: Option<Task>) -> Result<Tagged, ApiError> {
-    task.map(Tagged::Task).ok_or(NO_SUCH_TASK)
-}
 
 /// A list answer: the tasks, `X-Total-Count` and an RFC 8288 `Link` for next / prev.
 pub struct TaskPage {
@@ -151,13 +148,20 @@ async fn create(
     user_id: &str,
     user: AuthedUser,
     db: &Db,
-    writer: &State<Writer>,
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
+    uri: &Origin<'_>,
     body: JsonObject,
-) -> Result<Created<Tagged>, ApiError> {
+) -> Result<Answer, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
-    let task = store::create(db, writer, &user, new_task).await?;
-    let location = format!("{}/tasks/{}", user.api_base(), task.id);
-    Ok(Created::new(location).body(Tagged::Task(task)))
+    let fingerprint = idempotency::fingerprint("POST", &uri.to_string(), Some(&body.0));
+    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
+    idempotency::run(db, &user, key, fingerprint, async move {
+        let task = store::create(&pool, &writer, &owner, new_task).await?;
+        let location = format!("{}/tasks/{}", owner.api_base(), task.id);
+        Answer::task(201, &task, Some(location))
+    })
+    .await
 }
 
 /// `GET /api/<user_id>/tasks/<id>`: one task with its `ETag`; 304 when `If-None-Match`
@@ -196,26 +200,47 @@ async fn get(
     Ok(Tagged::Task(task))
 }
 
+/// A PUT or PATCH of one task, run once per `Idempotency-Key`.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
-    user: &AuthedUser,
+    method: &str,
+    uri: &Origin<'_>,
+    user: AuthedUser,
     db: &Db,
-    writer: &State<Writer>,
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
     id: TaskIdParam,
-    if_match: &IfMatch,
-    body: &JsonObject,
+    if_match: IfMatch,
+    body: JsonObject,
     mode: InputMode,
-) -> Result<Tagged, ApiError> {
+) -> Result<Answer, ApiError> {
     let id = id?;
     let changes = TaskChanges::parse(&body.0, mode)?;
-    if changes.is_empty() {
-        // Nothing is written, so the precondition is checked against a plain read.
-        let task = store::get(db, user, id).await?.ok_or(NO_SUCH_TASK)?;
-        if !if_match.matches(&task) {
-            return Err(ApiError::PreconditionFailed);
-        }
-        return Ok(Tagged::Task(task));
-    }
-    found(store::update(db, writer, user, id, changes, &if_match.precondition(id)).await?)
+    let fingerprint = idempotency::fingerprint(method, &uri.to_string(), Some(&body.0));
+    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
+    idempotency::run(db, &user, key, fingerprint, async move {
+        let task = if changes.is_empty() {
+            // Nothing is written, so the precondition is checked against a plain read.
+            let task = store::get(&pool, &owner, id).await?.ok_or(NO_SUCH_TASK)?;
+            if !if_match.matches(&task) {
+                return Err(ApiError::PreconditionFailed);
+            }
+            task
+        } else {
+            store::update(
+                &pool,
+                &writer,
+                &owner,
+                id,
+                changes,
+                &if_match.precondition(id),
+            )
+            .await?
+            .ok_or(NO_SUCH_TASK)?
+        };
+        Answer::task(200, &task, None)
+    })
+    .await
 }
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
@@ -241,16 +266,31 @@ async fn apply(
 )]
 #[put("/<user_id>/tasks/<id>", data = "<body>")]
 #[tracing::instrument(name = "tasks.replace", level = "debug", skip_all, fields(user = %user_id))]
+#[allow(clippy::too_many_arguments)]
 async fn replace(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    writer: &State<Writer>,
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
+    uri: &Origin<'_>,
     body: JsonObject,
-) -> Result<Tagged, ApiError> {
-    apply(&user, db, writer, id, &if_match, &body, InputMode::Replace).await
+) -> Result<Answer, ApiError> {
+    apply(
+        "PUT",
+        uri,
+        user,
+        db,
+        writer,
+        key,
+        id,
+        if_match,
+        body,
+        InputMode::Replace,
+    )
+    .await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>`: JSON merge patch of the writable fields.
@@ -277,16 +317,31 @@ async fn replace(
 )]
 #[patch("/<user_id>/tasks/<id>", data = "<body>")]
 #[tracing::instrument(name = "tasks.patch", level = "debug", skip_all, fields(user = %user_id))]
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    writer: &State<Writer>,
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
+    uri: &Origin<'_>,
     body: JsonObject,
-) -> Result<Tagged, ApiError> {
-    apply(&user, db, writer, id, &if_match, &body, InputMode::Patch).await
+) -> Result<Answer, ApiError> {
+    apply(
+        "PATCH",
+        uri,
+        user,
+        db,
+        writer,
+        key,
+        id,
+        if_match,
+        body,
+        InputMode::Patch,
+    )
+    .await
 }
 
 /// `PATCH /api/<user_id>/tasks/<id>/complete`: no body toggles; `{"completed": b}` sets.
@@ -312,18 +367,30 @@ async fn patch(
 )]
 #[patch("/<user_id>/tasks/<id>/complete", data = "<body>")]
 #[tracing::instrument(name = "tasks.complete", level = "debug", skip_all, fields(user = %user_id))]
+#[allow(clippy::too_many_arguments)]
 async fn complete(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    writer: &State<Writer>,
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
+    uri: &Origin<'_>,
     body: OptionalJsonObject,
-) -> Result<Tagged, ApiError> {
+) -> Result<Answer, ApiError> {
     let id = id?;
     let value = parse_completion(body.0.as_ref())?;
-    found(store::set_completed(db, writer, &user, id, value, &if_match.precondition(id)).await?)
+    let fingerprint = idempotency::fingerprint("PATCH", &uri.to_string(), body.0.as_ref());
+    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
+    idempotency::run(db, &user, key, fingerprint, async move {
+        let precondition = if_match.precondition(id);
+        let task = store::set_completed(&pool, &writer, &owner, id, value, &precondition)
+            .await?
+            .ok_or(NO_SUCH_TASK)?;
+        Answer::task(200, &task, None)
+    })
+    .await
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
@@ -345,20 +412,29 @@ async fn complete(
 )]
 #[delete("/<user_id>/tasks/<id>")]
 #[tracing::instrument(name = "tasks.delete", level = "debug", skip_all, fields(user = %user_id))]
+#[allow(clippy::too_many_arguments)]
 async fn delete(
     user_id: &str,
     user: AuthedUser,
     id: TaskIdParam,
     if_match: IfMatch,
     db: &Db,
-    writer: &State<Writer>,
-) -> Result<Status, ApiError> {
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
+    uri: &Origin<'_>,
+) -> Result<Answer, ApiError> {
     let id = id?;
-    if store::delete(db, writer, &user, id, &if_match.precondition(id)).await? {
-        Ok(Status::NoContent)
-    } else {
-        Err(NO_SUCH_TASK)
-    }
+    let fingerprint = idempotency::fingerprint("DELETE", &uri.to_string(), None);
+    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
+    idempotency::run(db, &user, key, fingerprint, async move {
+        let precondition = if_match.precondition(id);
+        if store::delete(&pool, &writer, &owner, id, &precondition).await? {
+            Ok(Answer::empty(204))
+        } else {
+            Err(NO_SUCH_TASK)
+        }
+    })
+    .await
 }
 
 /// The answers a write to one task can fail with besides the body's and the shared ones.
@@ -415,16 +491,23 @@ async fn clear_completed(
     user: AuthedUser,
     completed: Option<&str>,
     db: &Db,
-    writer: &State<Writer>,
-) -> Result<Json<Deleted>, ApiError> {
+    writer: &State<Arc<Writer>>,
+    key: IdempotencyKey,
+    uri: &Origin<'_>,
+) -> Result<Answer, ApiError> {
     if completed != Some("true") {
         return Err(ApiError::field(
             "completed",
             "Only completed tasks can be cleared: send completed=true",
         ));
     }
-    let deleted = store::delete_completed(db, writer, &user).await?;
-    Ok(Json(Deleted { deleted }))
+    let fingerprint = idempotency::fingerprint("DELETE", &uri.to_string(), None);
+    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
+    idempotency::run(db, &user, key, fingerprint, async move {
+        let deleted = store::delete_completed(&pool, &writer, &owner).await?;
+        Answer::json(&Deleted { deleted })
+    })
+    .await
 }
 
 /// The OpenAPI description of the task routes.

@@ -15,6 +15,7 @@ mod etags;
 mod events;
 mod hardening;
 mod health;
+mod idempotency;
 mod jwks;
 mod lifecycle;
 mod metrics;

@@ -1,0 +1,188 @@
+//! `Idempotency-Key` on every write: a repeat gets the first answer and writes nothing; the
+//! same key with another request is 422; a repeat while the first runs is 409; keys are per
+//! user, kept in the database, and pruned after 24 hours.
+
+use rocket::http::{Method, Status};
+use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::helpers::*;
+
+async fn keyed(
+    app: &TestApp,
+    user: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    key: &str,
+) -> TestResponse {
+    app.as_user(user)
+        .send(method, path, body, &[("Idempotency-Key", key)])
+        .await
+}
+
+async fn count(app: &TestApp, user: &str) -> usize {
+    app.as_user(user)
+        .get("tasks?limit=100")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+on_every_database! {
+    async fn a_repeated_write_gets_the_first_answer_and_writes_nothing(app) {
+        let body = json!({"title": "once"});
+        let first = keyed(&app, "alice", Method::Post, "tasks", Some(&body), "create-1").await;
+        assert_eq!(first.status, Status::Created, "{}", first.text);
+        assert_eq!(first.header("Idempotent-Replayed"), None);
+        let again = keyed(&app, "alice", Method::Post, "tasks", Some(&body), "create-1").await;
+        assert_eq!(again.status, Status::Created);
+        assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+        assert_eq!(again.json(), first.json());
+        assert_eq!(again.header("Location"), first.header("Location"));
+        assert_eq!(again.header("ETag"), first.header("ETag"));
+        assert_eq!(count(&app, "alice").await, 1);
+        // Without a key nothing changes: two creates, two tasks.
+        app.as_user("alice").post("tasks", &body).await;
+        app.as_user("alice").post("tasks", &body).await;
+        assert_eq!(count(&app, "alice").await, 3);
+
+        // Every kind of write.
+        let id = first.json()["id"].as_i64().unwrap();
+        let task = format!("tasks/{id}");
+        let put = json!({"title": "replaced"});
+        let patch = json!({"title": "patched"});
+        for (method, path, body, key) in [
+            (Method::Put, task.clone(), Some(&put), "put-1"),
+            (Method::Patch, task.clone(), Some(&patch), "patch-1"),
+            (Method::Patch, format!("{task}/complete"), None, "toggle-1"),
+        ] {
+            let first = keyed(&app, "alice", method, &path, body, key).await;
+            assert_eq!(first.status, Status::Ok, "{method} {path}: {}", first.text);
+            let again = keyed(&app, "alice", method, &path, body, key).await;
+            assert_eq!(again.status, Status::Ok);
+            assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+            assert_eq!(again.json(), first.json(), "{method} {path}");
+        }
+        // The toggle ran once: the task is completed, not toggled back.
+        assert_eq!(app.as_user("alice").get(&task).await.json()["completed"], true);
+        let cleared = keyed(&app, "alice", Method::Delete, "tasks?completed=true", None, "clear-1").await;
+        assert_eq!(cleared.json(), json!({"deleted": 1}));
+        let again = keyed(&app, "alice", Method::Delete, "tasks?completed=true", None, "clear-1").await;
+        assert_eq!((again.status, again.json()), (Status::Ok, json!({"deleted": 1})));
+        let other = app.as_user("alice").get("tasks").await.json()[0]["id"].as_i64().unwrap();
+        let deleted = keyed(&app, "alice", Method::Delete, &format!("tasks/{other}"), None, "delete-1").await;
+        assert_eq!(deleted.status, Status::NoContent);
+        let again = keyed(&app, "alice", Method::Delete, &format!("tasks/{other}"), None, "delete-1").await;
+        assert_eq!(again.status, Status::NoContent, "the first answer, not a 404");
+        assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+        assert_eq!(count(&app, "alice").await, 1);
+    }
+
+    async fn the_same_key_for_another_request_is_422_and_a_running_one_is_409(app) {
+        let first = keyed(&app, "alice", Method::Post, "tasks", Some(&json!({"title": "a"})), "k").await;
+        assert_eq!(first.status, Status::Created);
+        for (method, path, body) in [
+            (Method::Post, "tasks".to_owned(), Some(json!({"title": "b"}))),
+            (Method::Patch, format!("tasks/{}", first.json()["id"]), Some(json!({"title": "a"}))),
+        ] {
+            let refused = keyed(&app, "alice", method, &path, body.as_ref(), "k").await;
+            assert_eq!(refused.status, Status::UnprocessableEntity, "{method} {path}");
+            assert!(refused.json()["field_errors"]["Idempotency-Key"].is_array(), "{}", refused.text);
+        }
+        for bad in ["x".repeat(256), "caf\u{e9}".to_owned()] {
+            let refused = keyed(&app, "alice", Method::Post, "tasks", Some(&json!({"title": "c"})), &bad).await;
+            assert_eq!(refused.status, Status::UnprocessableEntity);
+        }
+
+        // A first request still running (its claim, with no answer yet): 409, nothing written.
+        let body = json!({"title": "running"});
+        let fingerprint = todo_api::tasks::idempotency::fingerprint("POST", "/api/alice/tasks", body.as_object());
+        on_pool!(&pool_of(&app.db_url).await, |p| drop(
+            sqlx::query("INSERT INTO idempotency_keys (user_id, key, fingerprint) VALUES ('alice', 'busy', $1)")
+                .bind(&fingerprint).execute(p).await.unwrap()
+        ));
+        let busy = keyed(&app, "alice", Method::Post, "tasks", Some(&body), "busy").await;
+        assert_eq!(busy.status, Status::Conflict);
+        assert_eq!(busy.error_code(), "idempotency_key_in_use");
+        assert_eq!(count(&app, "alice").await, 1);
+
+        // Repeats sent at once: one task, every answer the first one or a 409.
+        let body = json!({"title": "raced"});
+        let send = || keyed(&app, "alice", Method::Post, "tasks", Some(&body), "race");
+        let (a, b, c) = tokio::join!(send(), send(), send());
+        let created: Vec<_> = [&a, &b, &c].into_iter().filter(|r| r.status == Status::Created).collect();
+        assert!(!created.is_empty());
+        for r in [&a, &b, &c] {
+            assert!(r.status == Status::Created || r.status == Status::Conflict, "{}", r.status);
+        }
+        assert!(created.windows(2).all(|w| w[0].json() == w[1].json()));
+        assert_eq!(count(&app, "alice").await, 2);
+
+        // Keys belong to their user: Bob's "k" is his own.
+        let bob = keyed(&app, "bob", Method::Post, "tasks", Some(&json!({"title": "a"})), "k").await;
+        assert_eq!(bob.status, Status::Created);
+        assert_eq!(bob.header("Idempotent-Replayed"), None);
+        assert_eq!(bob.json()["user_id"], "bob");
+    }
+
+    async fn keys_expire_after_a_day_and_are_pruned(app) {
+        let pool = pool_of(&app.db_url).await;
+        let past = if app.db_url.starts_with("sqlite") { "'2020-01-01T00:00:00.000Z'" } else { "now() - interval '25 hours'" };
+        on_pool!(&pool, |p| drop(
+            sqlx::query(&format!("INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body, created_at) \
+                VALUES ('alice', 'old', 'another request', 201, '{{}}', {past}), ('alice', 'older', 'x', 200, '{{}}', {past})"))
+                .execute(p).await.unwrap()
+        ));
+        // Past its day, a key is free again even before the pruning.
+        let fresh = keyed(&app, "alice", Method::Post, "tasks", Some(&json!({"title": "new"})), "old").await;
+        assert_eq!(fresh.status, Status::Created, "{}", fresh.text);
+        assert_eq!(fresh.header("Idempotent-Replayed"), None);
+        // (The service's own pruning may have run first: either way the old one goes.)
+        todo_api::tasks::idempotency::prune(&pool, 1000).await.unwrap();
+        let left: Vec<String> = on_pool!(&pool, |p| sqlx::query_scalar("SELECT key FROM idempotency_keys").fetch_all(p).await.unwrap());
+        assert_eq!(left, vec!["old".to_owned()], "the day-old one went, the fresh one stays");
+    }
+}
+
+on_both_backends! {
+    async fn a_create_whose_answer_was_lost_is_retried_to_one_task_and_the_same_answer(backend) {
+        let server = LiveServer::start(backend, |f| f).await;
+        let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
+        let body = json!({"title": "sent once"}).to_string();
+        let request = format!(
+            "POST /api/alice/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nIdempotency-Key: lost-1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        // The client sends, then the connection is cut before any answer is read.
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        drop(socket);
+        let client = reqwest::Client::new();
+        let retry = || client.post(format!("http://127.0.0.1:{}/api/alice/tasks", server.port))
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", "lost-1")
+            .body(body.clone())
+            .send();
+        // Retried (as a client does) until it is not a 409 from the first still running.
+        let mut answer = retry().await.unwrap();
+        for _ in 0..50 {
+            if answer.status() != 409 { break; }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            answer = retry().await.unwrap();
+        }
+        assert_eq!(answer.status(), 201);
+        let first: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+        let again: Value = serde_json::from_str(&retry().await.unwrap().text().await.unwrap()).unwrap();
+        assert_eq!(first, again);
+        let listed = client.get(format!("http://127.0.0.1:{}/api/alice/tasks", server.port))
+            .bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+        let listed: Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        server.stop().await;
+    }
+}
