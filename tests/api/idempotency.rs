@@ -147,42 +147,71 @@ on_every_database! {
     }
 }
 
+/// A TCP proxy in front of `port` that forwards one connection's request, waits for the
+/// first bytes of the answer (so the write has committed) and then cuts both sides: the
+/// client never gets the answer.
+async fn answer_losing_proxy(port: u16) -> u16 {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        let mut server = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut buffer, mut answer) = (vec![0_u8; 65536], [0_u8; 1]);
+        loop {
+            tokio::select! {
+                read = client.read(&mut buffer) => match read {
+                    Ok(n) if n > 0 => server.write_all(&buffer[..n]).await.unwrap(),
+                    _ => return,
+                },
+                read = server.read(&mut answer) => {
+                    // The answer has begun: the write committed. Lose it.
+                    let _ = read;
+                    return;
+                }
+            }
+        }
+    });
+    proxy_port
+}
+
 on_both_backends! {
     async fn a_create_whose_answer_was_lost_is_retried_to_one_task_and_the_same_answer(backend) {
         let server = LiveServer::start(backend, |f| f).await;
         let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
         let body = json!({"title": "sent once"}).to_string();
-        let request = format!(
-            "POST /api/alice/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nIdempotency-Key: lost-1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        // The client sends, then the connection is cut before any answer is read.
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
-        socket.write_all(request.as_bytes()).await.unwrap();
-        drop(socket);
         let client = reqwest::Client::new();
-        let retry = || client.post(format!("http://127.0.0.1:{}/api/alice/tasks", server.port))
+        let create = |port: u16| client.post(format!("http://127.0.0.1:{port}/api/alice/tasks"))
             .bearer_auth(&token)
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", "lost-1")
             .body(body.clone())
             .send();
-        // Retried (as a client does) until it is not a 409 from the first still running.
-        let mut answer = retry().await.unwrap();
-        for _ in 0..50 {
-            if answer.status() != 409 { break; }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            answer = retry().await.unwrap();
-        }
-        assert_eq!(answer.status(), 201);
-        let first: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
-        let again: Value = serde_json::from_str(&retry().await.unwrap().text().await.unwrap()).unwrap();
-        assert_eq!(first, again);
+        let proxy = answer_losing_proxy(server.port).await;
+        assert!(create(proxy).await.is_err(), "the answer is lost on the way");
+        // The retry, straight to the service: the first answer, and one task.
+        let retried = create(server.port).await.unwrap();
+        assert_eq!(retried.status(), 201);
+        assert_eq!(retried.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+        let first: Value = serde_json::from_str(&retried.text().await.unwrap()).unwrap();
+        assert_eq!(first["title"], "sent once");
         let listed = client.get(format!("http://127.0.0.1:{}/api/alice/tasks", server.port))
             .bearer_auth(&token).send().await.unwrap().text().await.unwrap();
         let listed: Value = serde_json::from_str(&listed).unwrap();
         assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed[0], first);
+
+        // Kept in the database: another instance on it replays the same answer.
+        let other = LiveServer::start_on(TestDatabase::existing(&server.db_url), |f| f).await;
+        let elsewhere = create(other.port).await.unwrap();
+        assert_eq!(elsewhere.status(), 201);
+        let again: Value = serde_json::from_str(&elsewhere.text().await.unwrap()).unwrap();
+        assert_eq!(again, first);
+        other.stop().await;
         server.stop().await;
     }
 }
