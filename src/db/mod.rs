@@ -111,10 +111,16 @@ impl AppPool {
                 ))
             }
             Backend::Postgres => {
-                let options = postgres::pool_options(settings, setting).await?;
-                Ok(Self::Postgres(
-                    pool_options(settings, u32::MAX).connect_lazy_with(options),
-                ))
+                let (options, named_later) = postgres::pool_options(settings, setting).await?;
+                let pool = pool_options(settings, u32::MAX).connect_lazy_with(options);
+                if let Some(named) = named_later {
+                    tokio::spawn(postgres::settle_later(
+                        pool.clone(),
+                        named,
+                        setting.to_owned(),
+                    ));
+                }
+                Ok(Self::Postgres(pool))
             }
         }
     }

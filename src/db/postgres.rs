@@ -119,13 +119,20 @@ pub struct Statements {
     pub named: bool,
     /// Why, for the start-up log.
     pub reason: &'static str,
+    /// Whether the choice is final: not when the probe could not reach the server (the
+    /// choice is then made again once it answers, see [`settle_later`]).
+    pub settled: bool,
 }
 
 /// Decides [`Statements`] for a pool on `parsed`: the setting when it is `on` or `off`;
 /// else from the host (Supabase's transaction pooler, `pgbouncer=true`, Neon's pooler,
 /// which keeps them); else by asking the server what a pooler would show (see [`probe`]).
 pub async fn decide(settings: &DatabaseConfig, parsed: &Parsed) -> Statements {
-    let named = |named, reason| Statements { named, reason };
+    let named = |named, reason| Statements {
+        named,
+        reason,
+        settled: true,
+    };
     match settings.prepared_statements {
         PreparedStatements::On => return named(true, "DATABASE_PREPARED_STATEMENTS=on"),
         PreparedStatements::Off => return named(false, "DATABASE_PREPARED_STATEMENTS=off"),
@@ -156,9 +163,15 @@ pub async fn decide(settings: &DatabaseConfig, parsed: &Parsed) -> Statements {
                  unnamed statements, which work everywhere (set DATABASE_PREPARED_STATEMENTS=on \
                  for a direct connection)"
             );
-            named(false, "the probe could not connect")
+            Statements {
+                settled: false,
+                ..named(false, "the probe could not connect")
+            }
         }
-        Err(_) => named(false, "the probe timed out"),
+        Err(_) => Statements {
+            settled: false,
+            ..named(false, "the probe timed out")
+        },
     }
 }
 
@@ -236,11 +249,13 @@ fn is_certificate_error(error: &sqlx::Error) -> bool {
     }
 }
 
-/// The pool's connection options for `settings`, with prepared statements decided.
+/// The pool's connection options for `settings`, with prepared statements decided; and,
+/// when the probe could not reach the server, the options with named statements, to
+/// switch to if a later probe finds a session of its own (see [`settle_later`]).
 pub async fn pool_options(
     settings: &DatabaseConfig,
     setting: &str,
-) -> Result<PgConnectOptions, DbError> {
+) -> Result<(PgConnectOptions, Option<PgConnectOptions>), DbError> {
     let parsed = parse(settings.url.expose_secret(), setting)?;
     if parsed.channel_binding_required {
         warn_channel_binding(setting, &parsed.options);
@@ -259,11 +274,44 @@ pub async fn pool_options(
         "{setting}: PostgreSQL connection settings"
     );
     Ok(if statements.named {
-        parsed.options
+        (parsed.options, None)
     } else {
         // The vendored driver sends each query as one unnamed statement when its cache is off.
-        parsed.options.statement_cache_capacity(0)
+        let unnamed = parsed.options.clone().statement_cache_capacity(0);
+        (unnamed, (!statements.settled).then_some(parsed.options))
     })
+}
+
+/// For a pool whose start-up probe could not reach the server (it was down, or a
+/// serverless database still waking): probes again, after 1 s and then less and less
+/// often, until the server answers; a session of its own then turns named statements on
+/// for the pool's new connections (those open already stay unnamed, which works anywhere).
+pub async fn settle_later(pool: sqlx::PgPool, named: PgConnectOptions, setting: String) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        if pool.is_closed() {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_secs(10), probe(&named)).await {
+            Ok(Ok(false)) => {
+                pool.set_connect_options(named);
+                tracing::info!(
+                    named_prepared_statements = true,
+                    "{setting}: the server answers now, with a session of its own: named prepared statements on"
+                );
+                return;
+            }
+            Ok(Ok(true)) => {
+                tracing::info!(
+                    named_prepared_statements = false,
+                    "{setting}: the server answers now, through a transaction-mode pooler: unnamed statements stay"
+                );
+                return;
+            }
+            Ok(Err(_)) | Err(_) => wait = (wait * 2).min(Duration::from_secs(30)),
+        }
+    }
 }
 
 #[cfg(test)]

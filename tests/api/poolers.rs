@@ -94,3 +94,69 @@ async fn instances_starting_together_through_the_pooler_migrate_once_and_all_ser
         assert_eq!(listed.json().as_array().unwrap().len(), 3);
     }
 }
+
+/// A pool whose start-up probe could not reach the server (down, or a serverless database
+/// still waking) starts with unnamed statements, and turns named ones on once a later probe
+/// finds a session of its own.
+#[rocket::async_test]
+async fn a_pool_that_could_not_probe_at_start_turns_named_statements_on_later() {
+    let Some((server, _)) = servers() else { return };
+    let database = TestDatabase::fresh(Backend::Postgres).await;
+    // A port where nothing listens yet.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut url = url::Url::parse(&database.url).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let settings = todo_api::config::DatabaseConfig::other(
+        &secrecy::SecretString::from(url.to_string()),
+        "DATABASE_URL",
+        2,
+        std::time::Duration::from_secs(1),
+    )
+    .unwrap();
+    let pool = todo_api::db::AppPool::open(&settings, "DATABASE_URL")
+        .await
+        .unwrap();
+    let todo_api::db::AppPool::Postgres(pool) = pool else {
+        panic!("a PostgreSQL pool")
+    };
+    let named = |pool: &sqlx::PgPool| {
+        !format!("{:?}", pool.connect_options()).contains("statement_cache_capacity: 0")
+    };
+    assert!(!named(&pool), "unreachable at start: unnamed statements");
+
+    // The server comes up on that port (a forwarder to the test server).
+    let target: PgConnectOptions = server.parse().unwrap();
+    let target = (target.get_host().to_owned(), target.get_port());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !named(&pool) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "named statements never turned on"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // And the pool serves with them.
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    pool.close().await;
+    forwarder.abort();
+}

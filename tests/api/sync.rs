@@ -127,15 +127,19 @@ on_every_database! {
     }
 
     async fn the_snapshots_cursor_matches_it_while_writes_run(app) {
+        let done = std::sync::atomic::AtomicBool::new(false);
         let writer = async {
             for n in 0..60 {
                 let created = app.as_user("alice").post("tasks", &json!({"title": format!("w{n}")})).await;
                 assert_eq!(created.status, Status::Created);
             }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
         };
         let syncer = async {
             let mut checked = 0;
-            for _ in 0..8 {
+            // Snapshots until the writes are over (the last one sees them all).
+            loop {
+                let last = done.load(std::sync::atomic::Ordering::SeqCst);
                 let snapshot = app.as_user("alice").get("changes").await.json();
                 let cursor = snapshot["cursor"].as_i64().unwrap();
                 let held: Vec<i64> = snapshot["changes"].as_array().unwrap().iter()
@@ -148,6 +152,9 @@ on_every_database! {
                     assert!(!held.contains(&id), "task {id} is in the snapshot and after its cursor {cursor}");
                 }
                 checked += held.len();
+                if last {
+                    break;
+                }
                 tokio::task::yield_now().await;
             }
             checked
