@@ -1004,3 +1004,58 @@ async fn a_listener_behind_a_transaction_pooler_is_deaf_and_events_still_arrive(
     other.stop().await;
     server.stop().await;
 }
+
+/// PostgreSQL: a wake-up for every user (`*`: what a wake-up too long for one notification
+/// becomes) makes each instance read the whole log at once. Polling is an hour away here,
+/// so only the wake-up can bring the event another instance wrote.
+#[rocket::async_test]
+async fn a_wake_up_for_every_user_makes_the_feed_read_the_log_at_once() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let server = LiveServer::start(Backend::Postgres, |f| {
+        f.merge(Serialized::global("events.poll_ms", 3_600_000))
+    })
+    .await;
+    let mut stream = Stream::open(server.port, "/api/alice/events", &bearer("alice")).await;
+    stream.event().await.expect("ready");
+    let todo_api::db::AppPool::Postgres(pool) = crate::helpers::pool_of(&server.db_url).await
+    else {
+        panic!("a PostgreSQL pool")
+    };
+    // An event written elsewhere (as another instance's write appends it), then `*`.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO task_event_counters (user_id, last_id) \
+         VALUES ('alice', (SELECT last_id FROM task_event_floor WHERE id = 1) + 1) \
+         ON CONFLICT (user_id) DO UPDATE SET last_id = task_event_counters.last_id + 1 \
+         RETURNING last_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO task_events (user_id, id, kind, task_id, data) \
+         VALUES ('alice', $1, 'created', 999, '{\"id\":999,\"title\":\"from elsewhere\"}')",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    sqlx::query("SELECT pg_notify('task_events', $1)")
+        .bind(WAKE_EVERYONE)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let frame = stream.event().await.expect("the event, woken by `*`");
+    assert_eq!(frame.json()["title"], "from elsewhere");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}
+
+/// The payload of a wake-up for every user.
+const WAKE_EVERYONE: &str = "*";
