@@ -222,13 +222,14 @@ async fn record(db: &AppPool, user: &str, key: &str, result: &Result<Answer, Api
     }
 }
 
-/// Runs `work` once per `key` of `user`: without a key, just runs it; the first request
-/// with a key runs it and keeps its answer; a repeat gets that answer (or 422, or 409).
+/// Runs `work` once per `key` of `user`: without a key, just runs it (the request is not
+/// even fingerprinted); the first request with a key runs it and keeps its answer; a
+/// repeat gets that answer (or 422, or 409).
 pub async fn run<F>(
     db: &AppPool,
     user: &AuthedUser,
     key: IdempotencyKey,
-    fingerprint: String,
+    fingerprint: impl FnOnce() -> String,
     work: F,
 ) -> Result<Answer, ApiError>
 where
@@ -237,6 +238,7 @@ where
     let Some(key) = key.0 else {
         return work.await;
     };
+    let fingerprint = fingerprint();
     let user_id = user.id().to_owned();
     for _ in 0..2 {
         if claim(db, &user_id, &key, &fingerprint).await? {

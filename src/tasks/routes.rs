@@ -154,7 +154,7 @@ async fn create(
     body: JsonObject,
 ) -> Result<Answer, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
-    let fingerprint = idempotency::fingerprint("POST", &uri.to_string(), Some(&body.0));
+    let fingerprint = || idempotency::fingerprint("POST", &uri.to_string(), Some(&body.0));
     let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
     idempotency::run(db, &user, key, fingerprint, async move {
         let task = store::create(&pool, &writer, &owner, new_task).await?;
@@ -216,7 +216,7 @@ async fn apply(
 ) -> Result<Answer, ApiError> {
     let id = id?;
     let changes = TaskChanges::parse(&body.0, mode)?;
-    let fingerprint = idempotency::fingerprint(method, &uri.to_string(), Some(&body.0));
+    let fingerprint = || idempotency::fingerprint(method, &uri.to_string(), Some(&body.0));
     let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
     idempotency::run(db, &user, key, fingerprint, async move {
         let task = if changes.is_empty() {
@@ -381,7 +381,7 @@ async fn complete(
 ) -> Result<Answer, ApiError> {
     let id = id?;
     let value = parse_completion(body.0.as_ref())?;
-    let fingerprint = idempotency::fingerprint("PATCH", &uri.to_string(), body.0.as_ref());
+    let fingerprint = || idempotency::fingerprint("PATCH", &uri.to_string(), body.0.as_ref());
     let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
     idempotency::run(db, &user, key, fingerprint, async move {
         let precondition = if_match.precondition(id);
@@ -424,7 +424,7 @@ async fn delete(
     uri: &Origin<'_>,
 ) -> Result<Answer, ApiError> {
     let id = id?;
-    let fingerprint = idempotency::fingerprint("DELETE", &uri.to_string(), None);
+    let fingerprint = || idempotency::fingerprint("DELETE", &uri.to_string(), None);
     let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
     idempotency::run(db, &user, key, fingerprint, async move {
         let precondition = if_match.precondition(id);
@@ -501,7 +501,7 @@ async fn clear_completed(
             "Only completed tasks can be cleared: send completed=true",
         ));
     }
-    let fingerprint = idempotency::fingerprint("DELETE", &uri.to_string(), None);
+    let fingerprint = || idempotency::fingerprint("DELETE", &uri.to_string(), None);
     let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
     idempotency::run(db, &user, key, fingerprint, async move {
         let deleted = store::delete_completed(&pool, &writer, &owner).await?;

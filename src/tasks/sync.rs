@@ -107,10 +107,9 @@ const ALL_TASKS: &str = concat!(
 async fn snapshot(db: &AppPool, user: &str) -> Result<(Vec<Task>, i64), ApiError> {
     let (rows, head): (Vec<TaskRow>, i64) = match db {
         AppPool::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
             // One snapshot for both reads: the head matches the tasks exactly.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
+            let mut tx = pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?;
             let head = log::head_in(&mut tx, user).await?;
             let rows = sqlx::query_as(ALL_TASKS)
