@@ -29,120 +29,96 @@ pub const TEST_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456
 /// Which database a test case runs on: the service's own.
 pub use todo_api::db::Backend;
 
-/// Runs each test body once on SQLite and once on PostgreSQL, each in its own database.
-macro_rules! on_both_databases {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+/// The cases of one test body: SQLite and PostgreSQL, and with `pooler` a third,
+/// `pgbouncer`: PostgreSQL reached through PgBouncer in transaction mode
+/// (`TEST_PGBOUNCER_URL`), the service told nothing about it (it finds out itself) except
+/// the direct URL for migrations and `LISTEN`. `app` bodies get a `TestApp` on a fresh
+/// database; `backend` bodies get the `Backend` and start the service themselves.
+macro_rules! test_cases {
+    ($pooler:ident, $kind:ident; $(async fn $name:ident($arg:ident) $body:block)*) => {$(
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[rocket::async_test]
             async fn sqlite() {
-                let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
-                $body
+                $crate::helpers::test_case!($kind, $arg, $crate::helpers::Backend::Sqlite, $body);
             }
 
             #[rocket::async_test]
             async fn postgres() {
-                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else { return };
-                $body
+                if $crate::helpers::postgres_url().is_none() { return; }
+                $crate::helpers::test_case!($kind, $arg, $crate::helpers::Backend::Postgres, $body);
             }
+
+            $crate::helpers::pooler_case!($pooler, $kind, $arg, $body);
         }
     )*};
 }
+pub(crate) use test_cases;
+
+/// One case's body: `$arg` bound to a `TestApp` on a fresh database of `$backend`, or to
+/// the backend itself.
+macro_rules! test_case {
+    (app, $arg:ident, $backend:expr, $body:block) => {
+        let $arg = $crate::helpers::TestApp::spawn($backend).await;
+        $body
+    };
+    (backend, $arg:ident, $backend:expr, $body:block) => {
+        let $arg = $backend;
+        $body
+    };
+}
+pub(crate) use test_case;
+
+/// The `pgbouncer` case, for `pooler` test sets.
+macro_rules! pooler_case {
+    (pooler, $kind:ident, $arg:ident, $body:block) => {
+        #[rocket::async_test]
+        async fn pgbouncer() {
+            if $crate::helpers::postgres_url().is_none() {
+                return;
+            }
+            if $crate::helpers::pgbouncer_url().is_none() {
+                return;
+            }
+            $crate::helpers::THROUGH_POOLER
+                .scope(true, async move {
+                    $crate::helpers::test_case!(
+                        $kind,
+                        $arg,
+                        $crate::helpers::Backend::Postgres,
+                        $body
+                    );
+                })
+                .await
+        }
+    };
+    (direct, $kind:ident, $arg:ident, $body:block) => {};
+}
+pub(crate) use pooler_case;
+
+/// Runs each test body once on SQLite and once on PostgreSQL, each in its own database.
+macro_rules! on_both_databases {
+    ($($tests:tt)*) => { $crate::helpers::test_cases!(direct, app; $($tests)*); };
+}
 pub(crate) use on_both_databases;
 
-/// Like `on_both_databases!`, plus a third case: PostgreSQL through PgBouncer in transaction
-/// mode (see `on_every_backend!`).
+/// Like `on_both_databases!`, plus the `pgbouncer` case (see `test_cases!`).
 macro_rules! on_every_database {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[rocket::async_test]
-            async fn sqlite() {
-                let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
-                $body
-            }
-
-            #[rocket::async_test]
-            async fn postgres() {
-                let Some($app) = $crate::helpers::TestApp::spawn_postgres().await else { return };
-                $body
-            }
-
-            #[rocket::async_test]
-            async fn pgbouncer() {
-                if $crate::helpers::postgres_url().is_none() { return; }
-                if $crate::helpers::pgbouncer_url().is_none() { return; }
-                $crate::helpers::THROUGH_POOLER
-                    .scope(true, async move {
-                        let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
-                        $body
-                    })
-                    .await
-            }
-        }
-    )*};
+    ($($tests:tt)*) => { $crate::helpers::test_cases!(pooler, app; $($tests)*); };
 }
 pub(crate) use on_every_database;
 
 /// Like `on_both_databases!`, for tests that start the service themselves (real sockets).
 macro_rules! on_both_backends {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[rocket::async_test]
-            async fn sqlite() {
-                let $backend = $crate::helpers::Backend::Sqlite;
-                $body
-            }
-
-            #[rocket::async_test]
-            async fn postgres() {
-                if $crate::helpers::postgres_url().is_none() { return; }
-                let $backend = $crate::helpers::Backend::Postgres;
-                $body
-            }
-        }
-    )*};
+    ($($tests:tt)*) => { $crate::helpers::test_cases!(direct, backend; $($tests)*); };
 }
 pub(crate) use on_both_backends;
 
-/// Like `on_both_backends!`, plus a third case: PostgreSQL reached through PgBouncer in
-/// transaction mode (`TEST_PGBOUNCER_URL`), the service told nothing about it (it finds
-/// out itself) except the direct URL for migrations and `LISTEN`.
+/// Like `on_both_backends!`, plus the `pgbouncer` case (see `test_cases!`).
 macro_rules! on_every_backend {
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[rocket::async_test]
-            async fn sqlite() {
-                let $backend = $crate::helpers::Backend::Sqlite;
-                $body
-            }
-
-            #[rocket::async_test]
-            async fn postgres() {
-                if $crate::helpers::postgres_url().is_none() { return; }
-                let $backend = $crate::helpers::Backend::Postgres;
-                $body
-            }
-
-            #[rocket::async_test]
-            async fn pgbouncer() {
-                if $crate::helpers::postgres_url().is_none() { return; }
-                if $crate::helpers::pgbouncer_url().is_none() { return; }
-                let $backend = $crate::helpers::Backend::Postgres;
-                $crate::helpers::THROUGH_POOLER.scope(true, async move { $body }).await
-            }
-        }
-    )*};
+    ($($tests:tt)*) => { $crate::helpers::test_cases!(pooler, backend; $($tests)*); };
 }
 pub(crate) use on_every_backend;
 
@@ -432,12 +408,6 @@ impl TestApp {
     /// A service on a fresh database of `backend` (PostgreSQL must be configured).
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |figment| figment).await
-    }
-
-    /// A PostgreSQL service, or `None` when no server is configured (see [`postgres_url`]).
-    pub async fn spawn_postgres() -> Option<TestApp> {
-        postgres_url()?;
-        Some(Self::spawn(Backend::Postgres).await)
     }
 
     /// A service on a fresh database, with `adjust` applied to its figment.
