@@ -487,9 +487,9 @@ async fn set_up(
 }
 
 /// Events deleted by one statement of the retention.
-const PRUNE_BATCH: i64 = 1_000;
+pub const PRUNE_BATCH: i64 = 1_000;
 /// Statements of the retention per round at most, so one round stays short.
-const PRUNE_ROUNDS: usize = 100;
+pub const PRUNE_ROUNDS: usize = 100;
 /// How often the retention runs at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -504,25 +504,35 @@ async fn keep_retention(db: AppPool, retention: Duration, mut shutdown: Shutdown
             _ = tick.tick() => {}
             _ = &mut shutdown => return,
         }
-        let mut deleted = 0_u64;
-        for _ in 0..PRUNE_ROUNDS {
-            match log::prune(&db, retention, PRUNE_BATCH).await {
-                Ok(done) => {
-                    deleted += done;
-                    if done < PRUNE_BATCH.unsigned_abs() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "old events could not be deleted; retrying later");
-                    break;
-                }
-            }
-            // Between batches, room for the writes.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let deleted = prune_round(&db, retention).await;
         if deleted > 0 {
             tracing::debug!(events = deleted, "events past the retention deleted");
         }
     }
+}
+
+/// One round of the retention: at most [`PRUNE_ROUNDS`] deletes of at most
+/// [`PRUNE_BATCH`] events older than `retention`, with a pause between them for the
+/// writes. Returns how many went; a failure is logged and ends the round (the next one
+/// goes on from there).
+pub async fn prune_round(db: &AppPool, retention: Duration) -> u64 {
+    let mut deleted = 0_u64;
+    for round in 0..PRUNE_ROUNDS {
+        if round > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match log::prune(db, retention, PRUNE_BATCH).await {
+            Ok(done) => {
+                deleted += done;
+                if done < PRUNE_BATCH.unsigned_abs() {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "old events could not be deleted; retrying later");
+                break;
+            }
+        }
+    }
+    deleted
 }

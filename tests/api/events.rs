@@ -528,6 +528,48 @@ on_every_backend! {
     }
 }
 
+on_both_backends! {
+    async fn one_round_of_the_retention_deletes_a_bounded_number_of_events_and_nothing_newer(backend) {
+        // The schema from a service, which then stops (its own retention must not run beside
+        // the rounds measured here).
+        let database = TestDatabase::fresh(backend).await;
+        LiveServer::start_on(TestDatabase::existing(&database.url), |f| f).await.stop().await;
+        let pool = helpers::pool_of(&database.url).await;
+        let batch = todo_api::events::PRUNE_BATCH;
+        let rounds = i64::try_from(todo_api::events::PRUNE_ROUNDS).unwrap();
+        let bound = batch * rounds;
+        // More old events than one round may delete, then one recent event of the same user
+        // (SQLite keeps each user's newest event whatever its age).
+        let old = bound + batch / 2;
+        let seed = match backend {
+            Backend::Postgres => "INSERT INTO task_events (user_id, id, kind, task_id, data, created_at) \
+                SELECT 'old', n, 'created', n, '{}', now() - interval '2 days' FROM generate_series(1, $1) AS n"
+                .to_owned(),
+            Backend::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                INSERT INTO task_events (user_id, id, kind, task_id, data, created_at) \
+                SELECT 'old', i, 'created', i, '{}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days') FROM n"
+                .to_owned(),
+        };
+        on_pool!(&pool, |p| sqlx::query(&seed).bind(old).execute(p).await.map(drop)).unwrap();
+        on_pool!(&pool, |p| sqlx::query("INSERT INTO task_events (user_id, id, kind, task_id, data) VALUES ('old', $1, 'created', 1, '{}')")
+            .bind(old + 1).execute(p).await.map(drop)).unwrap();
+        let left = || async {
+            on_pool!(&pool, |p| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM task_events WHERE user_id = 'old'").fetch_one(p).await).unwrap()
+        };
+        let retention = Duration::from_secs(3600);
+        assert_eq!(left().await, old + 1, "{backend:?}: seeded");
+        let first = todo_api::events::prune_round(&pool, retention).await;
+        assert_eq!(i64::try_from(first).unwrap(), bound, "{backend:?}: one round deletes at most {bound}");
+        assert_eq!(left().await, old - bound + 1);
+        let second = todo_api::events::prune_round(&pool, retention).await;
+        assert_eq!(i64::try_from(second).unwrap(), old - bound, "{backend:?}: the next round the rest");
+        let kept: Vec<i64> = on_pool!(&pool, |p| sqlx::query_scalar("SELECT id FROM task_events WHERE user_id = 'old'").fetch_all(p).await).unwrap();
+        assert_eq!(kept, [old + 1], "{backend:?}: the recent event stays");
+        assert_eq!(todo_api::events::prune_round(&pool, retention).await, 0);
+        on_pool!(&pool, |p| p.close().await);
+    }
+}
+
 /// A task at every field's limit, in 4-byte characters and in characters JSON escapes as
 /// `\u00XX`, reaches a stream whole on both databases (on PostgreSQL such a task is too
 /// large for a notification, so it travels through the event table).
@@ -1003,6 +1045,75 @@ async fn a_listener_behind_a_transaction_pooler_is_deaf_and_events_still_arrive(
     }
     other.stop().await;
     server.stop().await;
+}
+
+/// PostgreSQL, the real binary: a listener URL that is a transaction pooler is said once at
+/// WARN, with what to do, however long the service runs, and `/health/ready` keeps saying
+/// `deaf`.
+#[rocket::async_test]
+async fn a_deaf_listener_warns_once() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let Some(bouncer) = crate::helpers::pgbouncer_url() else {
+        return;
+    };
+    let database = TestDatabase::fresh(Backend::Postgres).await;
+    let pooled = crate::helpers::through_pooler(&database.url, &bouncer);
+    let served = helpers::Served::start(
+        &database.url,
+        &[("DATABASE_DIRECT_URL", &pooled), ("EVENTS_POLL_MS", "100")],
+    )
+    .await;
+    let mut stream = Stream::open(served.port, "/api/alice/events", &bearer("alice")).await;
+    stream.event().await.expect("ready");
+    // Several seconds of work: polls, writes, readiness checks.
+    for n in 0..6 {
+        let (status, _) = api(
+            served.port,
+            "alice",
+            "POST",
+            "tasks",
+            Some(json!({"title": format!("t{n}")})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert_eq!(
+            stream.event().await.and_then(|f| f.event).as_deref(),
+            Some("task.created")
+        );
+        let (_, _, body) = raw_http(
+            served.port,
+            "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["events"]["listener"],
+            "deaf",
+            "{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let lines = served.log_lines();
+    let deaf: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot hear notifications"))
+        })
+        .collect();
+    assert_eq!(deaf.len(), 1, "{deaf:?}");
+    assert_eq!(deaf[0]["level"], "WARN");
+    let said = deaf[0]["message"].as_str().unwrap();
+    assert!(
+        said.contains("DATABASE_DIRECT_URL") && said.contains("EVENTS_POLL_MS"),
+        "{said}"
+    );
+    assert!(
+        !said.contains(&pooled) && !lines.iter().any(|l| l.to_string().contains("secret")),
+        "no URL or secret: {said}"
+    );
 }
 
 /// PostgreSQL: a wake-up for every user (`*`: what a wake-up too long for one notification

@@ -675,3 +675,107 @@ impl Caller<'_> {
         self.send(Method::Delete, path, None, &[]).await
     }
 }
+
+/// The binary serving on a free loopback port, its stdout collected.
+pub struct Served {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub stdout: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    pub async fn start(db_url: &str, extra_env: &[(&str, &str)]) -> Served {
+        Self::start_in(None, db_url, extra_env).await
+    }
+
+    /// [`Served::start`] in the folder `dir` (the binary's own Rocket.toml is not there).
+    pub async fn start_in(
+        dir: Option<&std::path::Path>,
+        db_url: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"));
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
+            .env_clear()
+            .env("ROCKET_PROFILE", "release")
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", db_url)
+            .env("BETTER_AUTH_SECRET", TEST_SECRET)
+            .env("LOG_FORMAT", "json")
+            .env("SHUTDOWN_GRACE_SECS", "5")
+            .envs(extra_env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the service did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Served {
+            child,
+            port,
+            stdout,
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub async fn wait(mut self, limit: std::time::Duration) -> (std::process::ExitStatus, String) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return (status, self.stdout.lock().unwrap().clone());
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the service did not exit within {limit:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}

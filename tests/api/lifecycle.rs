@@ -1,122 +1,16 @@
 //! The real binary over a real socket: request ids and JSON access logs, and a graceful
 //! shutdown on SIGTERM that lets a request in flight finish.
 
-use std::io::Read as _;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::helpers::on_pool;
 use rocket::http::{Method, Status};
-use serde_json::Value;
 
 use crate::helpers::{
-    on_both_backends, on_both_databases, raw_http, AppPool, Backend, TestDatabase, TEST_SECRET,
+    on_both_backends, on_both_databases, raw_http, AppPool, Backend, Served, TestDatabase,
+    TEST_SECRET,
 };
-
-/// The binary serving on a free loopback port, its stdout collected.
-struct Served {
-    child: Child,
-    port: u16,
-    stdout: Arc<Mutex<String>>,
-}
-
-impl Served {
-    async fn start(db_url: &str, extra_env: &[(&str, &str)]) -> Served {
-        Self::start_in(None, db_url, extra_env).await
-    }
-
-    /// [`Served::start`] in the folder `dir` (the binary's own Rocket.toml is not there).
-    async fn start_in(
-        dir: Option<&std::path::Path>,
-        db_url: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Served {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_todo-api"));
-        if let Some(dir) = dir {
-            command.current_dir(dir);
-        }
-        let mut child = command
-            .env_clear()
-            .env("ROCKET_PROFILE", "release")
-            .env("ROCKET_ADDRESS", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", db_url)
-            .env("BETTER_AUTH_SECRET", TEST_SECRET)
-            .env("LOG_FORMAT", "json")
-            .env("SHUTDOWN_GRACE_SECS", "5")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stdout.take().unwrap();
-        let sink = stdout.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the service did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Served {
-            child,
-            port,
-            stdout,
-        }
-    }
-
-    fn log_lines(&self) -> Vec<Value> {
-        self.stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    async fn wait(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return (status, self.stdout.lock().unwrap().clone());
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the service did not exit within {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
