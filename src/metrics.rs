@@ -94,7 +94,7 @@ impl Metrics {
                 "Event stream activity, by what happened: published (to this instance's \
                  streams' users), delivered (handed to a stream), streams_dropped_slow (a \
                  client that did not read), listener_reconnects, log_reads (reads of the \
-                 event log by the feed)",
+                 event log by the feed), wake_ups_sent (notifications to other instances)",
             ),
             &["what"],
         )?;
@@ -231,6 +231,7 @@ fn scrape(
                 ("streams_dropped_slow", events.dropped_slow),
                 ("listener_reconnects", events.listener_reconnects),
                 ("log_reads", events.log_reads),
+                ("wake_ups_sent", events.wake_ups_sent),
             ] {
                 carry(&metrics.events.with_label_values(&[what]), count);
             }

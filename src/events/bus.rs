@@ -62,6 +62,8 @@ pub(super) struct Counters {
     pub(super) listener_reconnects: AtomicU64,
     /// Reads of the log by the feed.
     pub(super) log_reads: AtomicU64,
+    /// Wake-up notifications sent to other instances.
+    pub(super) wake_ups_sent: AtomicU64,
 }
 
 /// What the bus reports to the metrics: a level and counts since start.
@@ -79,6 +81,8 @@ pub struct BusSnapshot {
     pub listener_reconnects: u64,
     /// Reads of the log by the feed.
     pub log_reads: u64,
+    /// Wake-up notifications sent to other instances.
+    pub wake_ups_sent: u64,
 }
 
 /// The bus: managed state, shared by the route, the feed and the wake-ups.
@@ -130,6 +134,7 @@ impl Bus {
             dropped_slow: count(&self.counters.dropped_slow),
             listener_reconnects: count(&self.counters.listener_reconnects),
             log_reads: count(&self.counters.log_reads),
+            wake_ups_sent: count(&self.counters.wake_ups_sent),
         }
     }
 

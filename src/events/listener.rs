@@ -8,6 +8,12 @@
 //! `LISTEN` lands on a server connection the pooler hands to someone else). So it sends
 //! itself a probe, at start and every [`PROBE_EVERY`]; one it does not hear makes it
 //! `deaf` in `/health/ready`, with one WARN saying what to do.
+//!
+//! Every listener hears every instance's probes, which is how an instance knows whether
+//! anyone else listens ([`Peers`]): a listener's first probe on a new connection says
+//! `hello`, and every listening instance that hears one answers with a probe of its own.
+//! An instance that hears and has heard no one else for a while sends no wake-ups: a
+//! single instance (the usual small deployment) pays nothing for them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +44,63 @@ pub const COALESCE: Duration = Duration::from_millis(5);
 const MAX_PAYLOAD: usize = 7_900;
 /// A probe's payload starts with this; a wake-up's is a JSON list or `*`.
 const PROBE_PREFIX: &str = "probe:";
+/// Ends the payload of a listener's first probe on a new connection: other listeners answer.
+const HELLO_SUFFIX: &str = ":hello";
+/// How long after another instance's last probe it counts as listening: two missed probe
+/// periods, and the time a probe may take.
+const PEER_WINDOW: Duration = Duration::from_secs(2 * PROBE_EVERY.as_secs() + PROBE_WAIT.as_secs());
+
+/// What this instance knows of other instances' listeners, from their probes.
+#[derive(Default)]
+pub struct Peers(Mutex<PeerView>);
+
+#[derive(Default)]
+struct PeerView {
+    /// Since when this instance's listener has heard its own probes; `None` while it
+    /// does not (then it hears no one's, and cannot tell whether anyone listens).
+    hearing_since: Option<tokio::time::Instant>,
+    /// When another instance's probe was last heard.
+    peer_heard_at: Option<tokio::time::Instant>,
+}
+
+impl Peers {
+    fn view(&self) -> std::sync::MutexGuard<'_, PeerView> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn hearing(&self) {
+        let mut view = self.view();
+        if view.hearing_since.is_none() {
+            view.hearing_since = Some(tokio::time::Instant::now());
+        }
+    }
+
+    fn not_hearing(&self) {
+        self.view().hearing_since = None;
+    }
+
+    fn heard_peer(&self) {
+        self.view().peer_heard_at = Some(tokio::time::Instant::now());
+    }
+
+    /// Whether a wake-up sent now may be heard by another instance: yes unless this
+    /// instance's listener has heard its own probes for longer than answers to its hello
+    /// take and has heard no other instance's probe within [`PEER_WINDOW`].
+    pub fn may_be_heard(&self) -> bool {
+        let view = self.view();
+        match view.hearing_since {
+            None => true,
+            Some(since) => {
+                since.elapsed() < PROBE_WAIT
+                    || view
+                        .peer_heard_at
+                        .is_some_and(|at| at.elapsed() < PEER_WINDOW)
+            }
+        }
+    }
+}
 
 /// The listener's own one-connection pool, so it never takes a connection the service's
 /// requests need.
@@ -103,8 +166,15 @@ async fn notify(pool: &PgPool, payload: &str) -> Result<(), sqlx::Error> {
 }
 
 /// Sends the wake-ups of this instance's writes until shutdown, at most one every
-/// [`COALESCE`], each in a transaction of its own (never a write's).
-pub async fn send_wakes(wakes: Arc<Wakes>, pool: PgPool, mut shutdown: Shutdown) {
+/// [`COALESCE`], each in a transaction of its own (never a write's), while another
+/// instance may hear them.
+pub async fn send_wakes(
+    wakes: Arc<Wakes>,
+    peers: Arc<Peers>,
+    bus: Arc<Bus>,
+    pool: PgPool,
+    mut shutdown: Shutdown,
+) {
     let mut warned = false;
     loop {
         tokio::select! {
@@ -112,9 +182,10 @@ pub async fn send_wakes(wakes: Arc<Wakes>, pool: PgPool, mut shutdown: Shutdown)
             _ = &mut shutdown => return,
         }
         let pending = wakes.take();
-        if pending.is_empty() {
+        if pending.is_empty() || !peers.may_be_heard() {
             continue;
         }
+        bus.counters.wake_ups_sent.fetch_add(1, Ordering::Relaxed);
         match notify(&pool, &payload(&pending)).await {
             Ok(()) => warned = false,
             // Other instances still get these events by polling.
@@ -142,13 +213,15 @@ fn received(bus: &Bus, payload: &str) {
 }
 
 /// Listens until shutdown, reconnecting with backoff and probing that it hears. `first` is
-/// a listener already connected at start.
+/// a listener already connected (and probed) at start, with its probe.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     bus: Arc<Bus>,
     pool: PgPool,
     listen_pool: PgPool,
-    mut first: Option<PgListener>,
+    mut first: Option<(PgListener, Probe)>,
     state: Arc<ListenerState>,
+    peers: Arc<Peers>,
     poll: Duration,
     mut shutdown: Shutdown,
 ) {
@@ -157,16 +230,15 @@ pub async fn run(
     // Start-up already warned when the first probe went unheard.
     let warned_deaf = AtomicBool::new(state.name() == "deaf");
     loop {
-        let probed_at_start = first.is_some();
         let connecting = match first.take() {
-            Some(listener) => Ok(listener),
+            Some((listener, probe)) => Ok((listener, probe, true)),
             None => tokio::select! {
-                listener = connect(&listen_pool) => listener,
+                listener = connect(&listen_pool) => listener.map(|l| (l, Probe::new(), false)),
                 _ = &mut shutdown => return,
             },
         };
-        let mut listener = match connecting {
-            Ok(listener) => listener,
+        let (mut listener, mut probe, probed) = match connecting {
+            Ok(connected) => connected,
             Err(error) => {
                 state.down();
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "event listener cannot connect");
@@ -188,13 +260,12 @@ pub async fn run(
             bus.announce_all();
         }
         // The listener connected at start was probed then; any other is probed now.
-        let first_probe = if probed_at_start {
+        let first_probe = if probed {
             tokio::time::Instant::now() + PROBE_EVERY
         } else {
             tokio::time::Instant::now()
         };
         connected_before = true;
-        let mut probe = Probe::new();
         let mut probe_tick = tokio::time::interval_at(first_probe, PROBE_EVERY);
         loop {
             let due = probe.due;
@@ -202,13 +273,23 @@ pub async fn run(
                 received_at = listener.try_recv() => match received_at {
                     Ok(Some(notification)) => {
                         let payload = notification.payload();
-                        match payload.strip_prefix(PROBE_PREFIX) {
-                            Some(id) => {
-                                if probe.heard(id) {
-                                    state.heard();
-                                    warned_deaf.store(false, Ordering::Relaxed);
+                        match payload.strip_prefix(PROBE_PREFIX).map(|id| probe.heard(id)) {
+                            Some(Heard::Mine) => {
+                                state.heard();
+                                peers.hearing();
+                                warned_deaf.store(false, Ordering::Relaxed);
+                            }
+                            Some(Heard::Peer { hello }) => {
+                                peers.heard_peer();
+                                // A listener that just connected learns that this one
+                                // listens.
+                                if hello {
+                                    if let Err(error) = probe.send(&pool).await {
+                                        tracing::debug!(%error, "a hello could not be answered");
+                                    }
                                 }
                             }
+                            Some(Heard::Stale) => {}
                             None => received(&bus, payload),
                         }
                     }
@@ -225,6 +306,7 @@ pub async fn run(
                 _ = overdue(due) => {
                     probe.due = None;
                     state.deaf();
+                    peers.not_hearing();
                     if !warned_deaf.swap(true, Ordering::Relaxed) {
                         warn_deaf(poll);
                     }
@@ -233,17 +315,29 @@ pub async fn run(
             }
         }
         state.down();
+        peers.not_hearing();
         tracing::warn!("event listener lost its connection; reconnecting");
     }
 }
 
 /// The listener's check that it hears: a notification of its own, awaited.
-struct Probe {
+pub struct Probe {
     /// Unique per listener connection, so another instance's probe is not taken for ours.
     prefix: String,
     sent: u64,
     /// When the last probe sent must have come back.
     due: Option<tokio::time::Instant>,
+}
+
+/// Whose probe a listener heard.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    /// Its latest own: it hears.
+    Mine,
+    /// An earlier one of its own.
+    Stale,
+    /// Another listener's; `hello` when that one just connected.
+    Peer { hello: bool },
 }
 
 impl Probe {
@@ -255,9 +349,11 @@ impl Probe {
         }
     }
 
+    /// Sends the next probe; the first on a connection says hello.
     async fn send(&mut self, pool: &PgPool) -> Result<(), sqlx::Error> {
         self.sent += 1;
-        let payload = format!("{PROBE_PREFIX}{}:{}", self.prefix, self.sent);
+        let hello = if self.sent == 1 { HELLO_SUFFIX } else { "" };
+        let payload = format!("{PROBE_PREFIX}{}:{}{hello}", self.prefix, self.sent);
         notify(pool, &payload).await?;
         if self.due.is_none() {
             self.due = Some(tokio::time::Instant::now() + PROBE_WAIT);
@@ -265,15 +361,22 @@ impl Probe {
         Ok(())
     }
 
-    /// Whether `id` is this listener's latest probe (then it is no longer awaited).
-    fn heard(&mut self, id: &str) -> bool {
-        let mine = id
-            .split_once(':')
-            .is_some_and(|(prefix, n)| prefix == self.prefix && n == self.sent.to_string());
-        if mine {
-            self.due = None;
+    /// Whose probe `id` (a payload after [`PROBE_PREFIX`]) is; this listener's latest is
+    /// no longer awaited.
+    fn heard(&mut self, id: &str) -> Heard {
+        let (body, hello) = match id.strip_suffix(HELLO_SUFFIX) {
+            Some(body) => (body, true),
+            None => (id, false),
+        };
+        let (prefix, n) = body.split_once(':').unwrap_or((body, ""));
+        if prefix != self.prefix {
+            return Heard::Peer { hello };
         }
-        mine
+        if n != self.sent.to_string() {
+            return Heard::Stale;
+        }
+        self.due = None;
+        Heard::Mine
     }
 }
 
@@ -295,22 +398,33 @@ pub fn warn_deaf(poll: Duration) {
     );
 }
 
-/// Whether a new listener hears its own probe within [`PROBE_WAIT`]; for start-up, so
-/// `/health/ready` is right from the first request.
-pub async fn hears(listener: &mut PgListener, pool: &PgPool) -> Result<bool, sqlx::Error> {
+/// Whether a new listener hears its own probe within [`PROBE_WAIT`], with the probe; for
+/// start-up, so `/health/ready` is right from the first request. Other instances' probes
+/// heard meanwhile go to `peers`.
+pub async fn hears(
+    listener: &mut PgListener,
+    pool: &PgPool,
+    peers: &Peers,
+) -> Result<(bool, Probe), sqlx::Error> {
     let mut probe = Probe::new();
     probe.send(pool).await?;
     let deadline = tokio::time::Instant::now() + PROBE_WAIT;
     loop {
         match tokio::time::timeout_at(deadline, listener.try_recv()).await {
-            Err(_) => return Ok(false),
+            Err(_) | Ok(Ok(None)) => return Ok((false, probe)),
             Ok(Err(error)) => return Err(error),
-            Ok(Ok(None)) => return Ok(false),
             Ok(Ok(Some(notification))) => {
-                if let Some(id) = notification.payload().strip_prefix(PROBE_PREFIX) {
-                    if probe.heard(id) {
-                        return Ok(true);
+                match notification
+                    .payload()
+                    .strip_prefix(PROBE_PREFIX)
+                    .map(|id| probe.heard(id))
+                {
+                    Some(Heard::Mine) => {
+                        peers.hearing();
+                        return Ok((true, probe));
                     }
+                    Some(Heard::Peer { .. }) => peers.heard_peer(),
+                    _ => {}
                 }
             }
         }
@@ -330,5 +444,44 @@ mod tests {
             pending.insert(format!("user-{n}-with-a-long-identifier"), n);
         }
         assert_eq!(payload(&pending), "*");
+    }
+
+    #[test]
+    fn a_probe_is_told_from_a_peers_and_a_hello_from_a_probe() {
+        let mut mine = Probe::new();
+        mine.sent = 2;
+        mine.due = Some(tokio::time::Instant::now());
+        let prefix = mine.prefix.clone();
+        assert_eq!(mine.heard(&format!("{prefix}:1:hello")), Heard::Stale);
+        assert!(mine.due.is_some(), "still awaited");
+        assert_eq!(mine.heard(&format!("{prefix}:2")), Heard::Mine);
+        assert_eq!(mine.due, None);
+        assert_eq!(mine.heard("0123abcd:1:hello"), Heard::Peer { hello: true });
+        assert_eq!(mine.heard("0123abcd:7"), Heard::Peer { hello: false });
+        assert_eq!(mine.heard("garbage"), Heard::Peer { hello: false });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wake_ups_go_out_only_while_another_listener_may_hear_them() {
+        let peers = Peers::default();
+        assert!(peers.may_be_heard(), "not hearing: no way to know");
+        peers.hearing();
+        assert!(
+            peers.may_be_heard(),
+            "answers to the hello may be on their way"
+        );
+        tokio::time::advance(PROBE_WAIT).await;
+        assert!(!peers.may_be_heard(), "alone");
+        peers.heard_peer();
+        assert!(peers.may_be_heard());
+        tokio::time::advance(PEER_WINDOW - Duration::from_secs(1)).await;
+        assert!(peers.may_be_heard(), "a peer missing a probe still counts");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(
+            !peers.may_be_heard(),
+            "a peer silent for two probe periods is gone"
+        );
+        peers.not_hearing();
+        assert!(peers.may_be_heard(), "deaf or down: no way to know");
     }
 }

@@ -377,6 +377,7 @@ async fn set_up(
     };
     let bus = Arc::new(Bus::new(config.max_per_user, config.max_streams));
     let state = Arc::new(ListenerState::default());
+    let peers = Arc::new(listener::Peers::default());
     let Some(db) = rocket.state::<Db>().map(|db| (**db).clone()) else {
         // The database fairing failed and said why (or was never attached, and the launch
         // fails naming this stage).
@@ -414,19 +415,19 @@ async fn set_up(
             let listen_pool = listener::listen_pool(options);
             let first = tokio::time::timeout(Duration::from_secs(5), async {
                 let mut listener = listener::connect(&listen_pool).await?;
-                let hears = listener::hears(&mut listener, pool).await?;
-                Ok::<_, sqlx::Error>((listener, hears))
+                let (hears, probe) = listener::hears(&mut listener, pool, &peers).await?;
+                Ok::<_, sqlx::Error>((listener, probe, hears))
             })
             .await;
             let first = match first {
-                Ok(Ok((listener, hears))) => {
+                Ok(Ok((listener, probe, hears))) => {
                     if hears {
                         state.heard();
                     } else {
                         state.deaf();
                         listener::warn_deaf(config.poll);
                     }
-                    Some(listener)
+                    Some((listener, probe))
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "event listener cannot connect yet; retrying in the background");
@@ -468,7 +469,13 @@ async fn set_up(
                 let taken = at_liftoff.lock().ok().and_then(|mut p| p.take());
                 if let Some((pool, listening, wakes)) = taken {
                     // Sent even without a listener here: other instances may hear them.
-                    tokio::spawn(listener::send_wakes(wakes, pool.clone(), shutdown.clone()));
+                    tokio::spawn(listener::send_wakes(
+                        wakes,
+                        peers.clone(),
+                        liftoff_bus.clone(),
+                        pool.clone(),
+                        shutdown.clone(),
+                    ));
                     let Some((listen_pool, first)) = listening else {
                         return;
                     };
@@ -478,6 +485,7 @@ async fn set_up(
                         listen_pool,
                         first,
                         liftoff_state,
+                        peers,
                         poll,
                         shutdown,
                     ));

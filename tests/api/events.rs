@@ -1116,6 +1116,81 @@ async fn a_deaf_listener_warns_once() {
     );
 }
 
+/// The wake-ups (every notification but the listeners' probes) `channel` hears `within`.
+async fn wake_ups(channel: &mut sqlx::postgres::PgListener, within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut heard = Vec::new();
+    while let Ok(Ok(Some(n))) = tokio::time::timeout_at(deadline, channel.try_recv()).await {
+        if !n.payload().starts_with("probe:") {
+            heard.push(n.payload().to_owned());
+        }
+    }
+    heard
+}
+
+/// PostgreSQL: an instance that is alone sends no wake-ups (nobody would hear them); once
+/// another instance starts listening it hears that one's hello and wakes it at once.
+/// Polling is an hour away, so only a wake-up can bring the second instance the event.
+#[rocket::async_test]
+async fn wake_ups_go_out_only_when_another_instance_listens() {
+    if crate::helpers::postgres_url().is_none() {
+        return;
+    }
+    let an_hour =
+        |f: rocket::figment::Figment| f.merge(Serialized::global("events.poll_ms", 3_600_000));
+    let first = LiveServer::start(Backend::Postgres, an_hour).await;
+    // What the channel carries, as any listener hears it (this one never probes, so the
+    // instances cannot know of it).
+    let mut channel = sqlx::postgres::PgListener::connect(&first.db_url)
+        .await
+        .unwrap();
+    channel.listen("task_events").await.unwrap();
+    // Past the time answers to the first instance's hello could take.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, _) = api(
+        first.port,
+        "alice",
+        "POST",
+        "tasks",
+        Some(json!({"title": "alone"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        wake_ups(&mut channel, Duration::from_millis(800)).await,
+        Vec::<String>::new(),
+        "alone: no wake-up"
+    );
+
+    let second = LiveServer::start_on(TestDatabase::existing(&first.db_url), an_hour).await;
+    let mut stream = Stream::open(second.port, "/api/alice/events", &bearer("alice")).await;
+    stream.event().await.expect("ready");
+    let (_, created) = api(
+        first.port,
+        "alice",
+        "POST",
+        "tasks",
+        Some(json!({"title": "heard"})),
+    )
+    .await;
+    let frame = stream.event().await.expect("the event, by a wake-up");
+    assert_eq!(frame.json(), created);
+    let heard = wake_ups(&mut channel, Duration::from_millis(300)).await;
+    assert!(heard.iter().any(|p| p.contains("alice")), "{heard:?}");
+    let metrics = raw_http(
+        first.port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .2;
+    assert!(
+        metrics.contains("todo_api_events_total{what=\"wake_ups_sent\"} 1\n"),
+        "{metrics}"
+    );
+    second.stop().await;
+    first.stop().await;
+}
+
 /// PostgreSQL: a wake-up for every user (`*`: what a wake-up too long for one notification
 /// becomes) makes each instance read the whole log at once. Polling is an hour away here,
 /// so only the wake-up can bring the event another instance wrote.
