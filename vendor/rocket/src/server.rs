@@ -105,6 +105,29 @@ async fn handle<Fut, T, F>(name: Option<&str>, run: F) -> Option<T>
 // converts Hyper types into Rocket types, then calls the `dispatch` function,
 // which knows nothing about Hyper. Because responding depends on the
 // `HyperResponse` type, this function does the actual response processing.
+// todo-api patch begin: the request head copied out of the connection's read buffer.
+/// hyper hands over header values and the URI as slices of the connection's 8 KiB read
+/// buffer, so the request, which lives as long as its response streams, would keep that
+/// buffer alive beside the new one hyper takes for the next read. The head is copied (a few
+/// hundred bytes) and the buffer is freed or reused at once.
+fn detach_head(mut parts: hyper::request::Parts) -> hyper::request::Parts {
+    for value in parts.headers.values_mut() {
+        let sensitive = value.is_sensitive();
+        if let Ok(mut owned) = hyper::HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(sensitive);
+            *value = owned;
+        }
+    }
+    if let Ok(uri) = hyper::Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+    // Nothing in Rocket reads hyper's extensions (the upgrade was taken out before); the
+    // one left, the header case map, also points into the read buffer.
+    parts.extensions = Default::default();
+    parts
+}
+// todo-api patch end
+
 async fn hyper_service_fn(
     rocket: Arc<Rocket<Orbit>>,
     conn: ConnectionMeta,
@@ -125,6 +148,9 @@ async fn hyper_service_fn(
 
         // Convert a Hyper request into a Rocket request.
         let (h_parts, mut h_body) = hyp_req.into_parts();
+        // todo-api patch begin: the request head owns its bytes (see `detach_head`).
+        let h_parts = detach_head(h_parts);
+        // todo-api patch end
         match Request::from_hyp(&rocket, &h_parts, Some(conn)) {
             Ok(mut req) => {
                 // Convert into Rocket `Data`, dispatch request, write response.
@@ -752,9 +778,12 @@ impl Rocket<Orbit> {
                 });
 
                 let io = TokioIo::new(conn);
+                // Boxed: the task would otherwise be sized for the largest of the protocol
+                // futures (the auto builder's holds HTTP/1 and HTTP/2 state) on every
+                // connection, for as long as the connection lives.
                 macro_rules! drive {
                     ($server:expr) => {{
-                        let mut server = pin!($server);
+                        let mut server = Box::pin($server);
                         let result = tokio::select! {
                             biased;
                             _ = shutdown => {
