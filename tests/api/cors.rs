@@ -28,13 +28,13 @@ on_both_backends! {
         let server = LiveServer::start(backend, |f| f).await;
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
             let (status, headers, _) = raw_http(server.port,
-                &preflight(ALLOWED, method, "authorization, content-type, if-match, if-none-match")).await;
+                &preflight(ALLOWED, method, "authorization, content-type, if-match, if-none-match, idempotency-key")).await;
             assert!(status == 200 || status == 204, "{method}: {status}");
             assert_eq!(header(&headers, "access-control-allow-origin"), Some(ALLOWED));
             let methods = header(&headers, "access-control-allow-methods").unwrap_or_default();
             assert!(methods.contains(method), "{method} not in {methods}");
             let allowed = header(&headers, "access-control-allow-headers").unwrap_or_default().to_ascii_lowercase();
-            for h in ["authorization", "content-type", "if-match", "if-none-match"] {
+            for h in ["authorization", "content-type", "if-match", "if-none-match", "idempotency-key"] {
                 assert!(allowed.contains(h), "{h} not in {allowed}");
             }
             assert!(header(&headers, "vary").is_some_and(|v| v.contains("Origin")));
@@ -60,7 +60,7 @@ on_both_backends! {
         assert_eq!(header(&headers, "access-control-allow-origin"), Some(ALLOWED));
         assert!(header(&headers, "vary").is_some_and(|v| v.contains("Origin")));
         let exposed = header(&headers, "access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
-        for h in ["etag", "location", "link", "x-total-count", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "x-request-id", "retry-after"] {
+        for h in ["etag", "location", "link", "x-total-count", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "x-request-id", "retry-after", "idempotent-replayed"] {
             assert!(exposed.contains(h), "{h} not exposed: {exposed}");
         }
         let (status, headers, _) = raw_http(server.port, &request("https://evil.example")).await;

@@ -373,3 +373,48 @@ fn documented_limits_are_the_constants() {
         .unwrap();
     assert_eq!(id["schema"]["minimum"], json!(1));
 }
+
+/// Every write under `/api/` documents the `Idempotency-Key` header and its 409 (a repeat
+/// while the first request runs), as API.md promises.
+#[test]
+fn every_write_documents_idempotency_key_and_its_409() {
+    let doc = document();
+    let resolve = |value: &Value| -> Value {
+        match value["$ref"].as_str() {
+            Some(reference) => {
+                let pointer = reference.trim_start_matches('#');
+                doc.pointer(pointer)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("{reference} does not resolve"))
+            }
+            None => value.clone(),
+        }
+    };
+    let mut writes = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for method in ["post", "put", "patch", "delete"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            writes += 1;
+            let parameters: Vec<Value> = operation["parameters"]
+                .as_array()
+                .map(|all| all.iter().map(&resolve).collect())
+                .unwrap_or_default();
+            assert!(
+                parameters
+                    .iter()
+                    .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+                "{method} {path}: no Idempotency-Key header"
+            );
+            assert!(
+                operation["responses"]["409"].is_object(),
+                "{method} {path}: no 409"
+            );
+        }
+    }
+    assert!(writes >= 8, "only {writes} writes found");
+}
