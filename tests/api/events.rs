@@ -993,34 +993,40 @@ on_both_backends! {
     }
 }
 
+/// PostgreSQL with PgBouncer: a fresh database and its URL through the pooler; `None`
+/// when the tests run without them.
+async fn database_and_pooler() -> Option<(TestDatabase, String)> {
+    crate::helpers::postgres_url()?;
+    let bouncer = crate::helpers::pgbouncer_url()?;
+    let database = TestDatabase::fresh(Backend::Postgres).await;
+    let pooled = crate::helpers::through_pooler(&database.url, &bouncer);
+    Some((database, pooled))
+}
+
+/// What `/health/ready` says of the event listener.
+async fn listener_state(port: u16) -> Value {
+    let (_, _, body) = raw_http(
+        port,
+        "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    serde_json::from_str::<Value>(&body).unwrap_or_default()["events"]["listener"].clone()
+}
+
 /// PostgreSQL: a listener behind a transaction-mode pooler (PgBouncer) hears nothing. It
 /// says so (`deaf`), and events still arrive, by polling, within the poll interval.
 #[rocket::async_test]
 async fn a_listener_behind_a_transaction_pooler_is_deaf_and_events_still_arrive() {
-    if crate::helpers::postgres_url().is_none() {
-        return;
-    }
-    let Some(bouncer) = crate::helpers::pgbouncer_url() else {
+    let Some((database, pooled)) = database_and_pooler().await else {
         return;
     };
-    let database = TestDatabase::fresh(Backend::Postgres).await;
-    let pooled = crate::helpers::through_pooler(&database.url, &bouncer);
     let server = LiveServer::start_on(database, move |f| {
         f.merge(Serialized::global("databases.todo.direct_url", pooled))
             .merge(Serialized::global("events.poll_ms", 200))
     })
     .await;
     let port = server.port;
-    let (_, _, body) = raw_http(
-        port,
-        "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["events"]["listener"],
-        "deaf",
-        "{body}"
-    );
+    assert_eq!(listener_state(port).await, "deaf");
     let mut stream = Stream::open(port, "/api/alice/events", &bearer("alice")).await;
     stream.event().await.expect("ready");
     // A write through another instance (direct), which this one hears of only by polling.
@@ -1052,14 +1058,9 @@ async fn a_listener_behind_a_transaction_pooler_is_deaf_and_events_still_arrive(
 /// `deaf`.
 #[rocket::async_test]
 async fn a_deaf_listener_warns_once() {
-    if crate::helpers::postgres_url().is_none() {
-        return;
-    }
-    let Some(bouncer) = crate::helpers::pgbouncer_url() else {
+    let Some((database, pooled)) = database_and_pooler().await else {
         return;
     };
-    let database = TestDatabase::fresh(Backend::Postgres).await;
-    let pooled = crate::helpers::through_pooler(&database.url, &bouncer);
     let served = helpers::Served::start(
         &database.url,
         &[("DATABASE_DIRECT_URL", &pooled), ("EVENTS_POLL_MS", "100")],
@@ -1082,16 +1083,7 @@ async fn a_deaf_listener_warns_once() {
             stream.event().await.and_then(|f| f.event).as_deref(),
             Some("task.created")
         );
-        let (_, _, body) = raw_http(
-            served.port,
-            "GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        assert_eq!(
-            serde_json::from_str::<Value>(&body).unwrap()["events"]["listener"],
-            "deaf",
-            "{body}"
-        );
+        assert_eq!(listener_state(served.port).await, "deaf");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let lines = served.log_lines();
