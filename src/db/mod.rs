@@ -18,6 +18,7 @@ use sqlx::Connection as _;
 
 pub mod errors;
 pub mod postgres;
+pub mod prune;
 
 pub use crate::config::{Backend, DatabaseConfig, UnknownScheme};
 

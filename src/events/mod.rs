@@ -494,53 +494,27 @@ async fn set_up(
         })))
 }
 
-/// Events deleted by one statement of the retention.
-pub const PRUNE_BATCH: i64 = 1_000;
-/// Statements of the retention per round at most, so one round stays short.
-pub const PRUNE_ROUNDS: usize = 100;
+/// Events deleted by one statement of the retention, and statements per round at most.
+pub use crate::db::prune::{BATCH as PRUNE_BATCH, ROUNDS as PRUNE_ROUNDS};
 /// How often the retention runs at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Deletes events older than `retention`, in bounded batches, at start and every minute
+/// Deletes events older than `retention`, in bounded rounds, at start and every minute
 /// (every quarter of a shorter retention, at least every second), until shutdown. Several
 /// instances may do so at once.
-async fn keep_retention(db: AppPool, retention: Duration, mut shutdown: Shutdown) {
+async fn keep_retention(db: AppPool, retention: Duration, shutdown: Shutdown) {
     let every = (retention / 4).clamp(Duration::from_secs(1), PRUNE_EVERY);
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut shutdown => return,
-        }
+    crate::db::prune::every(every, shutdown, || async {
         let deleted = prune_round(&db, retention).await;
         if deleted > 0 {
             tracing::debug!(events = deleted, "events past the retention deleted");
         }
-    }
+    })
+    .await;
 }
 
-/// One round of the retention: at most [`PRUNE_ROUNDS`] deletes of at most
-/// [`PRUNE_BATCH`] events older than `retention`, with a pause between them for the
-/// writes. Returns how many went; a failure is logged and ends the round (the next one
-/// goes on from there).
+/// One round of the retention (see [`crate::db::prune::round`]): returns how many events
+/// older than `retention` went.
 pub async fn prune_round(db: &AppPool, retention: Duration) -> u64 {
-    let mut deleted = 0_u64;
-    for round in 0..PRUNE_ROUNDS {
-        if round > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        match log::prune(db, retention, PRUNE_BATCH).await {
-            Ok(done) => {
-                deleted += done;
-                if done < PRUNE_BATCH.unsigned_abs() {
-                    break;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "old events could not be deleted; retrying later");
-                break;
-            }
-        }
-    }
-    deleted
+    crate::db::prune::round("events", |batch| log::prune(db, retention, batch)).await
 }

@@ -311,24 +311,11 @@ pub async fn prune(db: &AppPool, batch: i64) -> Result<u64, sqlx::Error> {
         .map(|done| done.rows_affected()))
 }
 
-/// Prunes expired keys at start and every minute, at most 100 batches of 1,000 a round,
-/// until shutdown.
-pub async fn keep_pruned(db: AppPool, mut shutdown: rocket::Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut shutdown => return,
-        }
-        for _ in 0..100 {
-            match prune(&db, 1000).await {
-                Ok(done) if done >= 1000 => continue,
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "expired idempotency keys could not be deleted; retrying later");
-                    break;
-                }
-            }
-        }
-    }
+/// Prunes expired keys in bounded rounds (see [`crate::db::prune`]), at start and every
+/// minute, until shutdown.
+pub async fn keep_pruned(db: AppPool, shutdown: rocket::Shutdown) {
+    crate::db::prune::every(Duration::from_secs(60), shutdown, || async {
+        crate::db::prune::round("idempotency keys", |batch| prune(&db, batch)).await;
+    })
+    .await;
 }
