@@ -252,15 +252,9 @@ where
                 .await
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("a keyed write stopped: {e}")))?;
         }
-        let kept: Option<Kept> = on_pool!(db, |p| sqlx::query_as(LOOKUP)
-            .bind(&user_id)
-            .bind(&key)
-            .fetch_optional(p)
-            .await)?;
-        let Some((kept_fingerprint, status, location, etag, body)) = kept else {
-            continue; // released (the first failed) or pruned meanwhile: claim again
-        };
-        // Past the 24 hours but not yet pruned: the key is free again.
+        // Past the 24 hours but not yet pruned: the key is free again. Checked before the
+        // lookup, so a key the pruning deletes in between is found gone, not taken for
+        // a live one.
         let expire = match db {
             AppPool::Postgres(_) => EXPIRE_ONE_POSTGRES,
             AppPool::Sqlite(_) => EXPIRE_ONE_SQLITE,
@@ -275,6 +269,14 @@ where
         if expired > 0 {
             continue;
         }
+        let kept: Option<Kept> = on_pool!(db, |p| sqlx::query_as(LOOKUP)
+            .bind(&user_id)
+            .bind(&key)
+            .fetch_optional(p)
+            .await)?;
+        let Some((kept_fingerprint, status, location, etag, body)) = kept else {
+            continue; // released (the first failed) or pruned meanwhile: claim again
+        };
         if kept_fingerprint != fingerprint {
             let mut errors = FieldErrors::new();
             errors.insert(
