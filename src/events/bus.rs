@@ -28,8 +28,10 @@ pub struct Event {
     pub data: String,
 }
 
-/// What a stream receives.
-pub type Frame = Arc<Event>;
+/// What a stream receives: the events of its user that one read of the log found, in id
+/// order. Handed over together, so that a stream writes them to its socket in one go
+/// rather than waking (and writing) once per event while the feed is still publishing.
+pub type Frame = Arc<[Event]>;
 
 /// Why a stream could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,26 +140,28 @@ impl Bus {
         }
     }
 
-    /// Hands `event` of `user` to the user's streams, unless it was handed out already
-    /// (the feed may read an event twice; a stream never gets it twice); a stream whose
-    /// buffer is full is dropped.
-    pub fn publish(&self, user: &str, event: Event) {
+    /// Hands `events` of `user` (in id order) to the user's streams, but for those handed
+    /// out already (the feed may read an event twice; a stream never gets it twice); a
+    /// stream whose buffer is full is dropped.
+    pub fn publish(&self, user: &str, events: Vec<Event>) {
         let mut users = self.users();
         let Some(state) = users.get_mut(user) else {
             return;
         };
-        if event.id <= state.after {
+        let after = state.after;
+        let fresh: Frame = events.into_iter().filter(|e| e.id > after).collect();
+        let Some(last) = fresh.last() else {
             return;
-        }
-        state.after = event.id;
-        let event = Arc::new(event);
-        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        };
+        state.after = last.id;
+        let count = u64::try_from(fresh.len()).unwrap_or(u64::MAX);
+        self.counters.published.fetch_add(count, Ordering::Relaxed);
         let before = state.streams.len();
         state
             .streams
-            .retain(|(_, stream)| match stream.try_send(event.clone()) {
+            .retain(|(_, stream)| match stream.try_send(fresh.clone()) {
                 Ok(()) => {
-                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.counters.delivered.fetch_add(count, Ordering::Relaxed);
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -330,8 +334,8 @@ mod tests {
 
     fn received(subscription: &mut Subscription) -> Vec<i64> {
         let mut got = Vec::new();
-        while let Ok(e) = subscription.receiver.try_recv() {
-            got.push(e.id);
+        while let Ok(frame) = subscription.receiver.try_recv() {
+            got.extend(frame.iter().map(|e| e.id));
         }
         got
     }
@@ -341,13 +345,13 @@ mod tests {
         let bus = Arc::new(Bus::new(4, 100));
         let mut alice = open(&bus, "alice", 2);
         let mut bob = open(&bus, "bob", 0);
-        bus.publish("bob", event(1));
-        for id in [2, 3, 3, 4] {
-            bus.publish("alice", event(id));
-        }
+        bus.publish("bob", vec![event(1)]);
+        bus.publish("alice", vec![event(2), event(3)]);
+        bus.publish("alice", vec![event(3), event(4)]);
         assert_eq!(received(&mut alice), [3, 4], "after the head, each once");
+        assert_eq!(bus.snapshot().published, 3);
         assert_eq!(received(&mut bob), [1]);
-        bus.publish("carol", event(1));
+        bus.publish("carol", vec![event(1)]);
         assert_eq!(
             bus.users_held(),
             2,
@@ -376,7 +380,7 @@ mod tests {
             1,
             "one during the read names the user again"
         );
-        bus.publish("alice", event(6));
+        bus.publish("alice", vec![event(6)]);
         bus.announce("alice", 6);
         assert!(bus.positions(false).is_empty(), "handed out that far");
         let mut all = bus.positions(true);
@@ -417,14 +421,31 @@ mod tests {
         let slow = open(&bus, "alice", 0);
         let mut fast = open(&bus, "alice", 0);
         for id in 1..=(STREAM_BUFFER as i64 * 2) {
-            bus.publish("alice", event(id));
+            bus.publish("alice", vec![event(id)]);
             while fast.receiver.try_recv().is_ok() {}
         }
         assert_eq!(bus.snapshot().dropped_slow, 1);
         assert_eq!(bus.open_streams(), 1);
         drop(slow);
-        bus.publish("alice", event(1000));
-        assert!(matches!(fast.receiver.try_recv(), Ok(e) if e.id == 1000));
+        bus.publish("alice", vec![event(1000)]);
+        assert!(matches!(fast.receiver.try_recv(), Ok(f) if f[0].id == 1000));
+    }
+
+    #[test]
+    fn one_reads_events_of_a_user_are_one_frame_however_many() {
+        let bus = Arc::new(Bus::new(4, 100));
+        let mut alice = open(&bus, "alice", 0);
+        let many = STREAM_BUFFER as i64 * 3;
+        bus.publish("alice", (1..=many).map(event).collect());
+        let frame = alice
+            .receiver
+            .try_recv()
+            .ok()
+            .unwrap_or_else(|| panic!("a frame"));
+        assert_eq!(frame.len(), STREAM_BUFFER * 3);
+        assert!(alice.receiver.try_recv().is_err(), "one frame");
+        assert_eq!(bus.snapshot().dropped_slow, 0);
+        assert_eq!(bus.snapshot().delivered, u64::try_from(many).unwrap_or(0));
     }
 
     #[tokio::test]
@@ -435,7 +456,7 @@ mod tests {
             _open,
             ..
         } = open(&bus, "alice", 0);
-        bus.publish("alice", event(1));
+        bus.publish("alice", vec![event(1)]);
         let got = tokio::time::timeout(std::time::Duration::from_secs(1), receiver.recv()).await;
         assert!(matches!(got, Ok(Some(_))), "{got:?}");
     }

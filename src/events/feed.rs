@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rocket::Shutdown;
 
-use super::{event_of, Bus};
+use super::{event_of, Bus, Event};
 use crate::db::AppPool;
 use crate::tasks::log;
 
@@ -54,22 +54,30 @@ async fn read(bus: &Bus, db: &AppPool, all: bool) -> Result<(), sqlx::Error> {
         // Users whose part was cut by the batch are read again at once.
         let cut_all = i64::try_from(events.len()).unwrap_or(i64::MAX) >= BATCH;
         let mut more: Vec<String> = Vec::new();
-        let mut count = 0_i64;
+        // Each user's events (the query returns them by user, in id order) are published
+        // together.
+        let mut batch: Vec<Event> = Vec::new();
+        let mut rows = 0_usize;
         let mut current: Option<String> = None;
-        for event in events {
-            if current.as_deref() != Some(event.user_id.as_str()) {
-                count = 0;
-                current = Some(event.user_id.clone());
+        for row in events {
+            if current.as_deref() != Some(row.user_id.as_str()) {
+                if let Some(user) = current.take() {
+                    publish(bus, &user, std::mem::take(&mut batch), rows, &mut more);
+                }
+                current = Some(row.user_id.clone());
+                rows = 0;
             }
-            count += 1;
-            if count == BATCH {
-                more.push(event.user_id.clone());
+            rows += 1;
+            match event_of(row) {
+                Some(event) => batch.push(event),
+                None => tracing::error!(
+                    user = current.as_deref().unwrap_or_default(),
+                    "an event of an unknown kind was skipped"
+                ),
             }
-            let user = event.user_id.clone();
-            match event_of(event) {
-                Some(event) => bus.publish(&user, event),
-                None => tracing::error!(user = %user, "an event of an unknown kind was skipped"),
-            }
+        }
+        if let Some(user) = current {
+            publish(bus, &user, batch, rows, &mut more);
         }
         if cut_all {
             // SQLite's limit is over all users: those after the cut got nothing yet.
@@ -78,4 +86,13 @@ async fn read(bus: &Bus, db: &AppPool, all: bool) -> Result<(), sqlx::Error> {
         positions = bus.positions_of(&more);
     }
     Ok(())
+}
+
+/// Publishes one user's events of a read (`rows` of the log); a user whose part the batch
+/// limit cut is read again.
+fn publish(bus: &Bus, user: &str, events: Vec<Event>, rows: usize, more: &mut Vec<String>) {
+    if i64::try_from(rows).unwrap_or(i64::MAX) >= BATCH {
+        more.push(user.to_owned());
+    }
+    bus.publish(user, events);
 }

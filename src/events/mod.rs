@@ -318,27 +318,29 @@ async fn events(
                 _ = &mut shutdown => None,
             };
             // Dropped as too slow, or shutting down: end; the client reconnects.
-            let Some(event) = frame else { break };
-            if event.id <= sent {
-                continue;
-            }
-            if event.id > sent + 1 {
-                // Published before this stream caught up to it: the log has what lies
-                // between.
-                match Box::pin(log::after(&db, &user, sent, event.id - sent - 1)).await {
-                    Ok(between) => {
-                        for missed in between.into_iter().filter_map(event_of) {
-                            yield sse(&missed);
+            let Some(frame) = frame else { break };
+            for event in frame.iter() {
+                if event.id <= sent {
+                    continue;
+                }
+                if event.id > sent + 1 {
+                    // Published before this stream caught up to it: the log has what lies
+                    // between.
+                    match Box::pin(log::after(&db, &user, sent, event.id - sent - 1)).await {
+                        Ok(between) => {
+                            for missed in between.into_iter().filter_map(event_of) {
+                                yield sse(&missed);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "an event stream could not read the log; it resets");
+                            yield reset();
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "an event stream could not read the log; it resets");
-                        yield reset();
-                    }
                 }
+                sent = event.id;
+                yield sse(event);
             }
-            sent = event.id;
-            yield sse(&event);
         }
     };
     Ok(Streamed(stream.heartbeat(heartbeat)))

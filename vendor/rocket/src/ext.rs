@@ -16,6 +16,9 @@ pin_project! {
         reader: Option<R>,
         buf: BytesMut,
         cap: usize,
+        // todo-api patch begin: an error met after data was read, for the next poll.
+        failed: Option<std::io::Error>,
+        // todo-api patch end
     }
 }
 
@@ -25,9 +28,18 @@ impl<R: AsyncRead> Stream for ReaderStream<R> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         use tokio_util::io::poll_read_buf;
 
+        // todo-api patch begin: one chunk holds everything the reader has ready (up to
+        // `cap`), not only its first piece. A streamed body (an event stream) yields each
+        // event in several small pieces, and every chunk reaches the connection on its
+        // own, so a burst of events went out as a write per piece; now it is one.
+        if let Some(err) = self.as_mut().project().failed.take() {
+            self.project().reader.set(None);
+            return Poll::Ready(Some(Err(err)));
+        }
+
         let mut this = self.as_mut().project();
 
-        let reader = match this.reader.as_pin_mut() {
+        let mut reader = match this.reader.as_pin_mut() {
             Some(r) => r,
             None => return Poll::Ready(None),
         };
@@ -36,27 +48,48 @@ impl<R: AsyncRead> Stream for ReaderStream<R> {
             this.buf.reserve(*this.cap);
         }
 
-        match poll_read_buf(reader, cx, &mut this.buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(err)) => {
-                self.project().reader.set(None);
-                Poll::Ready(Some(Err(err)))
-            }
-            Poll::Ready(Ok(0)) => {
-                self.project().reader.set(None);
-                Poll::Ready(None)
-            }
-            Poll::Ready(Ok(_)) => {
-                let chunk = this.buf.split();
-                Poll::Ready(Some(Ok(chunk.freeze())))
+        let mut ended = false;
+        while this.buf.len() < (*this.cap).max(1) {
+            match poll_read_buf(reader.as_mut(), cx, &mut this.buf) {
+                Poll::Pending => break,
+                Poll::Ready(Err(err)) if this.buf.is_empty() => {
+                    self.project().reader.set(None);
+                    return Poll::Ready(Some(Err(err)));
+                }
+                Poll::Ready(Err(err)) => {
+                    *this.failed = Some(err);
+                    break;
+                }
+                Poll::Ready(Ok(0)) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Ready(Ok(_)) => {}
             }
         }
+
+        if this.buf.is_empty() {
+            if ended {
+                self.project().reader.set(None);
+                return Poll::Ready(None);
+            }
+            return Poll::Pending;
+        }
+
+        let chunk = this.buf.split();
+        if ended {
+            self.project().reader.set(None);
+        }
+        Poll::Ready(Some(Ok(chunk.freeze())))
+        // todo-api patch end
     }
 }
 
 pub trait AsyncReadExt: AsyncRead + Sized {
     fn into_bytes_stream(self, cap: usize) -> ReaderStream<Self> {
-        ReaderStream { reader: Some(self), cap, buf: BytesMut::with_capacity(cap) }
+        // todo-api patch begin: no error held at first.
+        ReaderStream { reader: Some(self), cap, buf: BytesMut::with_capacity(cap), failed: None }
+        // todo-api patch end
     }
 }
 
