@@ -30,7 +30,8 @@ pub async fn start_up(db: &AppPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The tasks module: the writer's state and the routes under `/api`.
+/// The tasks module: the writer's state (and, on SQLite, its WAL checkpoints), the routes
+/// under `/api`, and the pruning of expired idempotency keys.
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Tasks", |rocket| async {
         rocket
@@ -41,6 +42,19 @@ pub fn stage() -> AdHoc {
                 Box::pin(async move {
                     if let Some(db) = rocket.state::<crate::db::Db>() {
                         tokio::spawn(idempotency::keep_pruned((**db).clone(), rocket.shutdown()));
+                    }
+                })
+            }))
+            .attach(AdHoc::on_liftoff("SQLite checkpoints", |rocket| {
+                Box::pin(async move {
+                    let db = rocket.state::<crate::db::Db>();
+                    let writer = rocket.state::<std::sync::Arc<writer::Writer>>();
+                    if let (Some(db), Some(writer)) = (db, writer) {
+                        tokio::spawn(writer::keep_checkpointed(
+                            (**db).clone(),
+                            writer.clone(),
+                            rocket.shutdown(),
+                        ));
                     }
                 })
             }))

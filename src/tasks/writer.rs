@@ -3,7 +3,11 @@
 //! committed. Its state (the SQLite writer's connection) is private to this file; the
 //! store reaches it only through [`commit`].
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{ConnectOptions as _, Sqlite};
 
 use super::changes::{Appended, ChangeHooks, TaskChange};
@@ -21,6 +25,8 @@ pub struct Writer {
     hooks: ChangeHooks,
     /// SQLite: one write at a time, through one connection.
     sqlite: tokio::sync::Mutex<SqliteWriter>,
+    /// SQLite: written since the WAL was last checkpointed ([`keep_checkpointed`]).
+    wrote: AtomicBool,
 }
 
 /// What the writer reports to the metrics.
@@ -129,9 +135,10 @@ pub(super) async fn commit(
             // connection (and any transaction it left open) is closed with it.
             let mut taken = match held.conn.take() {
                 Some(open) => open,
-                None => p.connect_options().connect().await?,
+                None => writer_connection(p).await?,
             };
             let outcome = sqlite_write(&mut taken, &write).await;
+            writer.wrote.store(true, Ordering::Relaxed);
             let (changes, appended) = match outcome {
                 Ok(done) => done,
                 Err(Failed { error, clean }) => {
@@ -303,6 +310,56 @@ impl Failed {
 /// A write's database error, a refusal naming the task column it was about.
 fn refusal(error: sqlx::Error) -> ApiError {
     ApiError::from_db(error, &sql::COLUMNS)
+}
+
+/// SQLite: how often the WAL is checkpointed, when something was written since.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// SQLite: the WAL file is cut back to this size when it starts over after a burst.
+const WAL_SIZE_LIMIT: &str = "67108864";
+
+/// SQLite: the writer's connection. It never checkpoints the WAL itself: SQLite's
+/// automatic checkpoint runs inside the commit that crosses 1,000 pages and syncs the
+/// database file there, so every hundredth write or so waited about 10 ms, and every
+/// write queued behind it too. [`keep_checkpointed`] does it beside the writes instead.
+async fn writer_connection(pool: &SqlitePool) -> Result<SqliteConnection, sqlx::Error> {
+    (*pool.connect_options())
+        .clone()
+        .pragma("wal_autocheckpoint", "0")
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT)
+        .connect()
+        .await
+}
+
+/// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] while there are writes, on a
+/// pool connection and in `PASSIVE` mode, which waits for no reader or writer: the writes
+/// go on while the database file is synced. Returns at shutdown; on PostgreSQL at once.
+pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, mut shutdown: rocket::Shutdown) {
+    let AppPool::Sqlite(pool) = db else {
+        return;
+    };
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut shutdown => return,
+        }
+        if !writer.wrote.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            writer.wrote.store(true, Ordering::Relaxed);
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                tracing::warn!(%error, "the SQLite WAL could not be checkpointed; retrying");
+                warned = Some(Instant::now());
+            }
+        }
+    }
 }
 
 /// SQLite: what the one writer at a time holds.

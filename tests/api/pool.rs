@@ -65,3 +65,51 @@ async fn a_returned_connection_rolls_back_a_dropped_transaction_and_drains_a_dro
         "the next query reads its own answer, not the dropped result's rows"
     );
 }
+
+/// SQLite's writer never checkpoints the WAL inside its own commits (SQLite's automatic
+/// checkpoint synced the database file inside every hundredth write or so, and every write
+/// queued behind it waited): a task beside the writer copies the WAL into the database
+/// file within moments of the writes, well before the 1,000 pages that would have set off
+/// the automatic one.
+#[rocket::async_test]
+async fn sqlite_writes_are_checkpointed_beside_the_writer() {
+    let app = crate::helpers::TestApp::spawn(Backend::Sqlite).await;
+    let path = app.db_url.trim_start_matches("sqlite://").to_owned();
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    app.create_task("alice", serde_json::json!({"title": "first"}))
+        .await;
+    let settle = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut before = size();
+    // The first write's own pages reach the file first.
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = size();
+        if now == before || std::time::Instant::now() > settle {
+            break;
+        }
+        before = now;
+    }
+    let description = "d".repeat(900);
+    for n in 0..40 {
+        app.create_task(
+            "alice",
+            serde_json::json!({"title": format!("task {n}"), "description": description}),
+        )
+        .await;
+    }
+    let wal = std::fs::metadata(format!("{path}-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        wal < 1_000 * 4096,
+        "40 writes stay under the automatic checkpoint's 1,000 pages (the WAL is {wal} bytes)"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL was not checkpointed into the database file ({before} bytes)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
