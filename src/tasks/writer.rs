@@ -332,8 +332,13 @@ async fn writer_connection(pool: &SqlitePool) -> Result<SqliteConnection, sqlx::
 }
 
 /// SQLite: checkpoints the WAL every [`CHECKPOINT_EVERY`] while there are writes, on a
-/// pool connection and in `PASSIVE` mode, which waits for no reader or writer: the writes
-/// go on while the database file is synced. Returns at shutdown; on PostgreSQL at once.
+/// pool connection, in two steps. First in `PASSIVE` mode, which waits for no reader or
+/// writer: the bulk of the pages is copied and the database file synced while the writes
+/// go on. Then once more with the writer held, which copies only what was written during
+/// the first step: with every frame in the database file, the next write starts the WAL
+/// over. (Without that moment the WAL never starts over while writes keep coming, and
+/// grows by every write: 1.7 GB in 10 s of creates.) Returns at shutdown; on PostgreSQL at
+/// once.
 pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, mut shutdown: rocket::Shutdown) {
     let AppPool::Sqlite(pool) = db else {
         return;
@@ -349,10 +354,7 @@ pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, mut shutdown: r
         if !writer.wrote.swap(false, Ordering::Relaxed) {
             continue;
         }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        if let Err(error) = checkpoint(&pool, &writer).await {
             writer.wrote.store(true, Ordering::Relaxed);
             if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                 tracing::warn!(%error, "the SQLite WAL could not be checkpointed; retrying");
@@ -360,6 +362,34 @@ pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, mut shutdown: r
             }
         }
     }
+}
+
+/// Frames the last step, with the writer held, may be left to copy: the first step runs
+/// again (up to [`UNHELD_ROUNDS`] times) while more were written during the one before.
+const HELD_FRAMES: i64 = 64;
+/// Checkpoints beside the writes before the one with the writer held.
+const UNHELD_ROUNDS: usize = 4;
+
+/// One checkpoint of [`keep_checkpointed`]'s two steps.
+async fn checkpoint(pool: &SqlitePool, writer: &Writer) -> Result<(), sqlx::Error> {
+    // `(busy, frames in the WAL, frames copied into the database file)`.
+    const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+    // Taken first: the writer is never held while waiting for the pool.
+    let mut conn = pool.acquire().await?;
+    // The WAL's length at each round's start: what it grew by since the round before was
+    // written while that round ran, and the next round (or the held one) copies it.
+    let mut before: Option<i64> = None;
+    for _ in 0..UNHELD_ROUNDS {
+        let (_, frames, _): (i64, i64, i64) =
+            sqlx::query_as(CHECKPOINT).fetch_one(&mut *conn).await?;
+        if before.is_some_and(|before| frames - before <= HELD_FRAMES) {
+            break;
+        }
+        before = Some(frames);
+    }
+    let _writes_wait = writer.sqlite.lock().await;
+    sqlx::query(CHECKPOINT).execute(&mut *conn).await?;
+    Ok(())
 }
 
 /// SQLite: what the one writer at a time holds.
