@@ -351,9 +351,8 @@ impl ListParams {
         check("order", &this.order, &|v| {
             SortOrder::parse(v).map(drop).ok_or_else(SortOrder::one_of)
         });
-        check("limit", &this.limit, &|v| match v.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(()),
-            _ => Err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
+        check("limit", &this.limit, &|v| {
+            whole_number_in(v, 1..=MAX_LIMIT).map(drop)
         });
         check("offset", &this.offset, &|v| match v.parse::<i64>() {
             Ok(n) if n >= 0 => Ok(()),
@@ -508,5 +507,17 @@ impl ListStatement {
             "SELECT COUNT(*) FROM tasks WHERE user_id = $1{}",
             self.filter
         )
+    }
+}
+
+/// `text` as a whole number within `range`, or what a 422 says of it.
+pub fn whole_number_in(text: &str, range: std::ops::RangeInclusive<i64>) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
     }
 }

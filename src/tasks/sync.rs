@@ -205,17 +205,13 @@ async fn changes(
 ) -> Result<Json<Changes>, ApiError> {
     let limit = match limit {
         None => DEFAULT_LIMIT,
-        Some(text) => match text.trim().parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
+        Some(text) => {
+            super::query::whole_number_in(text.trim(), 1..=MAX_LIMIT).map_err(|message| {
                 let mut errors = crate::error::FieldErrors::new();
-                errors.insert(
-                    "limit".to_owned(),
-                    vec![format!("must be a whole number from 1 to {MAX_LIMIT}")],
-                );
-                return Err(ApiError::Validation(errors));
-            }
-        },
+                errors.insert("limit".to_owned(), vec![message]);
+                ApiError::Validation(errors)
+            })?
+        }
     };
     let Some(since) = since else {
         let (tasks, cursor) = snapshot(db, user.id()).await?;
