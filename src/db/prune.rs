@@ -44,13 +44,16 @@ where
     deleted
 }
 
-/// Runs `round` at once and then every `every` until shutdown.
+/// Runs `round` at once and then every `every` until shutdown (also the SQLite WAL's
+/// checkpoints, `tasks::writer`); a round that overran is followed by the next one period
+/// later, not by rounds to catch up.
 pub async fn every<F, Fut>(every: Duration, mut shutdown: Shutdown, mut round: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -1,7 +1,8 @@
 //! The one commit step of every write: runs the write with its events appended to the log
 //! (`super::log`) in the same transaction, and tells the registered sinks once it
 //! committed. Its state (the SQLite writer's connection) is private to this file; the
-//! store reaches it only through [`commit`].
+//! store reaches it only through [`commit`], and the SQLite checkpoints
+//! ([`keep_checkpointed`]) hold it for their last step.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -339,29 +340,28 @@ async fn writer_connection(pool: &SqlitePool) -> Result<SqliteConnection, sqlx::
 /// over. (Without that moment the WAL never starts over while writes keep coming, and
 /// grows by every write: 1.7 GB in 10 s of creates.) Returns at shutdown; on PostgreSQL at
 /// once.
-pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, mut shutdown: rocket::Shutdown) {
+pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, shutdown: rocket::Shutdown) {
     let AppPool::Sqlite(pool) = db else {
         return;
     };
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut warned: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut shutdown => return,
-        }
-        if !writer.wrote.swap(false, Ordering::Relaxed) {
-            continue;
-        }
-        if let Err(error) = checkpoint(&pool, &writer).await {
-            writer.wrote.store(true, Ordering::Relaxed);
-            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                tracing::warn!(%error, "the SQLite WAL could not be checkpointed; retrying");
-                warned = Some(Instant::now());
+    let warned: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    crate::db::prune::every(CHECKPOINT_EVERY, shutdown, || {
+        let (pool, writer, warned) = (&pool, &writer, &warned);
+        async move {
+            if !writer.wrote.swap(false, Ordering::Relaxed) {
+                return;
+            }
+            if let Err(error) = checkpoint(pool, writer).await {
+                writer.wrote.store(true, Ordering::Relaxed);
+                let mut last = warned.lock().unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(%error, "the SQLite WAL could not be checkpointed; retrying");
+                    *last = Some(Instant::now());
+                }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Frames the last step, with the writer held, may be left to copy: the first step runs
