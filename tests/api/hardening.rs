@@ -103,6 +103,46 @@ on_both_databases! {
         assert_eq!(classify(&database_error(&pool, &bad_priority).await, &COLUMNS), DbErrorClass::Refused(Some("priority")));
         let no_user = format!("INSERT INTO tasks (title, created_at, updated_at) VALUES ('t', {now}, {now})");
         assert_eq!(classify(&database_error(&pool, &no_user).await, &COLUMNS), DbErrorClass::Refused(Some("user_id")));
+        // Every column rule holds for inserts and for updates of a stored row alike
+        // (PostgreSQL keeps them on domains, SQLite on the table).
+        on_pool!(&pool, |p| sqlx::query(&format!(
+            "INSERT INTO tasks (user_id, title, created_at, updated_at) VALUES ('u', 'kept', {now}, {now})"
+        ))
+        .execute(p)
+        .await
+        .map(drop))
+        .unwrap();
+        let long_description = "x".repeat(1001);
+        for (values, field) in [
+            (format!("('', 't', {now}, {now})"), "user_id"),
+            (format!("('{}', 't', {now}, {now})", "u".repeat(256)), "user_id"),
+            (format!("('u', '', {now}, {now})"), "title"),
+        ] {
+            let insert = format!("INSERT INTO tasks (user_id, title, created_at, updated_at) VALUES {values}");
+            assert_eq!(classify(&database_error(&pool, &insert).await, &COLUMNS), DbErrorClass::Refused(Some(field)), "{insert}");
+        }
+        for (set, field) in [
+            ("title = ''".to_owned(), "title"),
+            (format!("title = '{}'", "x".repeat(201)), "title"),
+            (format!("description = '{long_description}'"), "description"),
+            ("category = ''".to_owned(), "category"),
+            (format!("category = '{}'", "c".repeat(101)), "category"),
+            ("priority = 0".to_owned(), "priority"),
+            ("priority = 4".to_owned(), "priority"),
+            ("user_id = ''".to_owned(), "user_id"),
+        ] {
+            let update = format!("UPDATE tasks SET {set} WHERE title = 'kept'");
+            assert_eq!(classify(&database_error(&pool, &update).await, &COLUMNS), DbErrorClass::Refused(Some(field)), "{update}");
+        }
+        let refused_kind = "INSERT INTO task_events (user_id, id, kind, task_id, data) VALUES ('u', 1, 'renamed', 1, '{}')";
+        assert!(matches!(classify(&database_error(&pool, refused_kind).await, &COLUMNS), DbErrorClass::Refused(_)));
+        // What the rules allow is stored.
+        let allowed = format!(
+            "UPDATE tasks SET title = '{}', description = '{}', category = '{}', priority = 3 WHERE title = 'kept'",
+            "t".repeat(200), "d".repeat(1000), "c".repeat(100)
+        );
+        let updated = on_pool!(&pool, |p| sqlx::query(&allowed).execute(p).await.map(|r| r.rows_affected())).unwrap();
+        assert_eq!(updated, 1, "values at the limits are allowed");
         // A data exception: a value of the wrong type (SQLite: a text row id).
         let data = if matches!(pool, AppPool::Postgres(_)) {
             "SELECT CAST('abc' AS INTEGER)".to_owned()

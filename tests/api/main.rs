@@ -19,6 +19,7 @@ mod idempotency;
 mod jwks;
 mod lifecycle;
 mod metrics;
+mod migrations;
 mod openapi;
 mod outage;
 mod plans;
