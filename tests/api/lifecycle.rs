@@ -142,6 +142,43 @@ on_both_backends! {
         assert_eq!(stored, 30, "every task written during shutdown is kept");
     }
 
+    async fn a_stop_writes_out_the_access_line_of_every_request_answered(backend) {
+        // However busy the instance was just before SIGTERM, every answered request has
+        // its line by the time the process exits.
+        let database = TestDatabase::fresh(backend).await;
+        let served = Served::start(&database.url, &[]).await;
+        let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
+        let port = served.port;
+        let clients: Vec<_> = (0..8)
+            .map(|client| {
+                let token = token.clone();
+                tokio::spawn(async move {
+                    for n in 0..40 {
+                        let (status, _, _) = raw_http(port, &format!(
+                            "GET /api/alice/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                             X-Request-Id: burst-{client}-{n}\r\nConnection: close\r\n\r\n")).await;
+                        // Answered (past the rate limit too: a 429 has its line as well).
+                        assert!(status == 200 || status == 429, "{status}");
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.unwrap();
+        }
+        sigterm(&served.child);
+        let (status, out) = served.wait(Duration::from_secs(15)).await;
+        assert!(status.success(), "{status:?}");
+        let mut logged: Vec<String> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|l| l["request_id"].as_str().filter(|id| id.starts_with("burst-")).map(str::to_owned))
+            .collect();
+        logged.sort();
+        logged.dedup();
+        assert_eq!(logged.len(), 320, "one access line per answered request, each once");
+    }
+
     async fn json_access_logs_carry_the_request_id_and_user_but_no_token(backend) {
         let database = TestDatabase::fresh(backend).await;
         let db_url = database.url.clone();
