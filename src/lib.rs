@@ -17,6 +17,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod periodic;
 pub mod ratelimit;
 pub mod startup;
 pub mod stats;

@@ -1,12 +1,11 @@
 //! Bounded deletes of what has outlived its keep (old events, expired idempotency keys):
 //! short statements of at most [`BATCH`] rows, at most [`ROUNDS`] of them a round with a
-//! pause between for the writes, one round at start and then periodically until shutdown.
+//! pause between for the writes; `crate::periodic::every` runs one round at start and
+//! then periodically until shutdown.
 //! Several instances may prune at once: each statement skips rows another one is deleting.
 
 use std::future::Future;
 use std::time::Duration;
-
-use rocket::Shutdown;
 
 /// Rows one statement deletes at most.
 pub const BATCH: i64 = 1_000;
@@ -42,23 +41,4 @@ where
         }
     }
     deleted
-}
-
-/// Runs `round` at once and then every `every` until shutdown (also the SQLite WAL's
-/// checkpoints, `tasks::writer`); a round that overran is followed by the next one period
-/// later, not by rounds to catch up.
-pub async fn every<F, Fut>(every: Duration, mut shutdown: Shutdown, mut round: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = &mut shutdown => return,
-        }
-        round().await;
-    }
 }

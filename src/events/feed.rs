@@ -9,12 +9,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rocket::Shutdown;
 
 use super::{event_of, Bus, Event};
 use crate::db::AppPool;
+use crate::periodic::Throttle;
 use crate::tasks::log;
 
 /// Events read per user (PostgreSQL) or in all (SQLite) by one query; more are read by the
@@ -28,7 +29,7 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 pub async fn run(bus: Arc<Bus>, db: AppPool, poll: Duration, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut warned: Option<Instant> = None;
+    let warn = Throttle::new(WARN_EVERY);
     loop {
         let all = tokio::select! {
             _ = tick.tick() => true,
@@ -36,9 +37,8 @@ pub async fn run(bus: Arc<Bus>, db: AppPool, poll: Duration, mut shutdown: Shutd
             _ = &mut shutdown => return,
         };
         if let Err(error) = read(&bus, &db, all).await {
-            if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+            if warn.ready() {
                 tracing::warn!(%error, "the event log could not be read; retrying");
-                warned = Some(Instant::now());
             }
         }
     }

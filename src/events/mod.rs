@@ -506,7 +506,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// instances may do so at once.
 async fn keep_retention(db: AppPool, retention: Duration, shutdown: Shutdown) {
     let every = (retention / 4).clamp(Duration::from_secs(1), PRUNE_EVERY);
-    crate::db::prune::every(every, shutdown, || async {
+    crate::periodic::every(every, shutdown, || async {
         let deleted = prune_round(&db, retention).await;
         if deleted > 0 {
             tracing::debug!(events = deleted, "events past the retention deleted");

@@ -316,7 +316,7 @@ pub async fn prune(db: &AppPool, batch: i64) -> Result<u64, sqlx::Error> {
 /// Prunes expired keys in bounded rounds (see [`crate::db::prune`]), at start and every
 /// minute, until shutdown.
 pub async fn keep_pruned(db: AppPool, shutdown: rocket::Shutdown) {
-    crate::db::prune::every(Duration::from_secs(60), shutdown, || async {
+    crate::periodic::every(Duration::from_secs(60), shutdown, || async {
         crate::db::prune::round("idempotency keys", |batch| prune(&db, batch)).await;
     })
     .await;

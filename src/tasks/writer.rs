@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{ConnectOptions as _, Sqlite};
@@ -18,6 +18,7 @@ use super::row::{DeletedRow, TaskRow};
 use super::sql::{self, Arg, BindArgs as _};
 use crate::db::AppPool;
 use crate::error::ApiError;
+use crate::periodic::Throttle;
 
 /// The commit step's state, managed by `tasks::stage()`: who hears of committed changes
 /// and, on SQLite, the one writer at a time.
@@ -344,19 +345,17 @@ pub async fn keep_checkpointed(db: AppPool, writer: Arc<Writer>, shutdown: rocke
     let AppPool::Sqlite(pool) = db else {
         return;
     };
-    let warned: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
-    crate::db::prune::every(CHECKPOINT_EVERY, shutdown, || {
-        let (pool, writer, warned) = (&pool, &writer, &warned);
+    let warn = Throttle::new(Duration::from_secs(60));
+    crate::periodic::every(CHECKPOINT_EVERY, shutdown, || {
+        let (pool, writer, warn) = (&pool, &writer, &warn);
         async move {
             if !writer.wrote.swap(false, Ordering::Relaxed) {
                 return;
             }
             if let Err(error) = checkpoint(pool, writer).await {
                 writer.wrote.store(true, Ordering::Relaxed);
-                let mut last = warned.lock().unwrap_or_else(|p| p.into_inner());
-                if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                if warn.ready() {
                     tracing::warn!(%error, "the SQLite WAL could not be checkpointed; retrying");
-                    *last = Some(Instant::now());
                 }
             }
         }
