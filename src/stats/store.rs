@@ -10,9 +10,8 @@ use crate::tasks::model::Task;
 use crate::tasks::row::TaskWith;
 use crate::tasks::sql::task_columns;
 
-// One round trip: per-category counts; totals are their sums. The category is cast to
-// its base type: on PostgreSQL it is a domain, which the driver does not decode as text.
-const COUNTS_BY_CATEGORY: &str = "SELECT CAST(category AS TEXT) AS category, COUNT(*) AS total, \
+// One round trip: per-category counts; totals are their sums.
+const COUNTS_BY_CATEGORY: &str = "SELECT category, COUNT(*) AS total, \
      COALESCE(SUM(CASE WHEN completed THEN 1 ELSE 0 END), 0) AS completed, \
      COALESCE(SUM(CASE WHEN NOT completed AND due_at < $2 THEN 1 ELSE 0 END), 0) AS overdue, \
      COALESCE(SUM(CASE WHEN priority = 1 THEN 1 ELSE 0 END), 0) AS low, \

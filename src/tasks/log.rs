@@ -280,7 +280,7 @@ pub(super) const APPEND_DELETES: &str = concat!(
 );
 
 /// One event of the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LoggedEvent {
     /// Whose task changed.
     pub user_id: String,
@@ -290,25 +290,6 @@ pub struct LoggedEvent {
     pub kind: String,
     /// The event's JSON data, as a stream sends it.
     pub data: String,
-}
-
-impl<'r, R> sqlx::FromRow<'r, R> for LoggedEvent
-where
-    R: sqlx::Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    // `kind` is a domain on PostgreSQL (migration 0008), which the driver's type check
-    // does not equate with TEXT; it arrives as TEXT, so it is read unchecked.
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            user_id: row.try_get("user_id")?,
-            id: row.try_get("id")?,
-            kind: row.try_get_unchecked("kind")?,
-            data: row.try_get("data")?,
-        })
-    }
 }
 
 /// PostgreSQL: the user's last event id (the position of "now"): their counter, or, for a

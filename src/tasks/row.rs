@@ -34,18 +34,15 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    // PostgreSQL types user_id, title, description, priority and category as domains
-    // (migration 0008), which the driver's type check does not equate with their base
-    // types; their values arrive in the base type's format, so they are read unchecked.
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             id: row.try_get(0)?,
-            user_id: row.try_get_unchecked(1)?,
-            title: row.try_get_unchecked(2)?,
-            description: row.try_get_unchecked(3)?,
+            user_id: row.try_get(1)?,
+            title: row.try_get(2)?,
+            description: row.try_get(3)?,
             completed: row.try_get(4)?,
-            priority: row.try_get_unchecked(5)?,
-            category: row.try_get_unchecked(6)?,
+            priority: row.try_get(5)?,
+            category: row.try_get(6)?,
             due_at: row.try_get(7)?,
             created_at: row.try_get(8)?,
             updated_at: row.try_get(9)?,
@@ -104,23 +101,8 @@ where
 }
 
 /// What a delete returns of each row.
+#[derive(sqlx::FromRow)]
 pub(super) struct DeletedRow {
     pub(super) id: i64,
     pub(super) user_id: String,
-}
-
-impl<'r, R> sqlx::FromRow<'r, R> for DeletedRow
-where
-    R: sqlx::Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    // user_id is a domain on PostgreSQL: read unchecked, as in `TaskRow`.
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            user_id: row.try_get_unchecked("user_id")?,
-        })
-    }
 }

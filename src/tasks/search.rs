@@ -50,10 +50,9 @@ pub fn contains_pattern(needle: &str) -> String {
 
 const BATCH: i64 = 500;
 
-/// The next rows to fill (public for the plan test: it must use the partial index). The
-/// text columns are PostgreSQL domains, cast to the type the driver decodes.
-pub const UNFOLDED: &str = "SELECT id, CAST(title AS TEXT), CAST(description AS TEXT) FROM tasks \
-     WHERE search_title IS NULL ORDER BY id LIMIT $1";
+/// The next rows to fill (public for the plan test: it must use the partial index).
+pub const UNFOLDED: &str =
+    "SELECT id, title, description FROM tasks WHERE search_title IS NULL ORDER BY id LIMIT $1";
 
 const SET_FOLDED: &str =
     "UPDATE tasks SET search_title = $2, search_description = $3 WHERE id = $1";
