@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::AuthedUser;
 use crate::db::{on_pool, AppPool};
-use crate::error::{fail_guard, ApiError, FieldErrors};
+use crate::error::{fail_guard, ApiError};
 
 use super::model::Task;
 
@@ -32,12 +32,7 @@ pub const HEADER: &str = "Idempotency-Key";
 pub struct IdempotencyKey(Option<String>);
 
 fn invalid_key() -> ApiError {
-    let mut errors = FieldErrors::new();
-    errors.insert(
-        HEADER.to_owned(),
-        vec!["must be 1 to 255 printable ASCII characters".to_owned()],
-    );
-    ApiError::Validation(errors)
+    ApiError::field(HEADER, "must be 1 to 255 printable ASCII characters")
 }
 
 #[rocket::async_trait]
@@ -278,12 +273,10 @@ where
             continue; // released (the first failed) or pruned meanwhile: claim again
         };
         if kept_fingerprint != fingerprint {
-            let mut errors = FieldErrors::new();
-            errors.insert(
-                HEADER.to_owned(),
-                vec!["was already used for a different request".to_owned()],
-            );
-            return Err(ApiError::Validation(errors));
+            return Err(ApiError::field(
+                HEADER,
+                "was already used for a different request",
+            ));
         }
         let Some(status) = status else {
             return Err(ApiError::IdempotencyKeyInUse);

@@ -205,13 +205,8 @@ async fn changes(
 ) -> Result<Json<Changes>, ApiError> {
     let limit = match limit {
         None => DEFAULT_LIMIT,
-        Some(text) => {
-            super::query::whole_number_in(text.trim(), 1..=MAX_LIMIT).map_err(|message| {
-                let mut errors = crate::error::FieldErrors::new();
-                errors.insert("limit".to_owned(), vec![message]);
-                ApiError::Validation(errors)
-            })?
-        }
+        Some(text) => super::query::whole_number_in(text.trim(), 1..=MAX_LIMIT)
+            .map_err(|message| ApiError::field("limit", message))?,
     };
     let Some(since) = since else {
         let (tasks, cursor) = snapshot(db, user.id()).await?;
