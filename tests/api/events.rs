@@ -392,17 +392,12 @@ on_every_backend! {
         // 5000. A client may still hold one of them.
         let database = TestDatabase::fresh(backend).await;
         let pool = helpers::pool_of(&database.url).await;
-        let before_log = |migrator: sqlx::migrate::Migrator| {
-            let kept: Vec<_> = migrator.migrations.iter().filter(|m| m.version < 6).cloned().collect();
-            sqlx::migrate::Migrator { migrations: std::borrow::Cow::Owned(kept), ..migrator }
-        };
+        helpers::migrate_before(&pool, 6).await;
         match &pool {
             helpers::AppPool::Sqlite(p) => {
-                before_log(sqlx::migrate!("./migrations/sqlite")).run(p).await.unwrap();
                 sqlx::query("UPDATE task_event_seq SET last_id = 5000").execute(p).await.unwrap();
             }
             helpers::AppPool::Postgres(p) => {
-                before_log(sqlx::migrate!("./migrations/postgres")).run(p).await.unwrap();
                 sqlx::query("SELECT setval('task_event_ids', 5000)").execute(p).await.unwrap();
             }
         }

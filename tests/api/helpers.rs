@@ -585,6 +585,28 @@ impl TestApp {
     }
 }
 
+/// Applies the migrations of `pool`'s dialect that come before `version`, as an older
+/// release left its database.
+pub async fn migrate_before(pool: &AppPool, version: i64) {
+    let before = |migrator: sqlx::migrate::Migrator| {
+        let kept: Vec<_> = migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version < version)
+            .cloned()
+            .collect();
+        sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(kept),
+            ..migrator
+        }
+    };
+    match pool {
+        AppPool::Sqlite(p) => before(sqlx::migrate!("./migrations/sqlite")).run(p).await,
+        AppPool::Postgres(p) => before(sqlx::migrate!("./migrations/postgres")).run(p).await,
+    }
+    .unwrap();
+}
+
 /// A direct connection pool to the database at `db_url` (a SQLite file is created if
 /// missing), for arranging data before or beside a service.
 pub async fn pool_of(db_url: &str) -> AppPool {

@@ -7,20 +7,6 @@ use crate::helpers::{
     self, on_both_backends, on_pool, raw_http, AppPool, LiveServer, TestDatabase,
 };
 
-/// The migrations before `version`, as an older release applied them.
-fn before(version: i64, migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
-    let kept: Vec<_> = migrator
-        .migrations
-        .iter()
-        .filter(|m| m.version < version)
-        .cloned()
-        .collect();
-    sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(kept),
-        ..migrator
-    }
-}
-
 /// PostgreSQL: the storage file of the tasks table and of each of its indexes, by name.
 async fn storage(pool: &AppPool) -> Vec<(String, i64)> {
     match pool {
@@ -41,10 +27,7 @@ on_both_backends! {
     async fn moving_the_checks_onto_domains_keeps_every_row_and_rewrites_no_table(backend) {
         let database = TestDatabase::fresh(backend).await;
         let pool = helpers::pool_of(&database.url).await;
-        match &pool {
-            AppPool::Sqlite(p) => before(8, sqlx::migrate!("./migrations/sqlite")).run(p).await.unwrap(),
-            AppPool::Postgres(p) => before(8, sqlx::migrate!("./migrations/postgres")).run(p).await.unwrap(),
-        }
+        helpers::migrate_before(&pool, 8).await;
         let insert = "INSERT INTO tasks (user_id, title, description, priority, category, created_at, updated_at, \
                       search_title, search_description) \
                       VALUES ('alice', 'written before', 'kept', 3, 'work', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', \
