@@ -29,7 +29,7 @@ pub const ALLOWED_HEADERS: [&str; 6] = [
 ];
 
 /// Response headers a browser may read.
-pub const EXPOSED_HEADERS: [&str; 10] = [
+pub const EXPOSED_HEADERS: [&str; 11] = [
     "ETag",
     "Idempotent-Replayed",
     "X-Request-Id",
@@ -40,11 +40,12 @@ pub const EXPOSED_HEADERS: [&str; 10] = [
     "RateLimit-Remaining",
     "RateLimit-Reset",
     "Retry-After",
+    // Better Auth's bearer plugin: the signed session token of a sign-in.
+    "set-auth-token",
 ];
 
 /// Builds the rocket_cors configuration for `origins`.
-/// `credentials`: say `Access-Control-Allow-Credentials: true` to the listed origins (only
-/// when Better Auth's cookie is a way in; a bearer token needs no credentials mode).
+/// `credentials`: say `Access-Control-Allow-Credentials: true` to the listed origins.
 pub fn cors(origins: &[String], credentials: bool) -> Result<Cors, rocket_cors::Error> {
     let methods = [
         HttpMethod::Get,
@@ -141,11 +142,14 @@ impl Fairing for CorsFairing {
 /// The CORS module: needs the validated origins from `config::stage()`.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("CORS", |rocket| async {
-        let Some((origins, credentials)) = crate::config::of(&rocket, "CORS")
-            .map(|c| (c.allowed_origins.clone(), c.auth.cookie_prefix.is_some()))
+        let Some(origins) = crate::config::of(&rocket, "CORS").map(|c| c.allowed_origins.clone())
         else {
             return Err(rocket);
         };
+        // In every mode: frontends send `credentials: "include"` with a bearer token too,
+        // and a browser refuses the answer without this. Cookies still authenticate only
+        // with BETTER_AUTH_COOKIES=on, and cookie writes only from listed origins.
+        let credentials = true;
         match cors(&origins, credentials) {
             Ok(inner) => Ok(rocket.attach(CorsFairing {
                 inner,

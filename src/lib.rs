@@ -6,6 +6,7 @@
 #[macro_use]
 extern crate rocket;
 
+pub mod accounts;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -37,6 +38,7 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(telemetry::stage())
         .attach(db::stage())
         .attach(startup::stage())
+        .attach(accounts::stage())
         .attach(auth::stage())
         .attach(ratelimit::stage())
         .attach(cors::stage())

@@ -141,7 +141,13 @@ async fn main() -> ExitCode {
                 todo_api::startup::prepare(&pool, &config.database).await
             };
             match migrated.await {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => match todo_api::accounts::migrate(&config).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        tracing::error!(%error, "migrations failed");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(error) => {
                     tracing::error!(%error, "migrations failed");
                     ExitCode::FAILURE

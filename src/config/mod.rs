@@ -126,6 +126,23 @@ pub struct AppConfig {
     pub metrics_enabled: bool,
     /// The event streams.
     pub events: EventsConfig,
+    /// Better Auth's email-and-password server (`BETTER_AUTH_SERVER=on`); `None`: off.
+    pub accounts: Option<AccountsConfig>,
+}
+
+/// The accounts module's settings (`BETTER_AUTH_SERVER=on`).
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// Better Auth's database (`BETTER_AUTH_DATABASE_URL`); `None`: the service's own.
+    pub database_url: Option<SecretString>,
+    /// Sign-in (and apart, sign-up) requests per client address per 10 s; 0: no limit.
+    pub attempts_per_address: u32,
+    /// Failed sign-ins per email per 15 minutes; 0: no limit.
+    pub failures_per_account: u32,
+    /// The proxy header naming the client's address (its last hop); `None`: the peer.
+    pub client_ip_header: Option<String>,
+    /// Password hashes computed at once.
+    pub hashes_at_once: usize,
 }
 
 /// Event stream settings.
@@ -194,6 +211,11 @@ struct RawAuth {
     session_cache_secs: Option<u64>,
     cookies: Option<bool>,
     cookie_prefix: Option<String>,
+    server: Option<bool>,
+    attempts_per_address: Option<u32>,
+    failures_per_account: Option<u32>,
+    client_ip_header: Option<String>,
+    password_hashes_at_once: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -214,13 +236,19 @@ impl AppConfig {
     /// Extracts and validates the configuration of the figment's selected profile.
     pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
         let release = figment.profile() == "release";
-        let raw: RawConfig = figment
+        let mut raw: RawConfig = figment
             .extract()
             .map_err(|e| ConfigError::new(describe_figment_error(&e)))?;
 
         let database = DatabaseConfig::from_pool_figment(&figment.focus("databases.todo"))?;
         let connections = ConnectionsConfig::from_figment(figment)?;
 
+        let server = raw.auth.server.unwrap_or(false);
+        if server {
+            // The server's sessions work on every task route, by header and by cookie.
+            raw.auth.sessions = Some(true);
+            raw.auth.cookies = Some(true);
+        }
         let jwks = JwksConfig::from_raw(&raw.auth)?;
         let sessions = SessionsConfig::from_raw(&raw.auth)?;
         let secret =
@@ -247,7 +275,15 @@ impl AppConfig {
             ));
         }
 
+        if server && secret.is_none() {
+            return Err(ConfigError::new(
+                "BETTER_AUTH_SERVER=on needs BETTER_AUTH_SECRET (its cookies are signed with it)",
+            ));
+        }
         let cookie_prefix = cookie_prefix(&raw.auth, sessions.is_some(), secret.is_some())?;
+        let accounts = server
+            .then(|| AccountsConfig::from_raw(&raw.auth))
+            .transpose()?;
 
         let origins = match raw.cors.allowed_origins {
             None => split_origins(DEFAULT_ORIGINS),
@@ -280,6 +316,7 @@ impl AppConfig {
             rate_limit_per_minute: raw.rate_limit.per_minute.unwrap_or(100),
             metrics_enabled: raw.metrics.enabled.unwrap_or(!release),
             events: EventsConfig::from_raw(raw.events)?,
+            accounts,
         })
     }
 
@@ -403,6 +440,39 @@ fn cookie_prefix(
         ));
     }
     Ok(Some(prefix.to_owned()))
+}
+
+impl AccountsConfig {
+    fn from_raw(raw: &RawAuth) -> Result<Self, ConfigError> {
+        let header = raw
+            .client_ip_header
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty());
+        if let Some(header) = header {
+            let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if header.len() > 64 || !header.chars().all(token_char) {
+                return Err(ConfigError::new(
+                    "CLIENT_IP_HEADER must be a header name such as X-Forwarded-For",
+                ));
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            database_url: raw
+                .session_database_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .map(|url| SecretString::from(url.to_owned())),
+            attempts_per_address: raw.attempts_per_address.unwrap_or(3),
+            failures_per_account: raw.failures_per_account.unwrap_or(10),
+            client_ip_header: header.map(str::to_owned),
+            hashes_at_once: raw
+                .password_hashes_at_once
+                .map_or(cores, |n| usize::try_from(n).unwrap_or(cores).max(1)),
+        })
+    }
 }
 
 impl SessionsConfig {

@@ -142,6 +142,23 @@ pub(super) const VARIABLES: &[Variable] = &[
         "databases.todo.prepared_statements",
         Kind::Text,
     ),
+    var("BETTER_AUTH_SERVER", "auth.server", Kind::Bool),
+    var(
+        "AUTH_ATTEMPTS_PER_ADDRESS",
+        "auth.attempts_per_address",
+        at_least(0),
+    ),
+    var(
+        "AUTH_FAILURES_PER_ACCOUNT",
+        "auth.failures_per_account",
+        at_least(0),
+    ),
+    var("CLIENT_IP_HEADER", "auth.client_ip_header", Kind::Text),
+    var(
+        "PASSWORD_HASHES_AT_ONCE",
+        "auth.password_hashes_at_once",
+        Kind::Number { min: 1, max: 1024 },
+    ),
     var("EVENTS_POLL_MS", "events.poll_ms", at_least(10)),
     var("EVENTS_RETENTION", "events.retention", Kind::Text),
     var("EVENTS_MAX_PER_USER", "events.max_per_user", at_least(1)),

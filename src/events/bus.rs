@@ -276,6 +276,15 @@ impl Bus {
         self.users().len()
     }
 
+    /// Ends every stream of `user` on this instance (the user was deleted): their senders
+    /// go, so each stream sees its end and closes.
+    pub fn end_user(&self, user: &str) {
+        let mut users = self.users();
+        if let Some(state) = users.remove(user) {
+            self.open.fetch_sub(state.streams.len(), Ordering::Relaxed);
+        }
+    }
+
     fn close(&self, user: &str, id: u64) {
         let mut users = self.users();
         if let Some(state) = users.get_mut(user) {

@@ -316,6 +316,9 @@ pub fn base_figment(url: &str) -> Figment {
         .merge(Serialized::global("databases.todo.min_connections", 0))
         .merge(Serialized::global("databases.todo.max_connections", 10))
         .merge(Serialized::global("auth.secret", TEST_SECRET))
+        // Off unless a test turns it on: the debug profile's accounts server implies
+        // session tokens and cookies, which most tests leave off.
+        .merge(Serialized::global("auth.server", false))
         .merge(Serialized::global("shutdown.ctrlc", false))
         // High enough for every test's requests, so the limiter runs without refusing.
         .merge(Serialized::global("rate_limit.per_minute", 1_000_000))

@@ -1,0 +1,218 @@
+//! Accounts: the service as Better Auth's email-and-password server
+//! (`BETTER_AUTH_SERVER=on`), compatible both ways with a real Better Auth 1.7 server on
+//! the same database and secret: its routes, bodies, errors and cookies on the wire; its
+//! tables, ids, timestamps and scrypt hashes in the database.
+//!
+//! The sessions it issues are rows of Better Auth's `session` table, so they reach the
+//! task routes the way any Better Auth session does: through `auth`'s session store (by
+//! `Authorization: Bearer` or by cookie). Nothing here reaches into `auth`.
+//!
+//! Invariants: a password is hashed only on the bounded pool ([`password::Hasher`]); a
+//! sign-in for an unknown email costs the same hash as a wrong password and gets the same
+//! answer; the sign-in limits are counted in the database, so they hold across
+//! instances; a user is deleted with all their data in one transaction when both live in
+//! one database.
+
+mod cookies;
+mod ids;
+mod limits;
+pub mod password;
+mod reply;
+mod routes;
+mod schema;
+mod stamp;
+mod store;
+
+use std::time::Duration;
+
+use rocket::fairing::AdHoc;
+use secrecy::ExposeSecret as _;
+
+pub use routes::is_email;
+
+use crate::db::{AppPool, DatabaseConfig};
+
+/// Connections the accounts routes may hold on Better Auth's database.
+const POOL_SIZE: u32 = 8;
+/// Longest wait for one of them.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often expired limit counters are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// The module's state.
+pub struct Accounts {
+    store: store::Store,
+    jar: cookies::CookieJar,
+    hasher: password::Hasher,
+    trusted_origins: Vec<String>,
+    attempts_per_address: u32,
+    failures_per_account: u32,
+    client_ip_header: Option<String>,
+    /// The service's own database, for a user's data when Better Auth's is another one.
+    tasks_db: Option<AppPool>,
+}
+
+impl Accounts {
+    /// Deletes the user, their sessions and accounts and, in the same transaction when
+    /// the databases are one, their tasks, events and idempotency keys; then ends their
+    /// event streams here.
+    async fn delete_user(
+        &self,
+        user_id: &str,
+        streams: Option<&crate::events::Bus>,
+    ) -> Result<(), sqlx::Error> {
+        if self.store.shares_tasks_database {
+            self.store
+                .delete_user(user_id, crate::tasks::ERASE_USER)
+                .await?;
+        } else {
+            // Two databases cannot share a transaction: the data goes first, so a failure
+            // in between leaves a user without tasks, never tasks without a user.
+            if let Some(db) = &self.tasks_db {
+                crate::db::on_pool!(db, |p| {
+                    let mut tx = p.begin().await?;
+                    for sql in crate::tasks::ERASE_USER {
+                        sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await
+                })?;
+            }
+            self.store.delete_user(user_id, &[]).await?;
+        }
+        if let Some(bus) = streams {
+            bus.end_user(user_id);
+        }
+        tracing::info!(user = %user_id, "accounts: a user and their data were deleted");
+        Ok(())
+    }
+}
+
+/// Creates Better Auth's tables where absent on the database of `config` (for the
+/// `migrate` command and the start).
+pub async fn migrate(config: &crate::config::AppConfig) -> Result<(), String> {
+    let Some(accounts) = &config.accounts else {
+        return Ok(());
+    };
+    let pool = open(accounts, &config.database).await?;
+    let done = schema::ensure(&pool)
+        .await
+        .map_err(|e| format!("creating Better Auth's tables: {e}"));
+    crate::db::on_pool!(&pool, |p| p.close().await);
+    done
+}
+
+async fn open(
+    accounts: &crate::config::AccountsConfig,
+    own: &DatabaseConfig,
+) -> Result<AppPool, String> {
+    let (url, setting) = match &accounts.database_url {
+        Some(url) => (url, "BETTER_AUTH_DATABASE_URL"),
+        None => (&own.url, "DATABASE_URL"),
+    };
+    let mut settings =
+        DatabaseConfig::other(url, setting, POOL_SIZE, ACQUIRE_TIMEOUT).map_err(|e| e.0)?;
+    if accounts.database_url.is_none() {
+        settings.prepared_statements = own.prepared_statements;
+    }
+    AppPool::open(&settings, setting)
+        .await
+        .map_err(|e| format!("{setting}: {e}"))
+}
+
+/// The accounts module: attached always, active with `BETTER_AUTH_SERVER=on`.
+pub fn stage() -> AdHoc {
+    AdHoc::try_on_ignite("Accounts", |rocket| async {
+        let Some(config) = crate::config::of(&rocket, "accounts") else {
+            return Err(rocket);
+        };
+        let Some(settings) = config.accounts.clone() else {
+            return Ok(rocket);
+        };
+        let config = config.clone();
+        let pool = match open(&settings, &config.database).await {
+            Ok(pool) => pool,
+            Err(error) => {
+                tracing::error!(%error, "accounts: Better Auth's database cannot be opened");
+                return Err(rocket);
+            }
+        };
+        if config.migrate_on_start {
+            let created =
+                tokio::time::timeout(Duration::from_secs(30), schema::ensure(&pool)).await;
+            match created {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "accounts: Better Auth's tables cannot be created");
+                    return Err(rocket);
+                }
+                Err(_) => {
+                    tracing::error!("accounts: Better Auth's database did not answer within 30 s");
+                    return Err(rocket);
+                }
+            }
+        }
+        let issuer_column = schema::has_issuer_column(&pool).await.unwrap_or(false);
+        let Some(secret) = config.auth.secret.as_ref() else {
+            tracing::error!("accounts: BETTER_AUTH_SERVER=on needs BETTER_AUTH_SECRET");
+            return Err(rocket);
+        };
+        let prefix = config
+            .auth
+            .cookie_prefix
+            .clone()
+            .unwrap_or_else(|| "better-auth".to_owned());
+        let jar = match cookies::CookieJar::new(secret.expose_secret(), &prefix) {
+            Ok(jar) => jar,
+            Err(error) => {
+                tracing::error!(%error, "accounts: the cookies cannot be signed");
+                return Err(rocket);
+            }
+        };
+        let shares = settings.database_url.is_none();
+        let tasks_db = rocket.state::<crate::db::Db>().map(|db| (**db).clone());
+        let hasher = password::Hasher::new(settings.hashes_at_once);
+        tracing::info!(
+            hashes_at_once = hasher.at_once(),
+            attempts_per_address = settings.attempts_per_address,
+            failures_per_account = settings.failures_per_account,
+            client_ip_header = settings.client_ip_header.as_deref().unwrap_or("-"),
+            "accounts: Better Auth's email-and-password server is on under /api/auth"
+        );
+        if settings.client_ip_header.is_none() {
+            tracing::info!("accounts: clients are told apart by their connection's address; behind a proxy, set CLIENT_IP_HEADER");
+        }
+        let prune_pool = pool.clone();
+        let accounts = Accounts {
+            store: store::Store {
+                pool,
+                issuer_column,
+                shares_tasks_database: shares,
+            },
+            jar,
+            hasher,
+            trusted_origins: config.allowed_origins.clone(),
+            attempts_per_address: settings.attempts_per_address,
+            failures_per_account: settings.failures_per_account,
+            client_ip_header: settings.client_ip_header.clone(),
+            tasks_db,
+        };
+        Ok(rocket
+            .manage(accounts)
+            .mount("/api/auth", crate::telemetry::traced(routes::routes()))
+            .mount("/api/v1/auth", crate::telemetry::traced(routes::routes()))
+            .attach(AdHoc::on_liftoff("Sign-in limits' pruning", move |rocket| {
+                Box::pin(async move {
+                    let shutdown = rocket.shutdown();
+                    tokio::spawn(crate::periodic::every(PRUNE_EVERY, shutdown, move || {
+                        let pool = prune_pool.clone();
+                        async move {
+                            let before = crate::time::now().timestamp_millis() - limits::ACCOUNT_WINDOW_MS;
+                            if let Err(error) = schema::prune_limits(&pool, before).await {
+                                tracing::debug!(%error, "accounts: expired limit counters not pruned this round");
+                            }
+                        }
+                    }));
+                })
+            })))
+    })
+}

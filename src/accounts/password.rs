@@ -1,0 +1,222 @@
+//! Passwords exactly as Better Auth stores them, hashed on a bounded pool.
+//!
+//! The stored form is `salt:key`: `salt` is 16 random bytes as 32 lowercase hex
+//! characters, and `key` is scrypt (N = 16384, r = 16, p = 1, 64 bytes) of the password's
+//! NFKC form, keyed by the salt's hex *text* (not its bytes), as 128 hex characters. A
+//! hash written by Better Auth's Node server verifies here, and the reverse.
+//!
+//! One scrypt of these parameters takes 32 MiB and tens of milliseconds of one core, so
+//! hashes never run on the request workers: at most `at_once` run at a time on blocking
+//! threads, a bounded number wait, and beyond that the caller is told to come back later
+//! (503 with `Retry-After`) instead of queueing without end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization as _;
+
+/// Better Auth's `minPasswordLength` and `maxPasswordLength`, in UTF-16 code units (what
+/// JavaScript's `string.length` counts), before normalisation.
+pub const MIN_LENGTH: usize = 8;
+/// See [`MIN_LENGTH`].
+pub const MAX_LENGTH: usize = 128;
+
+/// Hashes that may wait for a place, per place.
+const WAITING_PER_SLOT: usize = 16;
+/// Longest wait for a place before the caller is turned away.
+const WAIT_LIMIT: Duration = Duration::from_secs(5);
+
+/// JavaScript's `string.length`: UTF-16 code units.
+pub fn js_length(text: &str) -> usize {
+    text.encode_utf16().count()
+}
+
+/// Why a hash was not computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Every place and the queue are taken, or the wait ran out: try again after this.
+    RetryAfter(u64),
+}
+
+fn params() -> scrypt::Params {
+    // Fixed, valid parameters: log2(16384) = 14, r = 16, p = 1, 64-byte key.
+    #[allow(clippy::expect_used)]
+    scrypt::Params::new(14, 16, 1, 64).expect("Better Auth's scrypt parameters are valid")
+}
+
+fn derive(password: &str, salt_hex: &str) -> [u8; 64] {
+    let normalized: String = password.nfkc().collect();
+    let mut key = [0u8; 64];
+    // The output length matches the parameters, the only way this call can fail.
+    let _ = scrypt::scrypt(
+        normalized.as_bytes(),
+        salt_hex.as_bytes(),
+        &params(),
+        &mut key,
+    );
+    key
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    out
+}
+
+/// A new stored hash of `password` (blocking: call through [`Hasher`]).
+pub fn hash_now(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    super::ids::fill_random(&mut salt);
+    hash_with_salt(password, &hex(&salt))
+}
+
+fn hash_with_salt(password: &str, salt_hex: &str) -> String {
+    format!("{salt_hex}:{}", hex(&derive(password, salt_hex)))
+}
+
+/// Whether `password` matches `stored` (blocking: call through [`Hasher`]). A stored value
+/// that is not `salt:key` never matches, but costs the same hash.
+pub fn verify_now(password: &str, stored: &str) -> bool {
+    let (salt, key) = match stored.split_once(':') {
+        Some((salt, key)) if !salt.is_empty() && !key.is_empty() => (salt, key),
+        _ => {
+            let _ = derive(password, "00000000000000000000000000000000");
+            return false;
+        }
+    };
+    let computed = hex(&derive(password, salt));
+    computed
+        .as_bytes()
+        .ct_eq(key.to_ascii_lowercase().as_bytes())
+        .into()
+}
+
+/// The bounded pool password hashes run on.
+#[derive(Debug)]
+pub struct Hasher {
+    places: Arc<Semaphore>,
+    at_once: usize,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Hasher {
+    /// A pool that computes at most `at_once` hashes at a time.
+    pub fn new(at_once: usize) -> Self {
+        let at_once = at_once.max(1);
+        Self {
+            places: Arc::new(Semaphore::new(at_once)),
+            at_once,
+            waiting: AtomicUsize::new(0),
+            max_waiting: at_once * WAITING_PER_SLOT,
+        }
+    }
+
+    /// How many hashes run at once.
+    pub fn at_once(&self) -> usize {
+        self.at_once
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("password hash refused: the queue is full");
+            return Err(Busy::RetryAfter(1));
+        }
+        let place =
+            tokio::time::timeout(WAIT_LIMIT, Arc::clone(&self.places).acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Ok(Ok(place)) = place else {
+            tracing::warn!("password hash refused: no place within the wait limit");
+            return Err(Busy::RetryAfter(WAIT_LIMIT.as_secs()));
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let _place = place;
+            work()
+        })
+        .await;
+        result.map_err(|_| Busy::RetryAfter(1))
+    }
+
+    /// A new stored hash of `password`.
+    pub async fn hash(&self, password: &str) -> Result<String, Busy> {
+        let password = password.to_owned();
+        self.run(move || hash_now(&password)).await
+    }
+
+    /// Whether `password` matches `stored`; with no stored hash (an unknown email, an
+    /// account without a password), the same work is done and the answer is no.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, Busy> {
+        let password = password.to_owned();
+        match stored {
+            Some(stored) => {
+                let stored = stored.to_owned();
+                self.run(move || verify_now(&password, &stored)).await
+            }
+            None => {
+                self.run(move || {
+                    let _ = hash_now(&password);
+                    false
+                })
+                .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Better Auth 1.7.25's hash of `password123`, from its own server.
+    const NODE_HASH: &str = "34669ef70c73d4a171be6e4e82efd806:e6f560632b1561fd9342497e8884a386df8d84e09feddc587f6ac2a9ad45b2793c35b4cb013b516190096242745114d7328a83d1e1c053c3c006bf6d92a552ad";
+
+    #[test]
+    fn a_hash_made_by_better_auth_verifies_and_is_reproduced() {
+        assert!(verify_now("password123", NODE_HASH));
+        assert!(!verify_now("password124", NODE_HASH));
+        let salt = NODE_HASH
+            .split_once(':')
+            .map(|(salt, _)| salt)
+            .unwrap_or("");
+        assert_eq!(hash_with_salt("password123", salt), NODE_HASH);
+    }
+
+    #[test]
+    fn new_hashes_have_better_auths_shape_and_verify() {
+        let stored = hash_now("pässwörd-ﬁ-123");
+        let (salt, key) = stored.split_once(':').unwrap_or(("", ""));
+        assert_eq!(salt.len(), 32);
+        assert_eq!(key.len(), 128);
+        assert!(stored
+            .bytes()
+            .all(|b| b == b':' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        // NFKC: the ligature and its letters are one password.
+        assert!(verify_now("pässwörd-fi-123", &stored));
+        assert_ne!(hash_now("pässwörd-ﬁ-123"), stored, "a new salt each time");
+    }
+
+    #[test]
+    fn malformed_stored_values_never_match() {
+        for stored in ["", ":", "abc", "abc:", ":abc"] {
+            assert!(!verify_now("password123", stored), "{stored:?}");
+        }
+    }
+
+    #[test]
+    fn lengths_are_counted_as_javascript_counts_them() {
+        assert_eq!(js_length("password"), 8);
+        assert_eq!(js_length("😀"), 2);
+        assert_eq!(js_length(&"😀".repeat(65)), 130);
+    }
+}
