@@ -63,7 +63,7 @@ impl Accounts {
     ) -> Result<(), sqlx::Error> {
         if self.store.shares_tasks_database {
             self.store
-                .delete_user(user_id, crate::tasks::ERASE_USER)
+                .delete_user(user_id, crate::tasks::erase_user(self.store.pool.backend()))
                 .await?;
         } else {
             // Two databases cannot share a transaction: the data goes first, so a failure
@@ -71,7 +71,7 @@ impl Accounts {
             if let Some(db) = &self.tasks_db {
                 crate::db::on_pool!(db, |p| {
                     let mut tx = p.begin().await?;
-                    for sql in crate::tasks::ERASE_USER {
+                    for sql in crate::tasks::erase_user(db.backend()) {
                         sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
                     }
                     tx.commit().await

@@ -30,15 +30,27 @@ pub async fn start_up(db: &AppPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The statements that erase every row of one user (`$1`) this module keeps: tasks, their
-/// events and counter, and idempotency keys. The accounts module runs them inside the
-/// transaction that deletes the user, so the user and their data go together.
-pub const ERASE_USER: &[&str] = &[
-    "DELETE FROM tasks WHERE user_id = $1",
-    "DELETE FROM task_events WHERE user_id = $1",
-    "DELETE FROM task_event_counters WHERE user_id = $1",
-    "DELETE FROM idempotency_keys WHERE user_id = $1",
-];
+/// The statements that erase every row of one user (`$1`) this module keeps in `backend`'s
+/// dialect: tasks, their events (and, on PostgreSQL, the user's event counter), and
+/// idempotency keys. The accounts module runs them inside the transaction that deletes
+/// the user, so the user and their data go together.
+pub fn erase_user(backend: crate::db::Backend) -> &'static [&'static str] {
+    const COMMON: [&str; 3] = [
+        "DELETE FROM tasks WHERE user_id = $1",
+        "DELETE FROM task_events WHERE user_id = $1",
+        "DELETE FROM idempotency_keys WHERE user_id = $1",
+    ];
+    const POSTGRES: [&str; 4] = [
+        COMMON[0],
+        COMMON[1],
+        COMMON[2],
+        "DELETE FROM task_event_counters WHERE user_id = $1",
+    ];
+    match backend {
+        crate::db::Backend::Postgres => &POSTGRES,
+        crate::db::Backend::Sqlite => &COMMON,
+    }
+}
 
 /// The tasks module: the writer's state (and, on SQLite, its WAL checkpoints), the routes
 /// under `/api`, and the pruning of expired idempotency keys.
