@@ -138,10 +138,11 @@ async fn main() -> ExitCode {
         Command::Migrate => {
             let migrated = async {
                 let pool = AppPool::open(&config.database, "DATABASE_URL").await?;
-                todo_api::startup::prepare(&pool, &config.database).await
+                todo_api::startup::prepare(&pool, &config.database).await?;
+                Ok::<_, todo_api::db::DbError>(pool)
             };
             match migrated.await {
-                Ok(()) => match todo_api::accounts::migrate(&config).await {
+                Ok(pool) => match todo_api::accounts::migrate(&config, &pool).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(error) => {
                         tracing::error!(%error, "migrations failed");

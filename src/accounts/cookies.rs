@@ -168,7 +168,7 @@ impl CookieJar {
     }
 
     /// The verified value of cookie `name` in `request`, if it has one.
-    pub fn read<'r>(&self, request: &'r Request<'_>, name: Name) -> Option<String> {
+    pub fn read(&self, request: &Request<'_>, name: Name) -> Option<String> {
         let wanted = self.name(name, is_https(request));
         let raw = cookie_value(request, &wanted)?;
         let decoded = if raw.contains('%') {

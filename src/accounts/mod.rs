@@ -87,16 +87,18 @@ impl Accounts {
     }
 }
 
-/// Creates Better Auth's tables where absent on the database of `config` (for the
-/// `migrate` command and the start).
-pub async fn migrate(config: &crate::config::AppConfig) -> Result<(), String> {
+/// Creates Better Auth's tables where absent (the `migrate` command): on `own`, the
+/// service's pool, unless `BETTER_AUTH_DATABASE_URL` names another database.
+pub async fn migrate(config: &crate::config::AppConfig, own: &AppPool) -> Result<(), String> {
     let Some(accounts) = &config.accounts else {
         return Ok(());
     };
+    let failed = |e: sqlx::Error| format!("creating Better Auth's tables: {e}");
+    if accounts.database_url.is_none() {
+        return schema::ensure(own).await.map_err(failed);
+    }
     let pool = open(accounts, &config.database).await?;
-    let done = schema::ensure(&pool)
-        .await
-        .map_err(|e| format!("creating Better Auth's tables: {e}"));
+    let done = schema::ensure(&pool).await.map_err(failed);
     crate::db::on_pool!(&pool, |p| p.close().await);
     done
 }

@@ -354,7 +354,7 @@ impl Store {
             .map(session_of)
             .filter(|s| s.expires_at > now)
             .collect();
-        sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        sessions.sort_by_key(|s| s.created_at);
         Ok(sessions)
     }
 

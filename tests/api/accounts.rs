@@ -23,6 +23,11 @@ fn server_on(attempts: u32, failures: u32) -> impl FnOnce(Figment) -> Figment {
     }
 }
 
+/// Headers sent, then the status and code expected.
+type OriginCase<'a> = (&'a [(&'a str, &'a str)], u16, &'a str);
+/// A request sent to both servers: method, path, body, headers.
+type Comparison<'a> = (&'a str, &'a str, Option<Value>, Vec<(&'a str, &'a str)>);
+
 /// An answer, read whole.
 pub(crate) struct Answer {
     pub status: u16,
@@ -429,12 +434,7 @@ on_both_backends! {
             assert_eq!(count(&server.db_url, &format!("SELECT count(*) FROM {table}")).await, 0, "{table}");
         }
         let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            loop {
-                match stream.chunk().await {
-                    Ok(Some(_)) => continue,
-                    _ => break,
-                }
-            }
+            while let Ok(Some(_)) = stream.chunk().await {}
         }).await;
         assert!(ended.is_ok(), "the user's event stream ended");
         server.stop().await;
@@ -446,7 +446,7 @@ on_both_backends! {
         call(&api, "POST", "/api/auth/sign-up/email", Some(&sign_up_body("ed@example.com")), &[]).await;
         let body = json!({"email": "ed@example.com", "password": "correct horse battery"});
         let own = format!("http://127.0.0.1:{}", server.port);
-        let cases: &[(&[(&str, &str)], u16, &str)] = &[
+        let cases: &[OriginCase] = &[
             (&[], 200, ""),
             (&[("Origin", "http://localhost:3000")], 200, ""),
             (&[("Origin", own.as_str())], 200, ""),
@@ -573,7 +573,7 @@ on_both_backends! {
 
         // The same requests to both: the same statuses, codes and cookie attributes.
         let both = |email: &str, password: &str| json!({"email": email, "password": password});
-        let cases: Vec<(&str, &str, Option<Value>, Vec<(&str, &str)>)> = vec![
+        let cases: Vec<Comparison> = vec![
             ("POST", "/api/auth/sign-up/email", Some(json!({"email": "new@example.com", "name": "N"})), vec![]),
             ("POST", "/api/auth/sign-up/email", Some(json!({"email": "new@example.com", "name": "N", "password": "short"})), vec![]),
             ("POST", "/api/auth/sign-up/email", Some(json!({"email": "new@example.com", "name": "N", "password": "😀".repeat(65)})), vec![]),
@@ -706,7 +706,7 @@ on_both_backends! {
             }
         }
         assert!(by_status.keys().all(|s| [200, 503].contains(s)), "{by_status:?}");
-        assert!(by_status.get(&503).is_some(), "a queue of 16 cannot hold 200: {by_status:?}");
+        assert!(by_status.contains_key(&503), "a queue of 16 cannot hold 200: {by_status:?}");
         server.stop().await;
     }
 }

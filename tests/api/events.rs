@@ -887,7 +887,7 @@ on_both_backends! {
         let mut stream = Stream::open(server.port, &format!("/api/alice/events?access_token={}", token("alice")), origin).await;
         assert_eq!(stream.status, 200);
         assert_eq!(stream.header("access-control-allow-origin"), Some("http://localhost:3000"));
-        assert_eq!(stream.header("access-control-allow-credentials"), None, "credentials only with cookies on");
+        assert_eq!(stream.header("access-control-allow-credentials"), Some("true"), "credentials in every mode");
         assert_eq!(stream.event().await.and_then(|f| f.event).as_deref(), Some("ready"));
         // With a header-capable client, the preflight allows Authorization and Last-Event-ID.
         let (status, headers, _) = raw_http(server.port, &format!(
