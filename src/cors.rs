@@ -44,9 +44,12 @@ pub const EXPOSED_HEADERS: [&str; 11] = [
     "set-auth-token",
 ];
 
-/// Builds the rocket_cors configuration for `origins`.
-/// `credentials`: say `Access-Control-Allow-Credentials: true` to the listed origins.
-pub fn cors(origins: &[String], credentials: bool) -> Result<Cors, rocket_cors::Error> {
+/// Builds the rocket_cors configuration for `origins`. They get
+/// `Access-Control-Allow-Credentials: true` in every mode: frontends send `credentials:
+/// "include"` with a bearer token too, and a browser refuses the answer without it.
+/// Cookies still authenticate only with BETTER_AUTH_COOKIES=on, and cookie writes only
+/// from listed origins (the forgery rule).
+pub fn cors(origins: &[String]) -> Result<Cors, rocket_cors::Error> {
     let methods = [
         HttpMethod::Get,
         HttpMethod::Post,
@@ -60,7 +63,7 @@ pub fn cors(origins: &[String], credentials: bool) -> Result<Cors, rocket_cors::
         allowed_origins: AllowedOrigins::some_exact(origins),
         allowed_methods: methods.into_iter().map(Method::from).collect(),
         allowed_headers: AllowedHeaders::some(&ALLOWED_HEADERS),
-        allow_credentials: credentials,
+        allow_credentials: true,
         expose_headers: EXPOSED_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
         max_age: Some(600),
         ..CorsOptions::default()
@@ -146,11 +149,7 @@ pub fn stage() -> AdHoc {
         else {
             return Err(rocket);
         };
-        // In every mode: frontends send `credentials: "include"` with a bearer token too,
-        // and a browser refuses the answer without this. Cookies still authenticate only
-        // with BETTER_AUTH_COOKIES=on, and cookie writes only from listed origins.
-        let credentials = true;
-        match cors(&origins, credentials) {
+        match cors(&origins) {
             Ok(inner) => Ok(rocket.attach(CorsFairing {
                 inner,
                 origins: origins.into_iter().collect(),

@@ -122,7 +122,10 @@ async fn ready(
 ) -> Result<Json<Health>, PublicError> {
     let mut answer = health(db).await?;
     answer.jwks = verifier.jwks_status();
-    answer.sessions = verifier.sessions().map(|s| s.status());
+    answer.sessions = match verifier.sessions() {
+        Some(sessions) => Some(sessions.current_status().await),
+        None => None,
+    };
     answer.events = listener.zip(bus).map(|(listener, bus)| EventsStatus {
         listener: listener.name(),
         streams: bus.open_streams(),

@@ -17,6 +17,32 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         .map(|at| at.with_timezone(&Utc).trunc_subsecs(6))
 }
 
+/// Reads a timestamp in any form Better Auth's adapters store on SQLite: ISO 8601 text
+/// with or without an offset (Kysely; no offset means UTC), or a number of milliseconds
+/// (Prisma) or seconds (Drizzle) since the epoch. Microsecond precision.
+pub fn parse_stored(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<f64>() {
+        // Milliseconds since 1970 pass 1e11 in 1973; seconds reach it in 5138.
+        let micros = if number.abs() >= 1e11 {
+            number * 1e3
+        } else {
+            number * 1e6
+        };
+        return micros
+            .is_finite()
+            .then(|| DateTime::from_timestamp_micros(micros.round() as i64))
+            .flatten();
+    }
+    if let Some(at) = parse_timestamp(text) {
+        return Some(at);
+    }
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+        .map(|at| at.and_utc().trunc_subsecs(6))
+}
+
 /// Formats a timestamp as the contract's RFC 3339 UTC with a `Z` suffix and microseconds.
 pub fn format_time(at: &DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)

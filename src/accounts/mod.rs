@@ -26,13 +26,14 @@ mod store;
 use std::time::Duration;
 
 use rocket::fairing::AdHoc;
+use rocket::{Build, Rocket};
 use secrecy::ExposeSecret as _;
 
 pub use routes::is_email;
 
 use crate::db::{AppPool, DatabaseConfig};
 
-/// Connections the accounts routes may hold on Better Auth's database.
+/// Connections the accounts routes may hold on Better Auth's database, when it is another.
 const POOL_SIZE: u32 = 8;
 /// Longest wait for one of them.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -94,127 +95,136 @@ pub async fn migrate(config: &crate::config::AppConfig, own: &AppPool) -> Result
         return Ok(());
     };
     let failed = |e: sqlx::Error| format!("creating Better Auth's tables: {e}");
-    if accounts.database_url.is_none() {
+    let Some(url) = &accounts.database_url else {
         return schema::ensure(own).await.map_err(failed);
-    }
-    let pool = open(accounts, &config.database).await?;
+    };
+    let pool = open_other(url).await?;
     let done = schema::ensure(&pool).await.map_err(failed);
     crate::db::on_pool!(&pool, |p| p.close().await);
     done
 }
 
-async fn open(
-    accounts: &crate::config::AccountsConfig,
-    own: &DatabaseConfig,
-) -> Result<AppPool, String> {
-    let (url, setting) = match &accounts.database_url {
-        Some(url) => (url, "BETTER_AUTH_DATABASE_URL"),
-        None => (&own.url, "DATABASE_URL"),
-    };
-    let mut settings =
-        DatabaseConfig::other(url, setting, POOL_SIZE, ACQUIRE_TIMEOUT).map_err(|e| e.0)?;
-    if accounts.database_url.is_none() {
-        settings.prepared_statements = own.prepared_statements;
-    }
-    AppPool::open(&settings, setting)
+/// A small pool on Better Auth's database when it is not the service's own (the service's
+/// pool serves it otherwise).
+async fn open_other(url: &secrecy::SecretString) -> Result<AppPool, String> {
+    const SETTING: &str = "BETTER_AUTH_DATABASE_URL";
+    let settings =
+        DatabaseConfig::other(url, SETTING, POOL_SIZE, ACQUIRE_TIMEOUT).map_err(|e| e.0)?;
+    AppPool::open(&settings, SETTING)
         .await
-        .map_err(|e| format!("{setting}: {e}"))
+        .map_err(|e| format!("{SETTING}: {e}"))
 }
 
-/// The accounts module: attached always, active with `BETTER_AUTH_SERVER=on`.
+/// The accounts module: attached always, active with `BETTER_AUTH_SERVER=on`. Its work
+/// runs once the service's pool exists and the migrations ran (they are attached the same
+/// way, earlier), so Better Auth's tables can share that pool.
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("Accounts", |rocket| async {
-        let Some(config) = crate::config::of(&rocket, "accounts") else {
-            return Err(rocket);
-        };
-        let Some(settings) = config.accounts.clone() else {
-            return Ok(rocket);
-        };
-        let config = config.clone();
-        let pool = match open(&settings, &config.database).await {
-            Ok(pool) => pool,
-            Err(error) => {
-                tracing::error!(%error, "accounts: Better Auth's database cannot be opened");
-                return Err(rocket);
-            }
-        };
-        if config.migrate_on_start {
-            let created =
-                tokio::time::timeout(Duration::from_secs(30), schema::ensure(&pool)).await;
-            match created {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::error!(%error, "accounts: Better Auth's tables cannot be created");
-                    return Err(rocket);
-                }
-                Err(_) => {
-                    tracing::error!("accounts: Better Auth's database did not answer within 30 s");
-                    return Err(rocket);
-                }
-            }
-        }
-        let issuer_column = schema::has_issuer_column(&pool).await.unwrap_or(false);
-        let Some(secret) = config.auth.secret.as_ref() else {
-            tracing::error!("accounts: BETTER_AUTH_SERVER=on needs BETTER_AUTH_SECRET");
-            return Err(rocket);
-        };
-        let prefix = config
-            .auth
-            .cookie_prefix
-            .clone()
-            .unwrap_or_else(|| "better-auth".to_owned());
-        let jar = match cookies::CookieJar::new(secret.expose_secret(), &prefix) {
-            Ok(jar) => jar,
-            Err(error) => {
-                tracing::error!(%error, "accounts: the cookies cannot be signed");
-                return Err(rocket);
-            }
-        };
-        let shares = settings.database_url.is_none();
-        let tasks_db = rocket.state::<crate::db::Db>().map(|db| (**db).clone());
-        let hasher = password::Hasher::new(settings.hashes_at_once);
-        tracing::info!(
-            hashes_at_once = hasher.at_once(),
-            attempts_per_address = settings.attempts_per_address,
-            failures_per_account = settings.failures_per_account,
-            client_ip_header = settings.client_ip_header.as_deref().unwrap_or("-"),
-            "accounts: Better Auth's email-and-password server is on under /api/auth"
-        );
-        if settings.client_ip_header.is_none() {
-            tracing::info!("accounts: clients are told apart by their connection's address; behind a proxy, set CLIENT_IP_HEADER");
-        }
-        let prune_pool = pool.clone();
-        let accounts = Accounts {
-            store: store::Store {
-                pool,
-                issuer_column,
-                shares_tasks_database: shares,
-            },
-            jar,
-            hasher,
-            trusted_origins: config.allowed_origins.clone(),
-            attempts_per_address: settings.attempts_per_address,
-            failures_per_account: settings.failures_per_account,
-            client_ip_header: settings.client_ip_header.clone(),
-            tasks_db,
-        };
-        Ok(rocket
-            .manage(accounts)
-            .mount("/api/auth", crate::telemetry::traced(routes::routes()))
-            .mount("/api/v1/auth", crate::telemetry::traced(routes::routes()))
-            .attach(AdHoc::on_liftoff("Sign-in limits' pruning", move |rocket| {
-                Box::pin(async move {
-                    let shutdown = rocket.shutdown();
-                    tokio::spawn(crate::periodic::every(PRUNE_EVERY, shutdown, move || {
-                        let pool = prune_pool.clone();
-                        async move {
-                            let before = crate::time::now().timestamp_millis() - limits::ACCOUNT_WINDOW_MS;
-                            if let Err(error) = schema::prune_limits(&pool, before).await {
-                                tracing::debug!(%error, "accounts: expired limit counters not pruned this round");
-                            }
-                        }
-                    }));
-                })
-            })))
+    AdHoc::on_ignite("Accounts", |rocket| async {
+        rocket.attach(AdHoc::try_on_ignite("Accounts setup", set_up))
     })
+}
+
+async fn set_up(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    let Some(config) = crate::config::of(&rocket, "accounts") else {
+        return Err(rocket);
+    };
+    let Some(settings) = config.accounts.clone() else {
+        return Ok(rocket);
+    };
+    let config = config.clone();
+    let own = rocket.state::<crate::db::Db>().map(|db| (**db).clone());
+    let pool = match (&settings.database_url, &own) {
+        (Some(url), _) => open_other(url).await,
+        (None, Some(own)) => Ok(own.clone()),
+        (None, None) => Err("the database stage is not attached".to_owned()),
+    };
+    let pool = match pool {
+        Ok(pool) => pool,
+        Err(error) => {
+            tracing::error!(%error, "accounts: Better Auth's database cannot be opened");
+            return Err(rocket);
+        }
+    };
+    if config.migrate_on_start {
+        let created = tokio::time::timeout(Duration::from_secs(30), schema::ensure(&pool)).await;
+        match created {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "accounts: Better Auth's tables cannot be created");
+                return Err(rocket);
+            }
+            Err(_) => {
+                tracing::error!("accounts: Better Auth's database did not answer within 30 s");
+                return Err(rocket);
+            }
+        }
+    }
+    let issuer_column = schema::has_issuer_column(&pool).await.unwrap_or(false);
+    let Some(secret) = config.auth.secret.as_ref() else {
+        tracing::error!("accounts: BETTER_AUTH_SERVER=on needs BETTER_AUTH_SECRET");
+        return Err(rocket);
+    };
+    let prefix = config
+        .auth
+        .cookie_prefix
+        .clone()
+        .unwrap_or_else(|| "better-auth".to_owned());
+    let jar = match cookies::CookieJar::new(secret.expose_secret(), &prefix) {
+        Ok(jar) => jar,
+        Err(error) => {
+            tracing::error!(%error, "accounts: the cookies cannot be signed");
+            return Err(rocket);
+        }
+    };
+    let shares = settings.database_url.is_none();
+    let hasher = match password::Hasher::new(settings.hashes_at_once) {
+        Ok(hasher) => hasher,
+        Err(error) => {
+            tracing::error!(%error, "accounts: passwords cannot be hashed");
+            return Err(rocket);
+        }
+    };
+    tracing::info!(
+        hashes_at_once = hasher.at_once(),
+        attempts_per_address = settings.attempts_per_address,
+        failures_per_account = settings.failures_per_account,
+        client_ip_header = settings.client_ip_header.as_deref().unwrap_or("-"),
+        "accounts: Better Auth's email-and-password server is on under /api/auth"
+    );
+    if settings.client_ip_header.is_none() {
+        tracing::info!("accounts: clients are told apart by their connection's address; behind a proxy, set CLIENT_IP_HEADER");
+    }
+    let prune_pool = pool.clone();
+    let accounts = Accounts {
+        store: store::Store {
+            pool,
+            issuer_column,
+            shares_tasks_database: shares,
+        },
+        jar,
+        hasher,
+        trusted_origins: config.allowed_origins.clone(),
+        attempts_per_address: settings.attempts_per_address,
+        failures_per_account: settings.failures_per_account,
+        client_ip_header: settings.client_ip_header.clone(),
+        tasks_db: own,
+    };
+    Ok(rocket
+        .manage(accounts)
+        .mount("/api/auth", crate::telemetry::traced(routes::routes()))
+        .mount("/api/v1/auth", crate::telemetry::traced(routes::routes()))
+        .attach(AdHoc::on_liftoff("Sign-in limits' pruning", move |rocket| {
+            Box::pin(async move {
+                let shutdown = rocket.shutdown();
+                tokio::spawn(crate::periodic::every(PRUNE_EVERY, shutdown, move || {
+                    let pool = prune_pool.clone();
+                    async move {
+                        let before = crate::time::now().timestamp_millis() - limits::ACCOUNT_WINDOW_MS;
+                        if let Err(error) = schema::prune_limits(&pool, before).await {
+                            tracing::debug!(%error, "accounts: expired limit counters not pruned this round");
+                        }
+                    }
+                }));
+            })
+        })))
 }

@@ -41,22 +41,16 @@ pub enum Busy {
     RetryAfter(u64),
 }
 
-fn params() -> scrypt::Params {
-    // Fixed, valid parameters: log2(16384) = 14, r = 16, p = 1, 64-byte key.
-    #[allow(clippy::expect_used)]
-    scrypt::Params::new(14, 16, 1, 64).expect("Better Auth's scrypt parameters are valid")
+/// Better Auth's scrypt parameters: log2(16384) = 14, r = 16, p = 1, a 64-byte key.
+fn params() -> Result<scrypt::Params, scrypt::errors::InvalidParams> {
+    scrypt::Params::new(14, 16, 1, 64)
 }
 
-fn derive(password: &str, salt_hex: &str) -> [u8; 64] {
+fn derive(password: &str, salt_hex: &str, params: &scrypt::Params) -> [u8; 64] {
     let normalized: String = password.nfkc().collect();
     let mut key = [0u8; 64];
     // The output length matches the parameters, the only way this call can fail.
-    let _ = scrypt::scrypt(
-        normalized.as_bytes(),
-        salt_hex.as_bytes(),
-        &params(),
-        &mut key,
-    );
+    let _ = scrypt::scrypt(normalized.as_bytes(), salt_hex.as_bytes(), params, &mut key);
     key
 }
 
@@ -71,27 +65,27 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A new stored hash of `password` (blocking: call through [`Hasher`]).
-pub fn hash_now(password: &str) -> String {
+fn hash_now(password: &str, params: &scrypt::Params) -> String {
     let mut salt = [0u8; 16];
     super::ids::fill_random(&mut salt);
-    hash_with_salt(password, &hex(&salt))
+    hash_with_salt(password, &hex(&salt), params)
 }
 
-fn hash_with_salt(password: &str, salt_hex: &str) -> String {
-    format!("{salt_hex}:{}", hex(&derive(password, salt_hex)))
+fn hash_with_salt(password: &str, salt_hex: &str, params: &scrypt::Params) -> String {
+    format!("{salt_hex}:{}", hex(&derive(password, salt_hex, params)))
 }
 
 /// Whether `password` matches `stored` (blocking: call through [`Hasher`]). A stored value
 /// that is not `salt:key` never matches, but costs the same hash.
-pub fn verify_now(password: &str, stored: &str) -> bool {
+fn verify_now(password: &str, stored: &str, params: &scrypt::Params) -> bool {
     let (salt, key) = match stored.split_once(':') {
         Some((salt, key)) if !salt.is_empty() && !key.is_empty() => (salt, key),
         _ => {
-            let _ = derive(password, "00000000000000000000000000000000");
+            let _ = derive(password, "00000000000000000000000000000000", params);
             return false;
         }
     };
-    let computed = hex(&derive(password, salt));
+    let computed = hex(&derive(password, salt, params));
     computed
         .as_bytes()
         .ct_eq(key.to_ascii_lowercase().as_bytes())
@@ -101,6 +95,7 @@ pub fn verify_now(password: &str, stored: &str) -> bool {
 /// The bounded pool password hashes run on.
 #[derive(Debug)]
 pub struct Hasher {
+    params: scrypt::Params,
     places: Arc<Semaphore>,
     at_once: usize,
     waiting: AtomicUsize,
@@ -109,14 +104,16 @@ pub struct Hasher {
 
 impl Hasher {
     /// A pool that computes at most `at_once` hashes at a time.
-    pub fn new(at_once: usize) -> Self {
+    pub fn new(at_once: usize) -> Result<Self, String> {
         let at_once = at_once.max(1);
-        Self {
+        let params = params().map_err(|e| format!("scrypt's parameters: {e}"))?;
+        Ok(Self {
+            params,
             places: Arc::new(Semaphore::new(at_once)),
             at_once,
             waiting: AtomicUsize::new(0),
             max_waiting: at_once * WAITING_PER_SLOT,
-        }
+        })
     }
 
     /// How many hashes run at once.
@@ -126,7 +123,7 @@ impl Hasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&scrypt::Params) -> T + Send + 'static,
     ) -> Result<T, Busy> {
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -140,9 +137,10 @@ impl Hasher {
             tracing::warn!("password hash refused: no place within the wait limit");
             return Err(Busy::RetryAfter(WAIT_LIMIT.as_secs()));
         };
+        let params = self.params;
         let result = tokio::task::spawn_blocking(move || {
             let _place = place;
-            work()
+            work(&params)
         })
         .await;
         result.map_err(|_| Busy::RetryAfter(1))
@@ -151,7 +149,7 @@ impl Hasher {
     /// A new stored hash of `password`.
     pub async fn hash(&self, password: &str) -> Result<String, Busy> {
         let password = password.to_owned();
-        self.run(move || hash_now(&password)).await
+        self.run(move |params| hash_now(&password, params)).await
     }
 
     /// Whether `password` matches `stored`; with no stored hash (an unknown email, an
@@ -161,11 +159,12 @@ impl Hasher {
         match stored {
             Some(stored) => {
                 let stored = stored.to_owned();
-                self.run(move || verify_now(&password, &stored)).await
+                self.run(move |params| verify_now(&password, &stored, params))
+                    .await
             }
             None => {
-                self.run(move || {
-                    let _ = hash_now(&password);
+                self.run(move |params| {
+                    let _ = hash_now(&password, params);
                     false
                 })
                 .await
@@ -178,23 +177,27 @@ impl Hasher {
 mod tests {
     use super::*;
 
+    fn p() -> scrypt::Params {
+        params().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Better Auth 1.7.25's hash of `password123`, from its own server.
     const NODE_HASH: &str = "34669ef70c73d4a171be6e4e82efd806:e6f560632b1561fd9342497e8884a386df8d84e09feddc587f6ac2a9ad45b2793c35b4cb013b516190096242745114d7328a83d1e1c053c3c006bf6d92a552ad";
 
     #[test]
     fn a_hash_made_by_better_auth_verifies_and_is_reproduced() {
-        assert!(verify_now("password123", NODE_HASH));
-        assert!(!verify_now("password124", NODE_HASH));
+        assert!(verify_now("password123", NODE_HASH, &p()));
+        assert!(!verify_now("password124", NODE_HASH, &p()));
         let salt = NODE_HASH
             .split_once(':')
             .map(|(salt, _)| salt)
             .unwrap_or("");
-        assert_eq!(hash_with_salt("password123", salt), NODE_HASH);
+        assert_eq!(hash_with_salt("password123", salt, &p()), NODE_HASH);
     }
 
     #[test]
     fn new_hashes_have_better_auths_shape_and_verify() {
-        let stored = hash_now("pässwörd-ﬁ-123");
+        let stored = hash_now("pässwörd-ﬁ-123", &p());
         let (salt, key) = stored.split_once(':').unwrap_or(("", ""));
         assert_eq!(salt.len(), 32);
         assert_eq!(key.len(), 128);
@@ -202,14 +205,18 @@ mod tests {
             .bytes()
             .all(|b| b == b':' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         // NFKC: the ligature and its letters are one password.
-        assert!(verify_now("pässwörd-fi-123", &stored));
-        assert_ne!(hash_now("pässwörd-ﬁ-123"), stored, "a new salt each time");
+        assert!(verify_now("pässwörd-fi-123", &stored, &p()));
+        assert_ne!(
+            hash_now("pässwörd-ﬁ-123", &p()),
+            stored,
+            "a new salt each time"
+        );
     }
 
     #[test]
     fn malformed_stored_values_never_match() {
         for stored in ["", ":", "abc", "abc:", ":abc"] {
-            assert!(!verify_now("password123", stored), "{stored:?}");
+            assert!(!verify_now("password123", stored, &p()), "{stored:?}");
         }
     }
 

@@ -8,12 +8,14 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use serde_json::Value;
 
+use crate::db::errors::DbErrorClass;
+
 /// One answer of the accounts routes.
 #[derive(Debug)]
 pub struct Reply {
     status: Status,
     /// `None`: an empty body without a content type (Better Auth's 404).
-    body: Option<String>,
+    body: Option<Value>,
     cookies: Vec<String>,
     headers: Vec<(&'static str, String)>,
     /// The signed session token of a live session cookie this answer sets.
@@ -28,7 +30,7 @@ impl Reply {
 
     /// `status` with `body` as JSON.
     pub fn json(status: Status, body: &impl serde::Serialize) -> Self {
-        let body = serde_json::to_string(body).unwrap_or_else(|_| "null".to_owned());
+        let body = serde_json::to_value(body).unwrap_or(Value::Null);
         Self {
             status,
             body: Some(body),
@@ -92,27 +94,35 @@ impl Reply {
         .header("Retry-After", seconds.to_string())
     }
 
-    /// 500 for a database failure; the log has the detail.
-    pub fn failed(code: &str, message: &str, error: &dyn std::fmt::Display) -> Self {
-        tracing::error!(%error, code, "accounts: a database operation failed");
-        Self::error(Status::InternalServerError, code, message)
-    }
-
-    /// 503 for a database that cannot be reached.
-    pub fn unavailable(error: &sqlx::Error) -> Self {
-        if matches!(
-            error,
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-        ) {
-            tracing::warn!(%error, "accounts: the database cannot be reached");
-            Self::error(
-                Status::ServiceUnavailable,
-                "SERVICE_UNAVAILABLE",
-                "The database cannot be reached. Please try again later.",
-            )
-            .header("Retry-After", "1".to_owned())
-        } else {
-            Self::failed("INTERNAL_SERVER_ERROR", "Internal server error", error)
+    /// A database error, as the service classifies them everywhere: 503 when the database
+    /// cannot serve now, 400 for a value it refused, else 500 (the log has the detail).
+    pub fn database(error: &sqlx::Error) -> Self {
+        match crate::db::errors::classify(error, &[]) {
+            DbErrorClass::Unavailable => {
+                tracing::warn!(%error, "accounts: the database cannot serve now");
+                Self::error(
+                    Status::ServiceUnavailable,
+                    "SERVICE_UNAVAILABLE",
+                    "The database cannot be reached. Please try again later.",
+                )
+                .header("Retry-After", "1".to_owned())
+            }
+            DbErrorClass::Refused(_) => {
+                tracing::warn!(%error, "accounts: the database refused a value");
+                Self::error(
+                    Status::BadRequest,
+                    "VALIDATION_ERROR",
+                    "A value was refused",
+                )
+            }
+            DbErrorClass::Unexpected => {
+                tracing::error!(%error, "accounts: a database operation failed");
+                Self::error(
+                    Status::InternalServerError,
+                    "INTERNAL_SERVER_ERROR",
+                    "Internal server error",
+                )
+            }
         }
     }
 
@@ -135,11 +145,6 @@ impl Reply {
         self
     }
 
-    /// The status.
-    pub fn status(&self) -> Status {
-        self.status
-    }
-
     /// The signed token this answer hands out, if any.
     pub fn auth_token(&self) -> Option<&str> {
         self.auth_token.as_deref()
@@ -147,13 +152,10 @@ impl Reply {
 
     /// Adds fields to a JSON object body (the compatibility names' `access_token`).
     pub fn with_fields(mut self, fields: &[(&str, Value)]) -> Self {
-        if let Some(Ok(Value::Object(mut object))) =
-            self.body.as_deref().map(serde_json::from_str::<Value>)
-        {
+        if let Some(Value::Object(object)) = &mut self.body {
             for (name, value) in fields {
                 object.insert((*name).to_owned(), value.clone());
             }
-            self.body = serde_json::to_string(&Value::Object(object)).ok();
         }
         self
     }
@@ -164,6 +166,7 @@ impl<'r> Responder<'r, 'static> for Reply {
         let mut response = Response::build();
         response.status(self.status);
         if let Some(body) = self.body {
+            let body = body.to_string();
             response.header(ContentType::JSON);
             response.sized_body(body.len(), std::io::Cursor::new(body));
         }

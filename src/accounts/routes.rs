@@ -4,7 +4,7 @@
 //! the body, the origin check, validation, then its own work.
 
 use rocket::data::{Data, ToByteUnit as _};
-use rocket::http::{Method, Status};
+use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::{Route, State};
 use serde_json::{json, Map, Value};
@@ -365,7 +365,7 @@ impl Accounts {
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(seconds)) => Err(Reply::too_many(seconds)),
-            Err(error) => Err(Reply::unavailable(&error)),
+            Err(error) => Err(Reply::database(&error)),
         }
     }
 
@@ -376,6 +376,43 @@ impl Accounts {
             .jar
             .set(Name::SessionToken, token, max_age, caller.secure);
         reply.session_cookie(cookie, self.jar.sign(token))
+    }
+}
+
+impl Accounts {
+    /// The stored hash of the user's credential account, else 400
+    /// `CREDENTIAL_ACCOUNT_NOT_FOUND`.
+    async fn credential_password(&self, user_id: &str) -> Result<String, Reply> {
+        self.store
+            .credential_password(user_id)
+            .await
+            .map_err(|e| Reply::database(&e))?
+            .flatten()
+            .ok_or_else(|| {
+                Reply::error(
+                    Status::BadRequest,
+                    "CREDENTIAL_ACCOUNT_NOT_FOUND",
+                    "Credential account not found",
+                )
+            })
+    }
+
+    /// `password` against `stored`, else 400 `INVALID_PASSWORD`.
+    async fn check_password(&self, password: &str, stored: &str) -> Result<(), Reply> {
+        if self
+            .hasher
+            .verify(password, Some(stored))
+            .await
+            .map_err(busy)?
+        {
+            Ok(())
+        } else {
+            Err(Reply::error(
+                Status::BadRequest,
+                "INVALID_PASSWORD",
+                "Invalid password",
+            ))
+        }
     }
 }
 
@@ -413,7 +450,7 @@ impl Accounts {
             .store
             .session(token)
             .await
-            .map_err(|e| Reply::unavailable(&e))?;
+            .map_err(|e| Reply::database(&e))?;
         let Some((session, user)) = found else {
             return Ok(Lookup::Missing { clear: true });
         };
@@ -450,7 +487,7 @@ impl Accounts {
             .store
             .refresh(&token, expires_at, now)
             .await
-            .map_err(|e| Reply::unavailable(&e))?;
+            .map_err(|e| Reply::database(&e))?;
         if !moved {
             return Err(Reply::error(
                 Status::Unauthorized,
@@ -506,22 +543,25 @@ enum Flavour {
     AccessToken,
 }
 
+/// A successful sign-in or sign-up's answer, with `access_token` for `flavour`'s names.
 fn add_access_token(reply: Reply, flavour: Flavour) -> Reply {
     match (flavour, reply.auth_token().map(str::to_owned)) {
-        (Flavour::AccessToken, Some(token)) if reply.status() == Status::Ok => {
-            reply.with_fields(&[
-                ("access_token", Value::String(token)),
-                ("token_type", Value::String("bearer".to_owned())),
-            ])
-        }
+        (Flavour::AccessToken, Some(token)) => reply.with_fields(&[
+            ("access_token", Value::String(token)),
+            ("token_type", Value::String("bearer".to_owned())),
+        ]),
         _ => reply,
     }
 }
 
-async fn sign_up(accounts: &Accounts, caller: &Caller, data: Data<'_>, flavour: Flavour) -> Reply {
-    match sign_up_inner(accounts, caller, data).await {
-        Ok(reply) | Err(reply) => add_access_token(reply, flavour),
-    }
+async fn sign_up(
+    accounts: &Accounts,
+    caller: &Caller,
+    data: Data<'_>,
+    flavour: Flavour,
+) -> Result<Reply, Reply> {
+    let reply = sign_up_inner(accounts, caller, data).await?;
+    Ok(add_access_token(reply, flavour))
 }
 
 async fn sign_up_inner(
@@ -574,7 +614,7 @@ async fn sign_up_inner(
         .store
         .user_by_email(&email)
         .await
-        .map_err(|e| Reply::unavailable(&e))?
+        .map_err(|e| Reply::database(&e))?
         .is_some()
     {
         return Err(exists());
@@ -604,7 +644,7 @@ async fn sign_up_inner(
         Ok(()) => {}
         // Two sign-ups with one email at once: the second finds the first's row.
         Err(error) if is_unique_violation(&error) => return Err(exists()),
-        Err(error) => return Err(Reply::unavailable(&error)),
+        Err(error) => return Err(Reply::database(&error)),
     }
     tracing::info!(user = %user.id, "accounts: a user signed up");
     let reply = Reply::ok(&json!({ "token": session.token, "user": user }));
@@ -637,10 +677,14 @@ fn remember_cookies(
     }
 }
 
-async fn sign_in(accounts: &Accounts, caller: &Caller, data: Data<'_>, flavour: Flavour) -> Reply {
-    match sign_in_inner(accounts, caller, data, flavour).await {
-        Ok(reply) | Err(reply) => add_access_token(reply, flavour),
-    }
+async fn sign_in(
+    accounts: &Accounts,
+    caller: &Caller,
+    data: Data<'_>,
+    flavour: Flavour,
+) -> Result<Reply, Reply> {
+    let reply = sign_in_inner(accounts, caller, data, flavour).await?;
+    Ok(add_access_token(reply, flavour))
 }
 
 async fn sign_in_inner(
@@ -694,14 +738,14 @@ async fn sign_in_inner(
                 tracing::warn!("accounts: sign-in refused: too many failures for this account");
                 return Err(Reply::too_many(seconds));
             }
-            Err(error) => return Err(Reply::unavailable(&error)),
+            Err(error) => return Err(Reply::database(&error)),
         }
     }
     let found = accounts
         .store
         .user_by_email(&email)
         .await
-        .map_err(|e| Reply::unavailable(&e))?;
+        .map_err(|e| Reply::database(&e))?;
     let stored = found.as_ref().and_then(|(_, password)| password.as_deref());
     // An unknown email costs the same hash as a wrong password.
     let matches = accounts
@@ -746,7 +790,7 @@ async fn sign_in_inner(
         .store
         .create_session(&session)
         .await
-        .map_err(|e| Reply::unavailable(&e))?;
+        .map_err(|e| Reply::database(&e))?;
     let mut body = Map::new();
     body.insert("redirect".to_owned(), Value::Bool(callback.is_some()));
     body.insert("token".to_owned(), Value::String(session.token.clone()));
@@ -774,7 +818,11 @@ async fn sign_in_inner(
 // Routes.
 
 #[post("/sign-up/email", data = "<data>")]
-async fn sign_up_email(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
+async fn sign_up_email(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
     sign_up(accounts, &caller, data, Flavour::BetterAuth).await
 }
 
@@ -784,24 +832,24 @@ async fn sign_up_or_in_named(
     accounts: &State<Accounts>,
     caller: Caller,
     data: Data<'_>,
-) -> Reply {
+) -> Result<Reply, Reply> {
     match name {
         "signup" | "register" => sign_up(accounts, &caller, data, Flavour::AccessToken).await,
         "login" | "signin" | "token" => {
             sign_in(accounts, &caller, data, Flavour::AccessToken).await
         }
-        "logout" => sign_out_inner(accounts, &caller, data)
-            .await
-            .unwrap_or_else(|r| r),
-        "refresh" => refresh_inner(accounts, &caller, data)
-            .await
-            .unwrap_or_else(|r| r),
-        _ => Reply::not_found(),
+        "logout" => sign_out_inner(accounts, &caller, data).await,
+        "refresh" => refresh_inner(accounts, &caller, data).await,
+        _ => Err(Reply::not_found()),
     }
 }
 
 #[post("/sign-in/email", data = "<data>")]
-async fn sign_in_email(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
+async fn sign_in_email(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
     sign_in(accounts, &caller, data, Flavour::BetterAuth).await
 }
 
@@ -821,10 +869,12 @@ async fn sign_out_inner(
 }
 
 #[post("/sign-out", data = "<data>")]
-async fn sign_out(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
-    sign_out_inner(accounts, &caller, data)
-        .await
-        .unwrap_or_else(|r| r)
+async fn sign_out(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    sign_out_inner(accounts, &caller, data).await
 }
 
 async fn get_session_inner(
@@ -851,27 +901,26 @@ fn no_store(reply: Reply) -> Reply {
         .header("Pragma", "no-cache".to_owned())
 }
 
-#[get("/<name>?<disableRefresh>&<disableCookieCache>")]
+/// `disableCookieCache` needs nothing: these routes never use a session cache.
+#[get("/<name>?<disableRefresh>")]
 #[allow(non_snake_case)]
 async fn get_named(
     name: &str,
     disableRefresh: Option<&str>,
-    disableCookieCache: Option<&str>,
     accounts: &State<Accounts>,
     caller: Caller,
-) -> Reply {
-    let _ = disableCookieCache;
+) -> Result<Reply, Reply> {
+    // zod's coerced boolean: any non-empty value, `false` included, means true.
     let refresh = disableRefresh.is_none_or(str::is_empty);
-    let outcome = match name {
+    match name {
         "get-session" | "session" => get_session_inner(accounts, &caller, refresh)
             .await
             .map(no_store),
         "list-sessions" => list_sessions(accounts, &caller).await,
         "me" => me(accounts, &caller).await,
         "ok" => Ok(Reply::ok(&json!({"ok": true}))),
-        _ => Ok(Reply::not_found()),
-    };
-    outcome.unwrap_or_else(|r| r)
+        _ => Err(Reply::not_found()),
+    }
 }
 
 async fn list_sessions(accounts: &Accounts, caller: &Caller) -> Result<Reply, Reply> {
@@ -891,7 +940,7 @@ async fn list_sessions(accounts: &Accounts, caller: &Caller) -> Result<Reply, Re
         .store
         .sessions_of(&current.user.id)
         .await
-        .map_err(|e| Reply::unavailable(&e))?;
+        .map_err(|e| Reply::database(&e))?;
     Ok(with_refresh(Reply::ok(&sessions), &current))
 }
 
@@ -940,39 +989,39 @@ async fn protected(
 }
 
 #[post("/revoke-session", data = "<data>")]
-async fn revoke_session(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
-    let outcome: Result<Reply, Reply> = async {
-        let (body, current) = protected(accounts, &caller, data).await?;
-        let token = required(body)?.string("token")?;
-        accounts
-            .store
-            .delete_session(&token, Some(&current.user.id))
-            .await
-            .map_err(|e| Reply::unavailable(&e))?;
-        let reply = Reply::ok(&json!({"status": true}));
-        Ok(if token == current.session.token {
-            reply.cookies(accounts.jar.expire_all(caller.secure))
-        } else {
-            with_refresh(reply, &current)
-        })
-    }
-    .await;
-    outcome.unwrap_or_else(|r| r)
+async fn revoke_session(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    let (body, current) = protected(accounts, &caller, data).await?;
+    let token = required(body)?.string("token")?;
+    accounts
+        .store
+        .delete_session(&token, Some(&current.user.id))
+        .await
+        .map_err(|e| Reply::database(&e))?;
+    let reply = Reply::ok(&json!({"status": true}));
+    Ok(if token == current.session.token {
+        reply.cookies(accounts.jar.expire_all(caller.secure))
+    } else {
+        with_refresh(reply, &current)
+    })
 }
 
 #[post("/revoke-sessions", data = "<data>")]
-async fn revoke_sessions(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
-    let outcome: Result<Reply, Reply> = async {
-        let (_, current) = protected(accounts, &caller, data).await?;
-        accounts
-            .store
-            .delete_sessions(&current.user.id, None)
-            .await
-            .map_err(|e| Reply::unavailable(&e))?;
-        Ok(Reply::ok(&json!({"status": true})).cookies(accounts.jar.expire_all(caller.secure)))
-    }
-    .await;
-    outcome.unwrap_or_else(|r| r)
+async fn revoke_sessions(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    let (_, current) = protected(accounts, &caller, data).await?;
+    accounts
+        .store
+        .delete_sessions(&current.user.id, None)
+        .await
+        .map_err(|e| Reply::database(&e))?;
+    Ok(Reply::ok(&json!({"status": true})).cookies(accounts.jar.expire_all(caller.secure)))
 }
 
 #[post("/revoke-other-sessions", data = "<data>")]
@@ -980,144 +1029,117 @@ async fn revoke_other_sessions(
     accounts: &State<Accounts>,
     caller: Caller,
     data: Data<'_>,
-) -> Reply {
-    let outcome: Result<Reply, Reply> = async {
-        let (_, current) = protected(accounts, &caller, data).await?;
-        accounts
-            .store
-            .delete_sessions(&current.user.id, Some(&current.session.token))
-            .await
-            .map_err(|e| Reply::unavailable(&e))?;
-        Ok(with_refresh(Reply::ok(&json!({"status": true})), &current))
-    }
-    .await;
-    outcome.unwrap_or_else(|r| r)
+) -> Result<Reply, Reply> {
+    let (_, current) = protected(accounts, &caller, data).await?;
+    accounts
+        .store
+        .delete_sessions(&current.user.id, Some(&current.session.token))
+        .await
+        .map_err(|e| Reply::database(&e))?;
+    Ok(with_refresh(Reply::ok(&json!({"status": true})), &current))
 }
 
 #[post("/update-user", data = "<data>")]
-async fn update_user(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
-    let outcome: Result<Reply, Reply> = async {
-        let (body, current) = protected(accounts, &caller, data).await?;
-        let Some(body) = body else {
-            return Err(Reply::error(
-                Status::BadRequest,
-                "BODY_MUST_BE_AN_OBJECT",
-                "Body must be an object",
-            ));
-        };
-        if body.0.contains_key("email") {
-            return Err(Reply::error(
-                Status::BadRequest,
-                "EMAIL_CAN_NOT_BE_UPDATED",
-                "Email can not be updated",
-            ));
-        }
-        let name = body.optional_string("name")?;
-        let image = match body.0.get("image") {
-            None => None,
-            Some(Value::Null) => Some(None),
-            Some(_) => Some(body.optional_string("image")?),
-        };
-        if name.is_none() && image.is_none() {
-            return Err(Reply::message(Status::BadRequest, "No fields to update"));
-        }
-        accounts
-            .store
-            .update_user(
-                &current.user.id,
-                name.as_deref(),
-                image.as_ref().map(|i| i.as_deref()),
-                Stamp::now(),
-            )
-            .await
-            .map_err(|e| Reply::unavailable(&e))?;
-        let reply = Reply::ok(&json!({"status": true}));
-        Ok(accounts.session_cookie(
-            reply,
-            &caller,
-            &current.session.token,
-            !caller.dont_remember,
-        ))
+async fn update_user(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    let (body, current) = protected(accounts, &caller, data).await?;
+    let Some(body) = body else {
+        return Err(Reply::error(
+            Status::BadRequest,
+            "BODY_MUST_BE_AN_OBJECT",
+            "Body must be an object",
+        ));
+    };
+    if body.0.contains_key("email") {
+        return Err(Reply::error(
+            Status::BadRequest,
+            "EMAIL_CAN_NOT_BE_UPDATED",
+            "Email can not be updated",
+        ));
     }
-    .await;
-    outcome.unwrap_or_else(|r| r)
+    let name = body.optional_string("name")?;
+    let image = match body.0.get("image") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(_) => Some(body.optional_string("image")?),
+    };
+    if name.is_none() && image.is_none() {
+        return Err(Reply::message(Status::BadRequest, "No fields to update"));
+    }
+    accounts
+        .store
+        .update_user(
+            &current.user.id,
+            name.as_deref(),
+            image.as_ref().map(|i| i.as_deref()),
+            Stamp::now(),
+        )
+        .await
+        .map_err(|e| Reply::database(&e))?;
+    let reply = Reply::ok(&json!({"status": true}));
+    Ok(accounts.session_cookie(
+        reply,
+        &caller,
+        &current.session.token,
+        !caller.dont_remember,
+    ))
 }
 
 #[post("/change-password", data = "<data>")]
-async fn change_password(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Reply {
-    let outcome: Result<Reply, Reply> = async {
-        let (body, current) = protected(accounts, &caller, data).await?;
-        let body = required(body)?;
-        let new_password = body.string("newPassword")?;
-        let current_password = body.string("currentPassword")?;
-        let revoke = body.optional_bool("revokeOtherSessions")?.unwrap_or(false);
-        if js_length(&new_password) < MIN_LENGTH {
-            return Err(Reply::error(
-                Status::BadRequest,
-                "PASSWORD_TOO_SHORT",
-                "Password too short",
-            ));
-        }
-        if js_length(&new_password) > MAX_LENGTH || js_length(&current_password) > MAX_LENGTH {
-            return Err(Reply::error(
-                Status::BadRequest,
-                "PASSWORD_TOO_LONG",
-                "Password too long",
-            ));
-        }
-        let stored = accounts
-            .store
-            .credential_password(&current.user.id)
-            .await
-            .map_err(|e| Reply::unavailable(&e))?
-            .flatten()
-            .ok_or_else(|| {
-                Reply::error(
-                    Status::BadRequest,
-                    "CREDENTIAL_ACCOUNT_NOT_FOUND",
-                    "Credential account not found",
-                )
-            })?;
-        let hash = accounts.hasher.hash(&new_password).await.map_err(busy)?;
-        if !accounts
-            .hasher
-            .verify(&current_password, Some(&stored))
-            .await
-            .map_err(busy)?
-        {
-            return Err(Reply::error(
-                Status::BadRequest,
-                "INVALID_PASSWORD",
-                "Invalid password",
-            ));
-        }
-        let session = revoke.then(|| {
-            let lifetime = if caller.dont_remember {
-                cookies::SHORT_EXPIRES_IN_SECS
-            } else {
-                cookies::EXPIRES_IN_SECS
-            };
-            Session::new(
-                &current.user.id,
-                lifetime,
-                &caller.address,
-                &caller.user_agent,
-            )
-        });
-        accounts
-            .store
-            .change_password(&current.user.id, &hash, session.as_ref())
-            .await
-            .map_err(|e| Reply::unavailable(&e))?;
-        let token = session.as_ref().map(|s| s.token.clone());
-        let reply = Reply::ok(&json!({"token": token, "user": current.user}));
-        Ok(match token {
-            Some(token) => accounts.session_cookie(reply, &caller, &token, !caller.dont_remember),
-            None => with_refresh(reply, &current),
-        })
+async fn change_password(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    let (body, current) = protected(accounts, &caller, data).await?;
+    let body = required(body)?;
+    let new_password = body.string("newPassword")?;
+    let current_password = body.string("currentPassword")?;
+    let revoke = body.optional_bool("revokeOtherSessions")?.unwrap_or(false);
+    if js_length(&new_password) < MIN_LENGTH {
+        return Err(Reply::error(
+            Status::BadRequest,
+            "PASSWORD_TOO_SHORT",
+            "Password too short",
+        ));
     }
-    .await;
-    outcome.unwrap_or_else(|r| r)
+    if js_length(&new_password) > MAX_LENGTH || js_length(&current_password) > MAX_LENGTH {
+        return Err(Reply::error(
+            Status::BadRequest,
+            "PASSWORD_TOO_LONG",
+            "Password too long",
+        ));
+    }
+    let stored = accounts.credential_password(&current.user.id).await?;
+    let hash = accounts.hasher.hash(&new_password).await.map_err(busy)?;
+    accounts.check_password(&current_password, &stored).await?;
+    let session = revoke.then(|| {
+        let lifetime = if caller.dont_remember {
+            cookies::SHORT_EXPIRES_IN_SECS
+        } else {
+            cookies::EXPIRES_IN_SECS
+        };
+        Session::new(
+            &current.user.id,
+            lifetime,
+            &caller.address,
+            &caller.user_agent,
+        )
+    });
+    accounts
+        .store
+        .change_password(&current.user.id, &hash, session.as_ref())
+        .await
+        .map_err(|e| Reply::database(&e))?;
+    let token = session.as_ref().map(|s| s.token.clone());
+    let reply = Reply::ok(&json!({"token": token, "user": current.user}));
+    Ok(match token {
+        Some(token) => accounts.session_cookie(reply, &caller, &token, !caller.dont_remember),
+        None => with_refresh(reply, &current),
+    })
 }
 
 #[post("/delete-user", data = "<data>")]
@@ -1126,71 +1148,44 @@ async fn delete_user(
     bus: Option<&State<std::sync::Arc<crate::events::Bus>>>,
     caller: Caller,
     data: Data<'_>,
-) -> Reply {
-    let outcome: Result<Reply, Reply> = async {
-        let (body, current) = protected(accounts, &caller, data).await?;
-        let body = body.unwrap_or(Body(Map::new()));
-        let password = body.optional_string("password")?;
-        body.optional_string("token")?;
-        let callback = body.optional_string("callbackURL")?;
-        accounts.check_callback(&caller, callback.as_deref())?;
-        match password {
-            Some(password) => {
-                if js_length(&password) > MAX_LENGTH {
-                    return Err(Reply::error(
-                        Status::BadRequest,
-                        "PASSWORD_TOO_LONG",
-                        "Password too long",
-                    ));
-                }
-                let stored = accounts
-                    .store
-                    .credential_password(&current.user.id)
-                    .await
-                    .map_err(|e| Reply::unavailable(&e))?
-                    .flatten()
-                    .ok_or_else(|| {
-                        Reply::error(
-                            Status::BadRequest,
-                            "CREDENTIAL_ACCOUNT_NOT_FOUND",
-                            "Credential account not found",
-                        )
-                    })?;
-                if !accounts
-                    .hasher
-                    .verify(&password, Some(&stored))
-                    .await
-                    .map_err(busy)?
-                {
-                    return Err(Reply::error(
-                        Status::BadRequest,
-                        "INVALID_PASSWORD",
-                        "Invalid password",
-                    ));
-                }
+) -> Result<Reply, Reply> {
+    let (body, current) = protected(accounts, &caller, data).await?;
+    let body = body.unwrap_or(Body(Map::new()));
+    let password = body.optional_string("password")?;
+    body.optional_string("token")?;
+    let callback = body.optional_string("callbackURL")?;
+    accounts.check_callback(&caller, callback.as_deref())?;
+    match password {
+        Some(password) => {
+            if js_length(&password) > MAX_LENGTH {
+                return Err(Reply::error(
+                    Status::BadRequest,
+                    "PASSWORD_TOO_LONG",
+                    "Password too long",
+                ));
             }
-            None => {
-                let age = Stamp::now().0 - current.session.created_at.0;
-                if age.num_seconds() >= cookies::FRESH_AGE_SECS {
-                    return Err(Reply::error(
-                        Status::BadRequest,
-                        "SESSION_EXPIRED",
-                        "Session expired. Re-authenticate to perform this action.",
-                    ));
-                }
+            let stored = accounts.credential_password(&current.user.id).await?;
+            accounts.check_password(&password, &stored).await?;
+        }
+        None => {
+            let age = Stamp::now().0 - current.session.created_at.0;
+            if age.num_seconds() >= cookies::FRESH_AGE_SECS {
+                return Err(Reply::error(
+                    Status::BadRequest,
+                    "SESSION_EXPIRED",
+                    "Session expired. Re-authenticate to perform this action.",
+                ));
             }
         }
-        accounts
-            .delete_user(&current.user.id, bus.map(|b| &***b))
-            .await
-            .map_err(|e| Reply::unavailable(&e))?;
-        Ok(
-            Reply::ok(&json!({"success": true, "message": "User deleted"}))
-                .cookies(accounts.jar.expire_all(caller.secure)),
-        )
     }
-    .await;
-    outcome.unwrap_or_else(|r| r)
+    accounts
+        .delete_user(&current.user.id, bus.map(|b| &***b))
+        .await
+        .map_err(|e| Reply::database(&e))?;
+    Ok(
+        Reply::ok(&json!({"success": true, "message": "User deleted"}))
+            .cookies(accounts.jar.expire_all(caller.secure)),
+    )
 }
 
 /// Better Auth answers an unknown path or method with an empty 404.
@@ -1217,7 +1212,6 @@ fn unknown_delete() -> Reply {
 
 /// Every route of the module, mounted under `/api/auth` and `/api/v1/auth`.
 pub fn routes() -> Vec<Route> {
-    let _ = Method::Get;
     routes![
         sign_up_email,
         sign_in_email,

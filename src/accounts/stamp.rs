@@ -33,23 +33,7 @@ impl Stamp {
 
     /// Reads the forms Better Auth's adapters write on SQLite.
     pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        if let Ok(number) = text.parse::<f64>() {
-            // Milliseconds since 1970 pass 1e11 in 1973; seconds reach it in 5138.
-            let millis = if number.abs() >= 1e11 {
-                number
-            } else {
-                number * 1000.0
-            };
-            return DateTime::from_timestamp_millis(millis as i64).map(Self);
-        }
-        if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-            return Some(Self(at.with_timezone(&Utc).trunc_subsecs(3)));
-        }
-        ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-            .iter()
-            .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
-            .map(|at| Self(at.and_utc().trunc_subsecs(3)))
+        crate::time::parse_stored(text).map(|at| Self(at.trunc_subsecs(3)))
     }
 }
 

@@ -8,6 +8,21 @@ use super::ids::generate_id;
 use super::stamp::Stamp;
 use crate::db::{on_pool, AppPool};
 
+/// The insert of `$session`, its values bound (one text for every place that stores one).
+macro_rules! insert_session {
+    ($session:expr) => {
+        sqlx::query(INSERT_SESSION)
+            .bind(&$session.id)
+            .bind($session.expires_at)
+            .bind(&$session.token)
+            .bind($session.created_at)
+            .bind($session.updated_at)
+            .bind(&$session.ip_address)
+            .bind(&$session.user_agent)
+            .bind(&$session.user_id)
+    };
+}
+
 /// A user as Better Auth answers it (its keys in Better Auth's order).
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -217,17 +232,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if let Some(session) = session {
-                sqlx::query(INSERT_SESSION)
-                    .bind(&session.id)
-                    .bind(session.expires_at)
-                    .bind(&session.token)
-                    .bind(session.created_at)
-                    .bind(session.updated_at)
-                    .bind(&session.ip_address)
-                    .bind(&session.user_agent)
-                    .bind(&session.user_id)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_session!(session).execute(&mut *tx).await?;
             }
             tx.commit().await
         })
@@ -235,15 +240,7 @@ impl Store {
 
     /// Stores a new session.
     pub async fn create_session(&self, session: &Session) -> Result<(), sqlx::Error> {
-        on_pool!(&self.pool, |p| sqlx::query(INSERT_SESSION)
-            .bind(&session.id)
-            .bind(session.expires_at)
-            .bind(&session.token)
-            .bind(session.created_at)
-            .bind(session.updated_at)
-            .bind(&session.ip_address)
-            .bind(&session.user_agent)
-            .bind(&session.user_id)
+        on_pool!(&self.pool, |p| insert_session!(session)
             .execute(p)
             .await
             .map(drop))
@@ -406,17 +403,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if let Some(session) = new_session {
-                sqlx::query(INSERT_SESSION)
-                    .bind(&session.id)
-                    .bind(session.expires_at)
-                    .bind(&session.token)
-                    .bind(session.created_at)
-                    .bind(session.updated_at)
-                    .bind(&session.ip_address)
-                    .bind(&session.user_agent)
-                    .bind(&session.user_id)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_session!(session).execute(&mut *tx).await?;
             }
             tx.commit().await
         })

@@ -190,6 +190,22 @@ impl Sentinel for AuthedUser {
     }
 }
 
+/// Looks for the session table once every module's start-up work ran (the accounts
+/// module creates it): reported by /health/ready; a missing table is looked for again on
+/// use, so Better Auth's migrations may also run after this start.
+async fn find_session_table(rocket: Rocket<rocket::Build>) -> Rocket<rocket::Build> {
+    if let Some(sessions) = rocket.state::<Verifier>().and_then(Verifier::sessions) {
+        let detect = sessions.detect();
+        if tokio::time::timeout(std::time::Duration::from_secs(5), detect)
+            .await
+            .is_err()
+        {
+            tracing::warn!("session table: no answer from the database within 5 s");
+        }
+    }
+    rocket
+}
+
 /// The auth module: builds the verifier from the validated configuration.
 pub fn stage() -> AdHoc {
     AdHoc::try_on_ignite("Authentication", |rocket| async {
@@ -200,18 +216,7 @@ pub fn stage() -> AdHoc {
             None => None,
             Some(sessions) => {
                 match Sessions::new(sessions, &config.database, config.auth.secret.as_ref()).await {
-                    Ok(store) => {
-                        // Reported by /health/ready; a missing table is looked for again
-                        // on use, so Better Auth's migrations may run after this start.
-                        let detect = store.detect();
-                        if tokio::time::timeout(std::time::Duration::from_secs(5), detect)
-                            .await
-                            .is_err()
-                        {
-                            tracing::warn!("session table: no answer from the database within 5 s");
-                        }
-                        Some(store)
-                    }
+                    Ok(store) => Some(store),
                     Err(error) => {
                         tracing::error!(%error, "session tokens cannot be set up");
                         return Err(rocket);
@@ -248,7 +253,10 @@ pub fn stage() -> AdHoc {
                     Some(cookies) => rocket.manage(cookies),
                     None => rocket,
                 };
-                Ok(rocket.manage(verifier).attach(scoped::Rewrite))
+                Ok(rocket
+                    .manage(verifier)
+                    .attach(scoped::Rewrite)
+                    .attach(AdHoc::on_ignite("Session table", find_session_table)))
             }
             Err(error) => {
                 tracing::error!(%error, "cannot build the JWKS client");

@@ -133,30 +133,12 @@ fn token_shape_ok(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Seconds since the epoch from an SQLite value of any type Better Auth's adapters write:
-/// ISO 8601 text (Kysely), whole milliseconds (Prisma) or seconds (Drizzle).
+/// Seconds since the epoch from an SQLite value of any type Better Auth's adapters write
+/// (see [`crate::time::parse_stored`]).
 fn sqlite_epoch(kind: &str, text: &str) -> Option<f64> {
-    let number = |value: f64| {
-        // Milliseconds since 1970 pass 1e11 in 1973; seconds reach it in 5138.
-        if value.abs() >= 1e11 {
-            value / 1000.0
-        } else {
-            value
-        }
-    };
     match kind {
-        "integer" | "real" => text.trim().parse::<f64>().ok().map(number),
-        "text" => {
-            let text = text.trim();
-            if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
-                return Some(time.timestamp_micros() as f64 / 1e6);
-            }
-            for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-                if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
-                    return Some(time.and_utc().timestamp_micros() as f64 / 1e6);
-                }
-            }
-            text.parse::<f64>().ok().map(number)
+        "integer" | "real" | "text" => {
+            crate::time::parse_stored(text).map(|at| at.timestamp_micros() as f64 / 1e6)
         }
         _ => None,
     }
@@ -255,6 +237,14 @@ impl Sessions {
         };
         *self.schema.lock().unwrap_or_else(|e| e.into_inner()) = schema;
         status
+    }
+
+    /// The state now, looking for a missing table again when a look is due (at most once
+    /// a second): tables made after this store started (by the accounts module, or by
+    /// Better Auth's migrations) show up without waiting for a lookup.
+    pub async fn current_status(&self) -> SessionStoreStatus {
+        let _ = self.query().await;
+        self.status()
     }
 
     /// The state `/health/ready` reports.

@@ -710,3 +710,46 @@ on_both_backends! {
         server.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn the_client_address_header_and_tampered_or_expired_sessions(backend) {
+        let server = LiveServer::start(backend, |figment| {
+            server_on(1, 0)(figment).merge(Serialized::global("auth.client_ip_header", "X-Forwarded-For"))
+        }).await;
+        let api = base(&server);
+        // The last hop of the named header is the client: one bucket per address.
+        let nobody = json!({"email": "nobody@example.com", "password": "whatever it is"});
+        let sign_in_from = |hops: &'static str| {
+            let (api, nobody) = (&api, &nobody);
+            async move {
+                call(api, "POST", "/api/auth/sign-in/email", Some(nobody), &[("X-Forwarded-For", hops)]).await.status
+            }
+        };
+        assert_eq!(sign_in_from("1.1.1.1, 10.0.0.1").await, 401);
+        assert_eq!(sign_in_from("2.2.2.2, 10.0.0.1").await, 429, "the same last hop");
+        assert_eq!(sign_in_from("1.1.1.1, 10.0.0.2").await, 401, "another last hop");
+        let up = call(&api, "POST", "/api/auth/sign-up/email", Some(&sign_up_body("gi@example.com")),
+            &[("X-Forwarded-For", "10.0.0.9")]).await;
+        assert_eq!(up.status, 200, "{}", up.text);
+        let cookie = format!("better-auth.session_token={}", up.session_cookie().unwrap());
+        let session = call(&api, "GET", "/api/auth/get-session", None, &[("Cookie", &cookie)]).await;
+        assert_eq!(session.body["session"]["ipAddress"], "10.0.0.9");
+
+        // A tampered signature: no session, and nothing cleared.
+        let tampered = format!("{}AAAA%3D", cookie.trim_end_matches("%3D").trim_end_matches(|c: char| c != '.'));
+        let answer = call(&api, "GET", "/api/auth/get-session", None, &[("Cookie", &tampered)]).await;
+        assert_eq!((answer.status, answer.text.as_str()), (200, "null"));
+        assert!(answer.cookies().is_empty());
+        assert_eq!(call(&api, "GET", "/api/tasks", None, &[("Cookie", &tampered)]).await.status, 401);
+
+        // Expired: no session, the cookies cleared, the row deleted.
+        let past = if server.db_url.starts_with("sqlite") { "'2020-01-01T00:00:00.000Z'" } else { "'2020-01-01T00:00:00Z'" };
+        execute(&server.db_url, &format!("UPDATE \"session\" SET \"expiresAt\" = {past}")).await;
+        let expired = call(&api, "GET", "/api/auth/get-session", None, &[("Cookie", &cookie)]).await;
+        assert_eq!(expired.text, "null");
+        assert_eq!(expired.cookies().len(), 3);
+        assert_eq!(count(&server.db_url, "SELECT count(*) FROM \"session\"").await, 0);
+        assert_eq!(call(&api, "POST", "/api/auth/refresh", None, &[("Cookie", &cookie), ("Origin", "http://localhost:3000")]).await.status, 401);
+        server.stop().await;
+    }
+}
