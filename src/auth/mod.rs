@@ -113,6 +113,42 @@ async fn verify(verifier: &Verifier, credential: Credential<'_>) -> Result<Strin
     }
 }
 
+/// The Better Auth session a long-lived request (an event stream) was signed in with, to
+/// be checked again while it lasts: a session signed out, revoked, expired or deleted with
+/// its user then ends the stream, on every instance (within the session cache time).
+pub struct SessionRecheck {
+    sessions: std::sync::Arc<Sessions>,
+    token: String,
+}
+
+impl SessionRecheck {
+    /// Whether the session still stands for `user`. Only a refusal says no: a store that
+    /// cannot be asked right now keeps the stream open.
+    pub async fn still_valid(&self, user: &str) -> bool {
+        match self.sessions.verify(&self.token).await {
+            Ok(owner) => owner == user,
+            Err(Refusal::Invalid(_)) => false,
+            Err(_) => true,
+        }
+    }
+}
+
+/// What to check again later, when `credential` is a Better Auth session (a JWT needs
+/// nothing: it is self-contained until its `exp`).
+pub fn session_recheck(
+    request: &Request<'_>,
+    credential: Credential<'_>,
+) -> Option<SessionRecheck> {
+    if credential.source == Source::Header && is_jwt(credential.token) {
+        return None;
+    }
+    let sessions = request.rocket().state::<Verifier>()?.shared_sessions()?;
+    Some(SessionRecheck {
+        sessions,
+        token: credential.token.to_owned(),
+    })
+}
+
 /// Checks the credential, the forgery rule (for a cookie) and the path owner; shared by
 /// every way a token can arrive.
 pub async fn authorize(

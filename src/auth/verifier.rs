@@ -95,7 +95,7 @@ impl JwksVerifier {
 pub struct Verifier {
     hs256: Option<(DecodingKey, Validation)>,
     jwks: Option<JwksVerifier>,
-    sessions: Option<Sessions>,
+    sessions: Option<std::sync::Arc<Sessions>>,
 }
 
 impl Verifier {
@@ -142,13 +142,19 @@ impl Verifier {
 
     /// Accepts Better Auth session tokens, looked up in `sessions`.
     pub fn with_sessions(mut self, sessions: Sessions) -> Self {
-        self.sessions = Some(sessions);
+        self.sessions = Some(std::sync::Arc::new(sessions));
         self
     }
 
     /// The session store, when session tokens are on.
     pub fn sessions(&self) -> Option<&Sessions> {
-        self.sessions.as_ref()
+        self.sessions.as_deref()
+    }
+
+    /// The session store, shared, for work that outlives a request (an event stream
+    /// checking its session again).
+    pub fn shared_sessions(&self) -> Option<std::sync::Arc<Sessions>> {
+        self.sessions.clone()
     }
 
     /// Verifies `token` (a JWT, or with sessions on any other value as a session token) and

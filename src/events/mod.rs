@@ -27,7 +27,7 @@ use rocket::response::stream::{Event as SseEvent, EventStream};
 use rocket::response::{self, Responder};
 use rocket::{Shutdown, State};
 
-use crate::auth::{authorize, credential, AuthedUser};
+use crate::auth::{authorize, credential, session_recheck, AuthedUser, SessionRecheck};
 use crate::db::{AppPool, Db};
 use crate::error::{fail_guard, ApiError};
 use crate::tasks::changes::{Appended, ChangeSink};
@@ -116,7 +116,7 @@ impl ListenerState {
 /// Auth's cookie (when on: `EventSource` with `withCredentials`) or, because a browser's
 /// `EventSource` cannot set headers, from `?access_token=` (on this route only; the access
 /// log never records a query string).
-pub struct StreamUser(AuthedUser);
+pub struct StreamUser(AuthedUser, Option<SessionRecheck>);
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for StreamUser {
@@ -128,8 +128,13 @@ impl<'r> FromRequest<'r> for StreamUser {
             .and_then(Result::ok)
             .map(str::trim)
             .filter(|token| !token.is_empty());
-        match authorize(request, credential(request, access_token)).await {
-            Ok(user) => Outcome::Success(Self(user)),
+        let credential = credential(request, access_token);
+        let recheck = credential
+            .as_ref()
+            .ok()
+            .and_then(|credential| session_recheck(request, *credential));
+        match authorize(request, credential).await {
+            Ok(user) => Outcome::Success(Self(user, recheck)),
             Err(error) => fail_guard(request, error),
         }
     }
@@ -256,7 +261,8 @@ async fn events(
 ) -> Result<Streamed<EventStream![SseEvent + 'static]>, ApiError> {
     // The path's user is the guard's to check; the stream is the verified user's.
     let _ = user_id;
-    let user = user.0.id().to_owned();
+    let StreamUser(user, recheck) = user;
+    let user = user.id().to_owned();
     let db: AppPool = (**db).clone();
     let head = log::head(&db, &user).await.map_err(ApiError::from)?;
     let start = start(header.0.as_deref().or(last_event_id), head);
@@ -312,10 +318,27 @@ async fn events(
                 yield sse(&event);
             }
         }
+        // A stream signed in by a Better Auth session asks again whether it stands, once a
+        // heartbeat period: a sign-out or a deleted user ends it on every instance.
+        let mut recheck_tick = rocket::tokio::time::interval_at(
+            rocket::tokio::time::Instant::now() + heartbeat,
+            heartbeat,
+        );
         loop {
             let frame = rocket::tokio::select! {
                 frame = receiver.recv() => frame,
                 _ = &mut shutdown => None,
+                _ = recheck_tick.tick(), if recheck.is_some() => {
+                    let standing = match &recheck {
+                        Some(recheck) => recheck.still_valid(&user).await,
+                        None => true,
+                    };
+                    if standing {
+                        continue;
+                    }
+                    tracing::info!("an event stream ended: its session is gone");
+                    None
+                }
             };
             // Dropped as too slow, or shutting down: end; the client reconnects.
             let Some(frame) = frame else { break };

@@ -417,6 +417,20 @@ on_both_backends! {
         assert_eq!(stream.status().as_u16(), 200);
         let first = stream.chunk().await.unwrap().unwrap_or_default();
         assert!(String::from_utf8_lossy(&first).contains("ready"));
+        // A second instance on the same database, whose stream learns of it by checking
+        // its session again (once a heartbeat period).
+        let other = LiveServer::start_on(TestDatabase::existing(&server.db_url), |figment| {
+            server_on(0, 0)(figment).merge(Serialized::global("events.heartbeat_secs", 0.3))
+        }).await;
+        let mut elsewhere = reqwest::Client::new().get(format!("{}/api/events", base(&other)))
+            .header("Authorization", &bearer).send().await.unwrap();
+        assert_eq!(elsewhere.status().as_u16(), 200);
+        let first = elsewhere.chunk().await.unwrap().unwrap_or_default();
+        assert!(String::from_utf8_lossy(&first).contains("ready"));
+        // Still open across several checks while the session stands.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let open = tokio::time::timeout(std::time::Duration::from_millis(500), elsewhere.chunk()).await;
+        assert!(!matches!(open, Ok(Ok(None)) | Ok(Err(_))), "ended while its session stood");
 
         let wrong = call(&api, "POST", "/api/auth/delete-user", Some(&json!({"password": "wrong password"})), &[("Authorization", &bearer)]).await;
         assert_eq!((wrong.status, wrong.code()), (400, "INVALID_PASSWORD"));
@@ -433,10 +447,13 @@ on_both_backends! {
         for table in ["\"user\"", "\"session\"", "\"account\""] {
             assert_eq!(count(&server.db_url, &format!("SELECT count(*) FROM {table}")).await, 0, "{table}");
         }
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            while let Ok(Some(_)) = stream.chunk().await {}
-        }).await;
-        assert!(ended.is_ok(), "the user's event stream ended");
+        for (stream, which) in [(&mut stream, "here"), (&mut elsewhere, "on the other instance")] {
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while let Ok(Some(_)) = stream.chunk().await {}
+            }).await;
+            assert!(ended.is_ok(), "the user's event stream {which} ended");
+        }
+        other.stop().await;
         server.stop().await;
     }
 
