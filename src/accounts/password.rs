@@ -6,16 +6,15 @@
 //! hash written by Better Auth's Node server verifies here, and the reverse.
 //!
 //! One scrypt of these parameters takes 32 MiB and tens of milliseconds of one core, so
-//! hashes never run on the request workers: at most `at_once` run at a time on blocking
-//! threads, a bounded number wait, and beyond that the caller is told to come back later
+//! hashes never run on the request workers: `at_once` threads of their own compute them,
+//! at a lower scheduling priority (so a flood of sign-ins takes the CPU the other routes
+//! leave), a bounded number wait, and beyond that the caller is told to come back later
 //! (503 with `Retry-After`) instead of queueing without end.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use subtle::ConstantTimeEq as _;
-use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization as _;
 
 /// Better Auth's `minPasswordLength` and `maxPasswordLength`, in UTF-16 code units (what
@@ -26,7 +25,7 @@ pub const MAX_LENGTH: usize = 128;
 
 /// Hashes that may wait for a place, per place.
 const WAITING_PER_SLOT: usize = 16;
-/// Longest wait for a place before the caller is turned away.
+/// Longest wait for a hash (queued and computed) before the caller is turned away.
 const WAIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// JavaScript's `string.length`: UTF-16 code units.
@@ -92,14 +91,30 @@ fn verify_now(password: &str, stored: &str, params: &scrypt::Params) -> bool {
         .into()
 }
 
-/// The bounded pool password hashes run on.
+/// A hash to compute, handed to a hashing thread.
+type Job = Box<dyn FnOnce(&scrypt::Params) + Send>;
+
+/// How much less the hashing threads count than the request workers for the scheduler
+/// (Linux niceness, 0 to 19): with every core busy, a flood of sign-ins takes the time the
+/// other routes leave, instead of half of it.
+const NICENESS: i32 = 10;
+
+/// The bounded pool password hashes run on: `at_once` threads of their own, at a lower
+/// priority than the request workers, fed through a queue of `at_once × 16` places.
 #[derive(Debug)]
 pub struct Hasher {
-    params: scrypt::Params,
-    places: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     at_once: usize,
-    waiting: AtomicUsize,
-    max_waiting: usize,
+}
+
+/// Lowers the calling thread's priority (on Linux, niceness is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS)
+    {
+        tracing::debug!(%error, "a password hashing thread keeps the normal priority");
+    }
 }
 
 impl Hasher {
@@ -107,13 +122,27 @@ impl Hasher {
     pub fn new(at_once: usize) -> Result<Self, String> {
         let at_once = at_once.max(1);
         let params = params().map_err(|e| format!("scrypt's parameters: {e}"))?;
-        Ok(Self {
-            params,
-            places: Arc::new(Semaphore::new(at_once)),
-            at_once,
-            waiting: AtomicUsize::new(0),
-            max_waiting: at_once * WAITING_PER_SLOT,
-        })
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(at_once * WAITING_PER_SLOT);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..at_once {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("password-hash-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only to take the next job, not while hashing.
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(&params),
+                            // The service is gone.
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| format!("a password hashing thread cannot start: {e}"))?;
+        }
+        Ok(Self { jobs, at_once })
     }
 
     /// How many hashes run at once.
@@ -125,25 +154,25 @@ impl Hasher {
         &self,
         work: impl FnOnce(&scrypt::Params) -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |params| {
+            // Its caller gave up waiting: the hash would be for nobody.
+            if !answer.is_closed() {
+                let _ = answer.send(work(params));
+            }
+        });
+        if self.jobs.try_send(job).is_err() {
             tracing::warn!("password hash refused: the queue is full");
             return Err(Busy::RetryAfter(1));
         }
-        let place =
-            tokio::time::timeout(WAIT_LIMIT, Arc::clone(&self.places).acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let Ok(Ok(place)) = place else {
-            tracing::warn!("password hash refused: no place within the wait limit");
-            return Err(Busy::RetryAfter(WAIT_LIMIT.as_secs()));
-        };
-        let params = self.params;
-        let result = tokio::task::spawn_blocking(move || {
-            let _place = place;
-            work(&params)
-        })
-        .await;
-        result.map_err(|_| Busy::RetryAfter(1))
+        match tokio::time::timeout(WAIT_LIMIT, answered).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(Busy::RetryAfter(1)),
+            Err(_) => {
+                tracing::warn!("password hash refused: not done within the wait limit");
+                Err(Busy::RetryAfter(WAIT_LIMIT.as_secs()))
+            }
+        }
     }
 
     /// A new stored hash of `password`.
