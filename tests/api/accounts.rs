@@ -770,3 +770,31 @@ on_both_backends! {
         server.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn tables_the_service_made_serve_a_better_auth_server_started_after_it(backend) {
+        let server = LiveServer::start(backend, server_on(0, 0)).await;
+        let api = base(&server);
+        let up = call(&api, "POST", "/api/auth/sign-up/email", Some(&sign_up_body("first@example.com")), &[]).await;
+        assert_eq!(up.status, 200);
+        let columns = |table: &str| {
+            if server.db_url.starts_with("sqlite") {
+                format!("SELECT count(*) FROM pragma_table_info('{table}')")
+            } else {
+                format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}'")
+            }
+        };
+        let before = count(&server.db_url, &columns("account")).await;
+        // Better Auth's migrations run at its start: they find the tables as they want them.
+        let node = BetterAuth::start(&server.db_url, "camelCase").await;
+        assert_eq!(count(&server.db_url, &columns("account")).await, before, "Better Auth changed nothing");
+        let (status, _, body) = node.post("sign-in/email", None,
+            json!({"email": "first@example.com", "password": "correct horse battery"})).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, _, body) = node.post("sign-up/email", None, sign_up_body("second@example.com")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(sign_in_status(&api, "second@example.com", "correct horse battery").await, 200);
+        drop(node);
+        server.stop().await;
+    }
+}
