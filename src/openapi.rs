@@ -41,6 +41,11 @@ use crate::error::{ErrorBody, ErrorCode};
         (name = "sync", description = "Incremental sync for offline clients"),
         (name = "health", description = "Probes for the hosting platform"),
         (name = "operations", description = "Operator endpoints"),
+        (name = "accounts", description = "Better Auth's email-and-password server, with \
+            `BETTER_AUTH_SERVER=on` (the debug default). Its answers are Better Auth's: errors are \
+            `AuthError` (`{message, code}`), an unknown path or method is an empty 404. Every \
+            route also answers under `/api/v1/auth/`. Every answer that sets a live session \
+            cookie carries `set-auth-token` (the signed token, for `Authorization: Bearer`)"),
     )
 )]
 struct Base;
@@ -147,7 +152,46 @@ fn add_shared_parts(doc: &mut Document) {
              come from an origin in `ALLOWED_ORIGINS` (else 403 `origin_not_allowed`)",
         ))),
     );
+    components.add_security_scheme(
+        "session_token",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            "better-auth.session_token",
+            "The session cookie the accounts routes set (`__Secure-` over https); on these \
+             routes `Authorization: Bearer` with a session token works as well",
+        ))),
+    );
     for (path, item) in doc.paths.paths.iter_mut() {
+        // The accounts routes answer in Better Auth's shape, documented route by route.
+        if path.starts_with("/api/auth/") {
+            for operation in operations_mut(item) {
+                operation
+                    .responses
+                    .responses
+                    .entry("500".to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description("`INTERNAL_SERVER_ERROR`; the log has the detail")
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("AuthError")))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response.headers.insert(
+                            "X-Request-Id".to_owned(),
+                            RefOr::T(string_header("The request's id (the client's, if sane)")),
+                        );
+                    }
+                }
+            }
+            continue;
+        }
         let api = path.starts_with("/api/");
         if api {
             add_idempotency(item);
@@ -278,6 +322,7 @@ pub fn document() -> Document {
     doc.merge(crate::tasks::sync::SyncApi::openapi());
     doc.merge(crate::health::HealthApi::openapi());
     doc.merge(crate::metrics::MetricsApi::openapi());
+    doc.merge(crate::accounts::AccountsApi::openapi());
     add_token_scoped_twins(&mut doc);
     add_shared_parts(&mut doc);
     doc

@@ -29,7 +29,7 @@ use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use secrecy::ExposeSecret as _;
 
-pub use routes::is_email;
+pub use routes::{is_email, AccountsApi};
 
 use crate::db::{AppPool, DatabaseConfig};
 

@@ -817,6 +817,19 @@ async fn sign_in_inner(
 // ---------------------------------------------------------------------------------------
 // Routes.
 
+#[utoipa::path(post, path = "/api/auth/sign-up/email", tag = "accounts", operation_id = "signUpEmail",
+    summary = "Creates a user with an email and password, and signs them in",
+    request_body(content = SignUpRequest, description = "JSON, or a urlencoded form"),
+    responses(
+        (status = 200, description = "`{token, user}`; the session cookie and `set-auth-token`", body = SignUpAnswer),
+        (status = 400, description = "`VALIDATION_ERROR`, `PASSWORD_TOO_SHORT`, `PASSWORD_TOO_LONG`, `INVALID_JSON`", body = AuthError),
+        (status = 403, description = "`INVALID_ORIGIN`, `MISSING_OR_NULL_ORIGIN`, `CROSS_SITE_NAVIGATION_LOGIN_BLOCKED`, `INVALID_CALLBACK_URL`", body = AuthError),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: over 64 KiB", body = AuthError),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`", body = AuthError),
+        (status = 422, description = "`USER_ALREADY_EXISTS_USE_ANOTHER_EMAIL`", body = AuthError),
+        (status = 429, description = "Over `AUTH_ATTEMPTS_PER_ADDRESS`; `Retry-After`, `X-Retry-After`", body = AuthError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the hashing queue is full, or the database cannot be reached; `Retry-After`", body = AuthError),
+    ))]
 #[post("/sign-up/email", data = "<data>")]
 async fn sign_up_email(
     accounts: &State<Accounts>,
@@ -826,24 +839,17 @@ async fn sign_up_email(
     sign_up(accounts, &caller, data, Flavour::BetterAuth).await
 }
 
-#[post("/<name>", data = "<data>", rank = 2)]
-async fn sign_up_or_in_named(
-    name: &str,
-    accounts: &State<Accounts>,
-    caller: Caller,
-    data: Data<'_>,
-) -> Result<Reply, Reply> {
-    match name {
-        "signup" | "register" => sign_up(accounts, &caller, data, Flavour::AccessToken).await,
-        "login" | "signin" | "token" => {
-            sign_in(accounts, &caller, data, Flavour::AccessToken).await
-        }
-        "logout" => sign_out_inner(accounts, &caller, data).await,
-        "refresh" => refresh_inner(accounts, &caller, data).await,
-        _ => Err(Reply::not_found()),
-    }
-}
-
+#[utoipa::path(post, path = "/api/auth/sign-in/email", tag = "accounts", operation_id = "signInEmail",
+    summary = "Signs in with an email and password",
+    request_body(content = SignInRequest, description = "JSON, or a urlencoded form"),
+    responses(
+        (status = 200, description = "`{redirect, token, url?, user}`; the session cookie and `set-auth-token` (`Location` with a `callbackURL`)", body = SignInAnswer),
+        (status = 400, description = "`VALIDATION_ERROR`, `INVALID_EMAIL`, `PASSWORD_TOO_LONG`", body = AuthError),
+        (status = 401, description = "`INVALID_EMAIL_OR_PASSWORD`: an unknown email and a wrong password alike", body = AuthError),
+        (status = 403, description = "`INVALID_ORIGIN`, `MISSING_OR_NULL_ORIGIN`, `CROSS_SITE_NAVIGATION_LOGIN_BLOCKED`, `INVALID_CALLBACK_URL`", body = AuthError),
+        (status = 429, description = "Over `AUTH_ATTEMPTS_PER_ADDRESS` or `AUTH_FAILURES_PER_ACCOUNT`; `Retry-After`, `X-Retry-After`", body = AuthError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the hashing queue is full; `Retry-After`", body = AuthError),
+    ))]
 #[post("/sign-in/email", data = "<data>")]
 async fn sign_in_email(
     accounts: &State<Accounts>,
@@ -868,6 +874,13 @@ async fn sign_out_inner(
     Ok(Reply::ok(&json!({"success": true})).cookies(accounts.jar.expire_all(caller.secure)))
 }
 
+#[utoipa::path(post, path = "/api/auth/sign-out", tag = "accounts", operation_id = "signOut",
+    summary = "Ends the request's session and expires its cookies",
+    responses(
+        (status = 200, description = "`{\"success\": true}`, always", body = Success),
+        (status = 403, description = "With a cookie: `MISSING_OR_NULL_ORIGIN` or `INVALID_ORIGIN`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/sign-out", data = "<data>")]
 async fn sign_out(
     accounts: &State<Accounts>,
@@ -901,28 +914,6 @@ fn no_store(reply: Reply) -> Reply {
         .header("Pragma", "no-cache".to_owned())
 }
 
-/// `disableCookieCache` needs nothing: these routes never use a session cache.
-#[get("/<name>?<disableRefresh>")]
-#[allow(non_snake_case)]
-async fn get_named(
-    name: &str,
-    disableRefresh: Option<&str>,
-    accounts: &State<Accounts>,
-    caller: Caller,
-) -> Result<Reply, Reply> {
-    // zod's coerced boolean: any non-empty value, `false` included, means true.
-    let refresh = disableRefresh.is_none_or(str::is_empty);
-    match name {
-        "get-session" | "session" => get_session_inner(accounts, &caller, refresh)
-            .await
-            .map(no_store),
-        "list-sessions" => list_sessions(accounts, &caller).await,
-        "me" => me(accounts, &caller).await,
-        "ok" => Ok(Reply::ok(&json!({"ok": true}))),
-        _ => Err(Reply::not_found()),
-    }
-}
-
 async fn list_sessions(accounts: &Accounts, caller: &Caller) -> Result<Reply, Reply> {
     let current = accounts.required(caller).await?;
     let age = Stamp::now().0 - current.session.created_at.0;
@@ -949,6 +940,9 @@ async fn me(accounts: &Accounts, caller: &Caller) -> Result<Reply, Reply> {
     Ok(with_refresh(Reply::ok(&current.user), &current))
 }
 
+#[utoipa::path(post, path = "/api/auth/get-session", tag = "accounts", operation_id = "postGetSession",
+    summary = "Better Auth's deferred session refresh, which this server does not use",
+    responses((status = 405, description = "`METHOD_NOT_ALLOWED_DEFER_SESSION_REQUIRED`", body = AuthError)))]
 #[post("/get-session")]
 fn post_get_session() -> Reply {
     Reply::error(
@@ -988,6 +982,15 @@ async fn protected(
     Ok((body, current))
 }
 
+#[utoipa::path(post, path = "/api/auth/revoke-session", tag = "accounts", operation_id = "revokeSession",
+    summary = "Ends one of the user's sessions (answers the same for any token)",
+    request_body = RevokeSessionRequest,
+    responses(
+        (status = 200, description = "`{\"status\": true}`", body = StatusAnswer),
+        (status = 400, description = "`VALIDATION_ERROR`", body = AuthError),
+        (status = 401, description = "`UNAUTHORIZED`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/revoke-session", data = "<data>")]
 async fn revoke_session(
     accounts: &State<Accounts>,
@@ -1009,6 +1012,13 @@ async fn revoke_session(
     })
 }
 
+#[utoipa::path(post, path = "/api/auth/revoke-sessions", tag = "accounts", operation_id = "revokeSessions",
+    summary = "Ends every session of the user, this one included",
+    responses(
+        (status = 200, description = "`{\"status\": true}`; the cookies expired", body = StatusAnswer),
+        (status = 401, description = "`UNAUTHORIZED`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/revoke-sessions", data = "<data>")]
 async fn revoke_sessions(
     accounts: &State<Accounts>,
@@ -1024,6 +1034,13 @@ async fn revoke_sessions(
     Ok(Reply::ok(&json!({"status": true})).cookies(accounts.jar.expire_all(caller.secure)))
 }
 
+#[utoipa::path(post, path = "/api/auth/revoke-other-sessions", tag = "accounts", operation_id = "revokeOtherSessions",
+    summary = "Ends every session of the user but this one",
+    responses(
+        (status = 200, description = "`{\"status\": true}`", body = StatusAnswer),
+        (status = 401, description = "`UNAUTHORIZED`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/revoke-other-sessions", data = "<data>")]
 async fn revoke_other_sessions(
     accounts: &State<Accounts>,
@@ -1039,6 +1056,15 @@ async fn revoke_other_sessions(
     Ok(with_refresh(Reply::ok(&json!({"status": true})), &current))
 }
 
+#[utoipa::path(post, path = "/api/auth/update-user", tag = "accounts", operation_id = "updateUser",
+    summary = "Sets the user's name and/or image",
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "`{\"status\": true}`; the session cookie set again", body = StatusAnswer),
+        (status = 400, description = "`EMAIL_CAN_NOT_BE_UPDATED`, `BODY_MUST_BE_AN_OBJECT`, `VALIDATION_ERROR`, or `{\"message\": \"No fields to update\"}`", body = AuthError),
+        (status = 401, description = "`UNAUTHORIZED`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/update-user", data = "<data>")]
 async fn update_user(
     accounts: &State<Accounts>,
@@ -1088,6 +1114,16 @@ async fn update_user(
     ))
 }
 
+#[utoipa::path(post, path = "/api/auth/change-password", tag = "accounts", operation_id = "changePassword",
+    summary = "Changes the password (optionally ending every other session)",
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, description = "`{token, user}`: `token` is the new session's when every other session was ended, else null", body = ChangePasswordAnswer),
+        (status = 400, description = "`PASSWORD_TOO_SHORT`, `PASSWORD_TOO_LONG`, `CREDENTIAL_ACCOUNT_NOT_FOUND`, `INVALID_PASSWORD`, `VALIDATION_ERROR`", body = AuthError),
+        (status = 401, description = "`UNAUTHORIZED`", body = AuthError),
+        (status = 503, description = "`SERVICE_UNAVAILABLE`: the hashing queue is full; `Retry-After`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/change-password", data = "<data>")]
 async fn change_password(
     accounts: &State<Accounts>,
@@ -1142,6 +1178,15 @@ async fn change_password(
     })
 }
 
+#[utoipa::path(post, path = "/api/auth/delete-user", tag = "accounts", operation_id = "deleteUser",
+    summary = "Deletes the user with their sessions, accounts, tasks, events and idempotency keys; their event streams end",
+    request_body = DeleteUserRequest,
+    responses(
+        (status = 200, description = "`{\"success\": true, \"message\": \"User deleted\"}`; the cookies expired", body = DeleteUserAnswer),
+        (status = 400, description = "`INVALID_PASSWORD`, `CREDENTIAL_ACCOUNT_NOT_FOUND`, `SESSION_EXPIRED` (no password and a session over a day old), `PASSWORD_TOO_LONG`", body = AuthError),
+        (status = 401, description = "`UNAUTHORIZED`", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
 #[post("/delete-user", data = "<data>")]
 async fn delete_user(
     accounts: &State<Accounts>,
@@ -1188,6 +1233,171 @@ async fn delete_user(
     )
 }
 
+/// `?disableRefresh` (zod's coerced boolean: any non-empty value, `false` included, means
+/// true); `disableCookieCache` needs nothing, as these routes never use a session cache.
+async fn get_session_route(
+    accounts: &Accounts,
+    caller: &Caller,
+    disable_refresh: Option<&str>,
+) -> Result<Reply, Reply> {
+    let refresh = disable_refresh.is_none_or(str::is_empty);
+    get_session_inner(accounts, caller, refresh)
+        .await
+        .map(no_store)
+}
+
+#[utoipa::path(get, path = "/api/auth/get-session", tag = "accounts", operation_id = "getSession",
+    summary = "The request's session and its user, or null (renewed once a day old)",
+    params(("disableRefresh" = Option<String>, Query, description = "Any non-empty value: do not renew")),
+    responses(
+        (status = 200, description = "`{session, user}`, or `null` without a live session; `Cache-Control: no-store`", body = Option<SessionAndUser>),
+        (status = 401, description = "`FAILED_TO_GET_SESSION`: deleted while being renewed", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
+#[get("/get-session?<disableRefresh>")]
+#[allow(non_snake_case)]
+async fn get_session(
+    disableRefresh: Option<&str>,
+    accounts: &State<Accounts>,
+    caller: Caller,
+) -> Result<Reply, Reply> {
+    get_session_route(accounts, &caller, disableRefresh).await
+}
+
+#[utoipa::path(get, path = "/api/auth/session", tag = "accounts", operation_id = "getSessionShort",
+    summary = "The original design's name of get-session",
+    params(("disableRefresh" = Option<String>, Query, description = "Any non-empty value: do not renew")),
+    responses((status = 200, description = "As get-session", body = Option<SessionAndUser>)),
+    security(("session_token" = []), ("bearer" = [])))]
+#[get("/session?<disableRefresh>")]
+#[allow(non_snake_case)]
+async fn session(
+    disableRefresh: Option<&str>,
+    accounts: &State<Accounts>,
+    caller: Caller,
+) -> Result<Reply, Reply> {
+    get_session_route(accounts, &caller, disableRefresh).await
+}
+
+#[utoipa::path(get, path = "/api/auth/list-sessions", tag = "accounts", operation_id = "listSessions",
+    summary = "The user's live sessions (each with its token)",
+    responses(
+        (status = 200, description = "The sessions", body = [Session]),
+        (status = 401, description = "`UNAUTHORIZED`: no session", body = AuthError),
+        (status = 403, description = "`SESSION_NOT_FRESH`: signed in over a day ago", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
+#[get("/list-sessions")]
+async fn list_sessions_route(accounts: &State<Accounts>, caller: Caller) -> Result<Reply, Reply> {
+    list_sessions(accounts, &caller).await
+}
+
+#[utoipa::path(get, path = "/api/auth/me", tag = "accounts", operation_id = "me",
+    summary = "The signed-in user",
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 401, description = "`UNAUTHORIZED`: no session", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
+#[get("/me")]
+async fn me_route(accounts: &State<Accounts>, caller: Caller) -> Result<Reply, Reply> {
+    me(accounts, &caller).await
+}
+
+#[utoipa::path(get, path = "/api/auth/ok", tag = "accounts", operation_id = "authOk",
+    summary = "The accounts module answers",
+    responses((status = 200, description = "`{\"ok\": true}`", body = OkAnswer)))]
+#[get("/ok")]
+fn ok() -> Reply {
+    Reply::ok(&json!({"ok": true}))
+}
+
+#[utoipa::path(post, path = "/api/auth/signup", tag = "accounts", operation_id = "signupShort",
+    summary = "Sign-up under the original design's name, with `access_token`",
+    request_body = SignUpRequest,
+    responses((status = 200, description = "As sign-up/email, plus `access_token` and `token_type`", body = TokenAnswer)))]
+#[post("/signup", data = "<data>")]
+async fn signup(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    sign_up(accounts, &caller, data, Flavour::AccessToken).await
+}
+
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", operation_id = "register",
+    summary = "Sign-up as FastAPI-style frontends name it",
+    request_body = SignUpRequest,
+    responses((status = 200, description = "As sign-up/email, plus `access_token` and `token_type`", body = TokenAnswer)))]
+#[post("/register", data = "<data>")]
+async fn register(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    sign_up(accounts, &caller, data, Flavour::AccessToken).await
+}
+
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", operation_id = "login",
+    summary = "Sign-in under the original design's name, with `access_token`",
+    request_body(content = SignInRequest, description = "JSON, or an OAuth2 password form with `username`"),
+    responses((status = 200, description = "As sign-in/email, plus `access_token` and `token_type`", body = TokenAnswer)))]
+#[post("/login", data = "<data>")]
+async fn login(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Result<Reply, Reply> {
+    sign_in(accounts, &caller, data, Flavour::AccessToken).await
+}
+
+#[utoipa::path(post, path = "/api/auth/signin", tag = "accounts", operation_id = "signin",
+    summary = "Sign-in as FastAPI-style frontends name it",
+    request_body(content = SignInRequest, description = "JSON, or an OAuth2 password form with `username`"),
+    responses((status = 200, description = "As sign-in/email, plus `access_token` and `token_type`", body = TokenAnswer)))]
+#[post("/signin", data = "<data>")]
+async fn signin(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    sign_in(accounts, &caller, data, Flavour::AccessToken).await
+}
+
+#[utoipa::path(post, path = "/api/auth/token", tag = "accounts", operation_id = "token",
+    summary = "Sign-in as an OAuth2 password flow's token endpoint",
+    request_body(content = SignInRequest, description = "JSON, or an OAuth2 password form with `username`"),
+    responses((status = 200, description = "As sign-in/email, plus `access_token` and `token_type`", body = TokenAnswer)))]
+#[post("/token", data = "<data>")]
+async fn token(accounts: &State<Accounts>, caller: Caller, data: Data<'_>) -> Result<Reply, Reply> {
+    sign_in(accounts, &caller, data, Flavour::AccessToken).await
+}
+
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts", operation_id = "logout",
+    summary = "The original design's name of sign-out",
+    responses((status = 200, description = "`{\"success\": true}`", body = Success)),
+    security(("session_token" = []), ("bearer" = [])))]
+#[post("/logout", data = "<data>")]
+async fn logout(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    sign_out_inner(accounts, &caller, data).await
+}
+
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "accounts", operation_id = "refresh",
+    summary = "Renews the session now: the same token, expiresAt now + 7 days, the cookie set again",
+    responses(
+        (status = 200, description = "`{session, user}`", body = SessionAndUser),
+        (status = 401, description = "`UNAUTHORIZED`: no session", body = AuthError),
+    ),
+    security(("session_token" = []), ("bearer" = [])))]
+#[post("/refresh", data = "<data>")]
+async fn refresh(
+    accounts: &State<Accounts>,
+    caller: Caller,
+    data: Data<'_>,
+) -> Result<Reply, Reply> {
+    refresh_inner(accounts, &caller, data).await
+}
+
 /// Better Auth answers an unknown path or method with an empty 404.
 #[get("/<_..>", rank = 20)]
 fn unknown_get() -> Reply {
@@ -1210,15 +1420,200 @@ fn unknown_delete() -> Reply {
     Reply::not_found()
 }
 
+// ---------------------------------------------------------------------------------------
+// The OpenAPI description (the bodies as Better Auth's client sends and reads them).
+
+/// Better Auth's error: `message`, and `code` for a client to branch on.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct AuthError {
+    message: String,
+    code: Option<String>,
+}
+
+/// `POST /sign-up/email`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct SignUpRequest {
+    name: String,
+    /// Lowercased before it is stored.
+    email: String,
+    /// 8 to 128 UTF-16 code units.
+    password: String,
+    image: Option<String>,
+    /// A trusted origin's URL or a relative path.
+    callbackURL: Option<String>,
+    /// `false`: a one-day session in a browser-session cookie.
+    rememberMe: Option<bool>,
+}
+
+/// `POST /sign-in/email`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct SignInRequest {
+    email: String,
+    password: String,
+    callbackURL: Option<String>,
+    rememberMe: Option<bool>,
+}
+
+/// `POST /revoke-session`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct RevokeSessionRequest {
+    token: String,
+}
+
+/// `POST /update-user`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UpdateUserRequest {
+    name: Option<String>,
+    /// `null` clears it.
+    image: Option<String>,
+}
+
+/// `POST /change-password`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct ChangePasswordRequest {
+    currentPassword: String,
+    newPassword: String,
+    revokeOtherSessions: Option<bool>,
+}
+
+/// `POST /delete-user`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DeleteUserRequest {
+    /// Required unless the session is under a day old.
+    password: Option<String>,
+}
+
+/// A sign-up's answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignUpAnswer {
+    /// The session token (`set-auth-token` has its signed form).
+    token: String,
+    user: User,
+}
+
+/// A sign-in's answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SignInAnswer {
+    /// Whether `url` is there (a `callbackURL` was given).
+    redirect: bool,
+    token: String,
+    url: Option<String>,
+    user: User,
+}
+
+/// The compatibility names' sign-in and sign-up answer: Better Auth's, plus a bearer token.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TokenAnswer {
+    token: String,
+    user: User,
+    /// The signed session token: send it as `Authorization: Bearer`.
+    access_token: String,
+    /// `bearer`.
+    token_type: String,
+}
+
+/// A change-password's answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ChangePasswordAnswer {
+    token: Option<String>,
+    user: User,
+}
+
+/// A session and its user.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SessionAndUser {
+    session: Session,
+    user: User,
+}
+
+/// `{"status": true}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StatusAnswer {
+    status: bool,
+}
+
+/// `{"success": true}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Success {
+    success: bool,
+}
+
+/// `{"success": true, "message": "User deleted"}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DeleteUserAnswer {
+    success: bool,
+    message: String,
+}
+
+/// `{"ok": true}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OkAnswer {
+    ok: bool,
+}
+
+/// The OpenAPI description of the accounts routes (`BETTER_AUTH_SERVER=on`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    sign_up_email,
+    sign_in_email,
+    sign_out,
+    post_get_session,
+    get_session,
+    session,
+    list_sessions_route,
+    me_route,
+    ok,
+    revoke_session,
+    revoke_sessions,
+    revoke_other_sessions,
+    update_user,
+    change_password,
+    delete_user,
+    signup,
+    register,
+    login,
+    signin,
+    token,
+    logout,
+    refresh,
+))]
+pub struct AccountsApi;
+
 /// Every route of the module, mounted under `/api/auth` and `/api/v1/auth`.
 pub fn routes() -> Vec<Route> {
     routes![
         sign_up_email,
         sign_in_email,
-        sign_up_or_in_named,
         sign_out,
-        get_named,
         post_get_session,
+        get_session,
+        session,
+        list_sessions_route,
+        me_route,
+        ok,
+        signup,
+        register,
+        login,
+        signin,
+        token,
+        logout,
+        refresh,
         revoke_session,
         revoke_sessions,
         revoke_other_sessions,

@@ -24,25 +24,30 @@ macro_rules! insert_session {
 }
 
 /// A user as Better Auth answers it (its keys in Better Auth's order).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub name: String,
     pub email: String,
     pub email_verified: bool,
     pub image: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Stamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Stamp,
     pub id: String,
 }
 
 /// A session as Better Auth answers it (its keys in Better Auth's order).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Stamp,
     pub token: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Stamp,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Stamp,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
