@@ -61,6 +61,29 @@ pub struct DatabaseConfig {
     pub direct_url: Option<SecretString>,
     /// Whether queries use named prepared statements (`DATABASE_PREPARED_STATEMENTS`).
     pub prepared_statements: PreparedStatements,
+    /// SQLite: when a commit reaches the disk (`SQLITE_SYNCHRONOUS`).
+    pub sqlite_synchronous: SqliteDurability,
+}
+
+/// SQLite: how far a commit is synced before it returns (WAL mode, `PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// `FULL`: every commit syncs the WAL, so an answered write survives a power loss or a
+    /// crash of the host.
+    Full,
+    /// `NORMAL`: the WAL is synced only at checkpoints; an answered write survives a crash
+    /// of the service, but the last ones can vanish in a power loss or a crash of the host.
+    Normal,
+}
+
+impl SqliteDurability {
+    fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("" | "full") => Ok(Self::Full),
+            Some("normal") => Ok(Self::Normal),
+            Some(_) => Err(ConfigError::new("SQLITE_SYNCHRONOUS must be full or normal")),
+        }
+    }
 }
 
 /// Whether PostgreSQL queries are prepared once per connection under a name and reused
@@ -100,6 +123,7 @@ struct RawDatabase {
     direct_url: Option<String>,
     listen_url: Option<String>,
     prepared_statements: Option<String>,
+    sqlite_synchronous: Option<String>,
 }
 
 fn named_url(url: Option<String>) -> Option<String> {
@@ -157,6 +181,7 @@ impl DatabaseConfig {
             idle_timeout: raw.idle_timeout.map(Duration::from_secs),
             direct_url: direct_url.map(|(_, url)| SecretString::from(url)),
             prepared_statements: PreparedStatements::parse(raw.prepared_statements.as_deref())?,
+            sqlite_synchronous: SqliteDurability::parse(raw.sqlite_synchronous.as_deref())?,
         })
     }
 
@@ -181,6 +206,7 @@ impl DatabaseConfig {
             idle_timeout: Some(Duration::from_secs(300)),
             direct_url: None,
             prepared_statements: PreparedStatements::Auto,
+            sqlite_synchronous: SqliteDurability::Full,
         })
     }
 }

@@ -142,6 +142,11 @@ pub(super) const VARIABLES: &[Variable] = &[
         "databases.todo.prepared_statements",
         Kind::Text,
     ),
+    var(
+        "SQLITE_SYNCHRONOUS",
+        "databases.todo.sqlite_synchronous",
+        Kind::Text,
+    ),
     var("BETTER_AUTH_SERVER", "auth.server", Kind::Bool),
     var(
         "AUTH_ATTEMPTS_PER_ADDRESS",

@@ -55,6 +55,8 @@ pub fn classify_postgres(
         "08" | "53" => DbErrorClass::Unavailable,
         // Admin or crash shutdown, "cannot connect now".
         "57" if matches!(sqlstate, "57P01" | "57P02" | "57P03") => DbErrorClass::Unavailable,
+        // A lock wait that ran out (a keyed write's bounded wait): try again shortly.
+        "55" if sqlstate == "55P03" => DbErrorClass::Unavailable,
         // Data exception; integrity constraint violation.
         "22" | "23" => DbErrorClass::Refused(field()),
         _ => DbErrorClass::Unexpected,

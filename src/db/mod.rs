@@ -20,7 +20,7 @@ pub mod errors;
 pub mod postgres;
 pub mod prune;
 
-pub use crate::config::{Backend, DatabaseConfig, UnknownScheme};
+pub use crate::config::{Backend, DatabaseConfig, SqliteDurability, UnknownScheme};
 
 /// Runs `$body` with `$p` bound to the concrete sqlx pool of either backend.
 macro_rules! on_pool {
@@ -103,7 +103,10 @@ impl AppPool {
                     })?
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
+                    .synchronous(match settings.sqlite_synchronous {
+                        SqliteDurability::Full => SqliteSynchronous::Full,
+                        SqliteDurability::Normal => SqliteSynchronous::Normal,
+                    })
                     .foreign_keys(true)
                     .busy_timeout(settings.acquire_timeout);
                 create_parent_dir(options.get_filename())?;

@@ -18,7 +18,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 
 use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
-use super::idempotency::{self, Answer, IdempotencyKey};
+use super::idempotency::{self, Answer, IdempotencyKey, Work};
 use super::model::{
     parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
     TaskId, TaskPath,
@@ -155,13 +155,15 @@ async fn create(
 ) -> Result<Answer, ApiError> {
     let new_task = NewTask::parse(&body.0)?;
     let fingerprint = || idempotency::fingerprint("POST", &uri.to_string(), Some(&body.0));
-    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
-    idempotency::run(db, &user, key, fingerprint, async move {
-        let task = store::create(&pool, &writer, &owner, new_task).await?;
-        let location = format!("{}/tasks/{}", owner.api_base(), task.id);
-        Answer::task(201, &task, Some(location))
-    })
-    .await
+    let (shared, owner) = (Arc::clone(writer), user.clone());
+    let work: Work = Box::new(move |scope| {
+        Box::pin(async move {
+            let task = store::create(scope, &shared, &owner, new_task).await?;
+            let location = format!("{}/tasks/{}", owner.api_base(), task.id);
+            Answer::task(201, &task, Some(location))
+        })
+    });
+    idempotency::run(db, writer, &user, key, fingerprint, work).await
 }
 
 /// `GET /api/<user_id>/tasks/<id>`: one task with its `ETag`; 304 when `If-None-Match`
@@ -217,30 +219,28 @@ async fn apply(
     let id = id?;
     let changes = TaskChanges::parse(&body.0, mode)?;
     let fingerprint = || idempotency::fingerprint(method, &uri.to_string(), Some(&body.0));
-    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
-    idempotency::run(db, &user, key, fingerprint, async move {
-        let task = if changes.is_empty() {
-            // Nothing is written, so the precondition is checked against a plain read.
-            let task = store::get(&pool, &owner, id).await?.ok_or(NO_SUCH_TASK)?;
-            if !if_match.matches(&task) {
-                return Err(ApiError::PreconditionFailed);
-            }
-            task
-        } else {
-            store::update(
-                &pool,
-                &writer,
-                &owner,
-                id,
-                changes,
-                &if_match.precondition(id),
-            )
-            .await?
-            .ok_or(NO_SUCH_TASK)?
-        };
-        Answer::task(200, &task, None)
-    })
-    .await
+    let (shared, owner) = (Arc::clone(writer), user.clone());
+    let work: Work = Box::new(move |scope| {
+        Box::pin(async move {
+            let task = if changes.is_empty() {
+                // Nothing is written, so the precondition is checked against a plain read.
+                let task = store::get_in(scope, &owner, id)
+                    .await?
+                    .ok_or(NO_SUCH_TASK)?;
+                if !if_match.matches(&task) {
+                    return Err(ApiError::PreconditionFailed);
+                }
+                task
+            } else {
+                let precondition = if_match.precondition(id);
+                store::update(scope, &shared, &owner, id, changes, &precondition)
+                    .await?
+                    .ok_or(NO_SUCH_TASK)?
+            };
+            Answer::task(200, &task, None)
+        })
+    });
+    idempotency::run(db, writer, &user, key, fingerprint, work).await
 }
 
 /// `PUT /api/<user_id>/tasks/<id>`: `title` required; absent optional fields keep their
@@ -382,15 +382,17 @@ async fn complete(
     let id = id?;
     let value = parse_completion(body.0.as_ref())?;
     let fingerprint = || idempotency::fingerprint("PATCH", &uri.to_string(), body.0.as_ref());
-    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
-    idempotency::run(db, &user, key, fingerprint, async move {
-        let precondition = if_match.precondition(id);
-        let task = store::set_completed(&pool, &writer, &owner, id, value, &precondition)
-            .await?
-            .ok_or(NO_SUCH_TASK)?;
-        Answer::task(200, &task, None)
-    })
-    .await
+    let (shared, owner) = (Arc::clone(writer), user.clone());
+    let work: Work = Box::new(move |scope| {
+        Box::pin(async move {
+            let precondition = if_match.precondition(id);
+            let task = store::set_completed(scope, &shared, &owner, id, value, &precondition)
+                .await?
+                .ok_or(NO_SUCH_TASK)?;
+            Answer::task(200, &task, None)
+        })
+    });
+    idempotency::run(db, writer, &user, key, fingerprint, work).await
 }
 
 /// `DELETE /api/<user_id>/tasks/<id>`: 204 with no body.
@@ -425,16 +427,18 @@ async fn delete(
 ) -> Result<Answer, ApiError> {
     let id = id?;
     let fingerprint = || idempotency::fingerprint("DELETE", &uri.to_string(), None);
-    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
-    idempotency::run(db, &user, key, fingerprint, async move {
-        let precondition = if_match.precondition(id);
-        if store::delete(&pool, &writer, &owner, id, &precondition).await? {
-            Ok(Answer::empty(204))
-        } else {
-            Err(NO_SUCH_TASK)
-        }
-    })
-    .await
+    let (shared, owner) = (Arc::clone(writer), user.clone());
+    let work: Work = Box::new(move |scope| {
+        Box::pin(async move {
+            let precondition = if_match.precondition(id);
+            if store::delete(scope, &shared, &owner, id, &precondition).await? {
+                Ok(Answer::empty(204))
+            } else {
+                Err(NO_SUCH_TASK)
+            }
+        })
+    });
+    idempotency::run(db, writer, &user, key, fingerprint, work).await
 }
 
 /// The answers a write to one task can fail with besides the body's and the shared ones.
@@ -502,12 +506,14 @@ async fn clear_completed(
         ));
     }
     let fingerprint = || idempotency::fingerprint("DELETE", &uri.to_string(), None);
-    let (pool, writer, owner) = ((**db).clone(), Arc::clone(writer), user.clone());
-    idempotency::run(db, &user, key, fingerprint, async move {
-        let deleted = store::delete_completed(&pool, &writer, &owner).await?;
-        Answer::json(&Deleted { deleted })
-    })
-    .await
+    let (shared, owner) = (Arc::clone(writer), user.clone());
+    let work: Work = Box::new(move |scope| {
+        Box::pin(async move {
+            let deleted = store::delete_completed(scope, &shared, &owner).await?;
+            Answer::json(&Deleted { deleted })
+        })
+    });
+    idempotency::run(db, writer, &user, key, fingerprint, work).await
 }
 
 /// The OpenAPI description of the task routes.

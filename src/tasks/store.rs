@@ -21,7 +21,7 @@ use super::sql::{
     self, begun, delete, delete_completed, insert, set_completed, update, user_arguments_for,
     versions_arg, Arg,
 };
-use super::writer::{commit, SqliteWrite, Write, WriteKind, Writer};
+use super::writer::{commit, on_scope, Scope, SqliteWrite, Write, WriteKind, Writer};
 use crate::auth::AuthedUser;
 use crate::db::{on_pool, AppPool};
 use crate::error::ApiError;
@@ -79,10 +79,24 @@ pub async fn get(db: &AppPool, user: &AuthedUser, id: TaskId) -> Result<Option<T
     row.map(Task::try_from).transpose()
 }
 
+/// [`get`] in `scope`: inside a keyed write's transaction, on its connection.
+pub async fn get_in(
+    scope: &mut Scope,
+    user: &AuthedUser,
+    id: TaskId,
+) -> Result<Option<Task>, ApiError> {
+    let row: Option<TaskRow> = on_scope!(scope, |c| sqlx::query_as(sql::GET)
+        .bind(id.get())
+        .bind(user.id())
+        .fetch_optional(c)
+        .await)?;
+    row.map(Task::try_from).transpose()
+}
+
 /// Creates a task owned by the user.
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn create(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     user: &AuthedUser,
     task: NewTask,
@@ -112,7 +126,7 @@ pub async fn create(
         args,
         kind: WriteKind::Create,
     };
-    match commit(db, writer, write).await?.pop() {
+    match commit(scope, writer, write).await?.pop() {
         Some(TaskChange::Created(task)) => Ok(task),
         _ => Err(ApiError::Internal(anyhow::anyhow!(
             "INSERT returned no row"
@@ -124,7 +138,7 @@ pub async fn create(
 /// the task is there (so its version was not one the client named), else `None` for the
 /// caller's 404.
 async fn changed_one(
-    db: &AppPool,
+    scope: &mut Scope,
     user: &AuthedUser,
     id: TaskId,
     precondition: &Precondition,
@@ -136,10 +150,10 @@ async fn changed_one(
     if *precondition == Precondition::Any {
         return Ok(None);
     }
-    let found: i64 = on_pool!(db, |p| sqlx::query_scalar(sql::EXISTS)
+    let found: i64 = on_scope!(scope, |c| sqlx::query_scalar(sql::EXISTS)
         .bind(id.get())
         .bind(user.id())
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?;
     if found > 0 {
         Err(ApiError::PreconditionFailed)
@@ -150,15 +164,15 @@ async fn changed_one(
 
 /// The updated task of a conditional write, `None` when there was no such task.
 async fn updated(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     user: &AuthedUser,
     id: TaskId,
     precondition: &Precondition,
     write: Write,
 ) -> Result<Option<Task>, ApiError> {
-    let changes = commit(db, writer, write).await?;
-    match changed_one(db, user, id, precondition, changes).await? {
+    let changes = commit(scope, writer, write).await?;
+    match changed_one(scope, user, id, precondition, changes).await? {
         Some(TaskChange::Updated(task)) => Ok(Some(task)),
         Some(other) => Err(ApiError::Internal(anyhow::anyhow!(
             "an update reported {other:?}"
@@ -171,7 +185,7 @@ async fn updated(
 /// no such task; 412 when the version does not match.
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn update(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     user: &AuthedUser,
     id: TaskId,
@@ -207,14 +221,14 @@ pub async fn update(
         args,
         kind: WriteKind::Update,
     };
-    updated(db, writer, user, id, precondition, write).await
+    updated(scope, writer, user, id, precondition, write).await
 }
 
 /// Sets `completed` to `value`, or flips it when `value` is `None`, atomically; the
 /// precondition and outcomes are those of [`update`].
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn set_completed(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     user: &AuthedUser,
     id: TaskId,
@@ -234,14 +248,14 @@ pub async fn set_completed(
         args,
         kind: WriteKind::Update,
     };
-    updated(db, writer, user, id, precondition, write).await
+    updated(scope, writer, user, id, precondition, write).await
 }
 
 /// Deletes one task of the user under `precondition`; `false` when there was no such
 /// task.
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id(), id = id.get()))]
 pub async fn delete(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     user: &AuthedUser,
     id: TaskId,
@@ -258,8 +272,8 @@ pub async fn delete(
         args,
         kind: WriteKind::Delete,
     };
-    let changes = commit(db, writer, write).await?;
-    Ok(changed_one(db, user, id, precondition, changes)
+    let changes = commit(scope, writer, write).await?;
+    Ok(changed_one(scope, user, id, precondition, changes)
         .await?
         .is_some())
 }
@@ -267,7 +281,7 @@ pub async fn delete(
 /// Deletes every completed task of the user and returns how many went.
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn delete_completed(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     user: &AuthedUser,
 ) -> Result<u64, ApiError> {
@@ -277,6 +291,6 @@ pub async fn delete_completed(
         args: vec![/* $1 user_id */ Arg::Text(user.id().to_owned())],
         kind: WriteKind::Delete,
     };
-    let deleted = commit(db, writer, write).await?.len();
+    let deleted = commit(scope, writer, write).await?.len();
     Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
 }

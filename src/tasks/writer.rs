@@ -1,15 +1,20 @@
 //! The one commit step of every write: runs the write with its events appended to the log
 //! (`super::log`) in the same transaction, and tells the registered sinks once it
 //! committed. Its state (the SQLite writer's connection) is private to this file; the
-//! store reaches it only through [`commit`], and the SQLite checkpoints
+//! store reaches it only through [`commit`] and [`begin`], and the SQLite checkpoints
 //! ([`keep_checkpointed`]) hold it for their last step.
+//!
+//! A write runs in a [`Scope`]: alone, committing by itself, or inside a [`Txn`] that
+//! the idempotency layer opened so that the key, the write, its events and the answer
+//! commit together (`super::idempotency`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{ConnectOptions as _, Sqlite};
+use tokio::sync::OwnedMutexGuard;
 
 use super::changes::{Appended, ChangeHooks, TaskChange};
 use super::log;
@@ -26,10 +31,41 @@ use crate::periodic::Throttle;
 pub struct Writer {
     hooks: ChangeHooks,
     /// SQLite: one write at a time, through one connection.
-    sqlite: tokio::sync::Mutex<SqliteWriter>,
+    sqlite: Arc<tokio::sync::Mutex<SqliteWriter>>,
     /// SQLite: written since the WAL was last checkpointed ([`keep_checkpointed`]).
     wrote: AtomicBool,
+    /// Tests only: where keyed writes are interrupted ([`Writer::interrupt_with`]).
+    interrupt: OnceLock<Box<Interrupt>>,
 }
+
+/// A point between the statements of a keyed write's transaction.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// The key is claimed; the write has not run.
+    Claimed,
+    /// The write ran; its answer is not kept yet.
+    Written,
+    /// The answer is kept; the transaction has not committed.
+    Kept,
+}
+
+/// What happens to a keyed write at a [`Point`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    /// The write stops there, as if its process had died: the transaction goes, the
+    /// client gets no answer of the write's own (a 503).
+    Abort,
+    /// The database connection is cut there; the write goes on and meets the failure.
+    Cut,
+    /// The write waits there, holding its transaction.
+    Pause(Duration),
+}
+
+/// Decides, for a point and an `Idempotency-Key`, whether a keyed write is interrupted.
+#[doc(hidden)]
+pub type Interrupt = dyn Fn(Point, &str) -> Option<Interruption> + Send + Sync;
 
 /// What the writer reports to the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +79,17 @@ impl Writer {
     /// The sinks that hear of every committed change; for start-up.
     pub fn hooks(&self) -> &ChangeHooks {
         &self.hooks
+    }
+
+    /// Tests only: interrupts keyed writes where `interrupt` says, to show what a crash or a
+    /// cut connection at each point leaves behind. Set once; never set in service.
+    #[doc(hidden)]
+    pub fn interrupt_with(&self, interrupt: Box<Interrupt>) {
+        let _ = self.interrupt.set(interrupt);
+    }
+
+    fn interruption(&self, point: Point, key: &str) -> Option<Interruption> {
+        self.interrupt.get().and_then(|decide| decide(point, key))
     }
 
     /// The writer's state, for the metrics.
@@ -118,20 +165,206 @@ fn deleted(row: DeletedRow) -> TaskChange {
     }
 }
 
+/// Where a write's statements run.
+pub enum Scope {
+    /// Each write in a transaction of its own, committed before [`commit`] returns.
+    Alone(AppPool),
+    /// Inside a keyed write's transaction ([`begin`]), committed by its owner.
+    Within(Txn),
+}
+
+/// A transaction a keyed write opened with [`begin`]: on PostgreSQL a pooled connection's,
+/// on SQLite the one writer's (held until the transaction ends). The sinks hear of its
+/// writes when it commits ([`Txn::commit`]); dropped without a commit, it rolls back.
+pub struct Txn {
+    conn: TxnConn,
+    /// The events its writes appended, told to the sinks once it commits.
+    appended: Option<Appended>,
+    writer: Arc<Writer>,
+}
+
+enum TxnConn {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite {
+        held: OwnedMutexGuard<SqliteWriter>,
+        /// `None` once cut: the transaction is gone with its connection.
+        conn: Option<SqliteConnection>,
+    },
+}
+
+/// A transaction's connection, to run a statement on.
+pub enum TxnConnection<'t> {
+    /// PostgreSQL.
+    Postgres(&'t mut sqlx::PgConnection),
+    /// SQLite.
+    Sqlite(&'t mut SqliteConnection),
+}
+
+/// Runs `$body` with `$c` bound to an executor of the scope (`&mut Scope`): the pool of
+/// either backend, or the open transaction's connection.
+macro_rules! on_scope {
+    ($scope:expr, |$c:ident| $body:expr) => {
+        match $scope {
+            $crate::tasks::writer::Scope::Alone($crate::db::AppPool::Sqlite(pool)) => {
+                let $c = &*pool;
+                $body
+            }
+            $crate::tasks::writer::Scope::Alone($crate::db::AppPool::Postgres(pool)) => {
+                let $c = &*pool;
+                $body
+            }
+            $crate::tasks::writer::Scope::Within(txn) => $crate::tasks::writer::on_txn!(txn, |$c| $body),
+        }
+    };
+}
+
+/// Runs `$body` with `$c` bound to the connection of the open transaction `$txn`.
+macro_rules! on_txn {
+    ($txn:expr, |$c:ident| $body:expr) => {
+        match $txn.connection() {
+            Err(error) => Err(error),
+            Ok($crate::tasks::writer::TxnConnection::Postgres($c)) => $body,
+            Ok($crate::tasks::writer::TxnConnection::Sqlite($c)) => $body,
+        }
+    };
+}
+pub(crate) use {on_scope, on_txn};
+
+/// How long a keyed write waits for a lock (PostgreSQL: above all for the same key's
+/// first request to commit) before it gives up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens a transaction for a keyed write: on PostgreSQL on a pooled connection, its lock
+/// waits bounded by [`LOCK_WAIT`]; on SQLite on the one writer's connection, held until
+/// the transaction ends, so the writes of others wait for it as for any write.
+pub async fn begin(db: &AppPool, writer: &Arc<Writer>) -> Result<Txn, sqlx::Error> {
+    let conn = match db {
+        AppPool::Postgres(p) => TxnConn::Postgres(
+            p.begin_with(format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}ms'",
+                LOCK_WAIT.as_millis()
+            ))
+            .await?,
+        ),
+        AppPool::Sqlite(p) => {
+            let mut held = Arc::clone(&writer.sqlite).lock_owned().await;
+            let mut conn = match held.conn.take() {
+                Some(open) => open,
+                None => writer_connection(p).await?,
+            };
+            writer.wrote.store(true, Ordering::Relaxed);
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await?;
+            TxnConn::Sqlite {
+                held,
+                conn: Some(conn),
+            }
+        }
+    };
+    Ok(Txn {
+        conn,
+        appended: None,
+        writer: Arc::clone(writer),
+    })
+}
+
+impl Txn {
+    /// The connection to run a statement on; an error once the connection was cut.
+    pub fn connection(&mut self) -> Result<TxnConnection<'_>, sqlx::Error> {
+        match &mut self.conn {
+            TxnConn::Postgres(tx) => Ok(TxnConnection::Postgres(&mut **tx)),
+            TxnConn::Sqlite { conn: Some(c), .. } => Ok(TxnConnection::Sqlite(c)),
+            TxnConn::Sqlite { conn: None, .. } => Err(sqlx::Error::WorkerCrashed),
+        }
+    }
+
+    /// Where a keyed write is interrupted, for tests ([`Writer::interrupt_with`]).
+    pub(super) fn interruption(&self, point: Point, key: &str) -> Option<Interruption> {
+        self.writer.interruption(point, key)
+    }
+
+    /// Cuts the transaction's connection, as a network failure or a database restart
+    /// would: whatever runs on it next fails, and nothing of it commits.
+    pub(super) async fn cut(&mut self) {
+        match &mut self.conn {
+            TxnConn::Postgres(tx) => {
+                let _ = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+                    .execute(&mut **tx)
+                    .await;
+            }
+            TxnConn::Sqlite { conn, .. } => {
+                if let Some(conn) = conn.take() {
+                    let _ = sqlx::Connection::close(conn).await;
+                }
+            }
+        }
+    }
+
+    /// Commits; then tells the sinks of its writes. On failure nothing of it is kept.
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        match &mut self.conn {
+            TxnConn::Postgres(_) => {
+                let TxnConn::Postgres(tx) = self.conn else {
+                    unreachable!("matched above")
+                };
+                tx.commit().await?;
+            }
+            TxnConn::Sqlite { held, conn } => {
+                let mut open = conn.take().ok_or(sqlx::Error::WorkerCrashed)?;
+                // On failure the connection is dropped (closed), which rolls back.
+                sqlx::query("COMMIT").execute(&mut open).await?;
+                held.conn = Some(open);
+            }
+        }
+        if let Some(appended) = self.appended.take() {
+            self.writer.hooks.notify(&appended);
+        }
+        Ok(())
+    }
+
+    /// Rolls back. A connection that cannot roll back is closed, which does it.
+    pub(super) async fn rollback(self) {
+        match self.conn {
+            TxnConn::Postgres(tx) => {
+                let _ = tx.rollback().await;
+            }
+            TxnConn::Sqlite { mut held, conn } => {
+                if let Some(mut open) = conn {
+                    if sqlx::query("ROLLBACK").execute(&mut open).await.is_ok() {
+                        held.conn = Some(open);
+                    }
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, appended: Appended) {
+        match &mut self.appended {
+            Some(noted) if noted.user_id == appended.user_id => {
+                noted.last_id = match (noted.last_id, appended.last_id) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            _ => self.appended = Some(appended),
+        }
+    }
+}
+
 /// The commit step of every write: runs it with its events appended to the log in the
 /// same transaction, and once it committed tells the sinks how far the user's log now
-/// goes; returns the changes in statement order.
+/// goes; returns the changes in statement order. Within a keyed write's transaction it
+/// runs there, and the sinks hear of it when that commits.
 ///
 /// PostgreSQL runs one statement that writes and appends (one round trip). SQLite runs a
 /// write of one task with its append and commit in one round trip, a write of many in two;
 /// one write at a time, through one connection.
 pub(super) async fn commit(
-    db: &AppPool,
+    scope: &mut Scope,
     writer: &Writer,
     write: Write,
 ) -> Result<Vec<TaskChange>, ApiError> {
-    let (changes, appended) = match db {
-        AppPool::Sqlite(p) => {
+    let (changes, appended) = match scope {
+        Scope::Alone(AppPool::Sqlite(p)) => {
             let mut held = writer.sqlite.lock().await;
             // Taken out while in use: if this future were dropped mid-write, the
             // connection (and any transaction it left open) is closed with it.
@@ -139,7 +372,7 @@ pub(super) async fn commit(
                 Some(open) => open,
                 None => writer_connection(p).await?,
             };
-            let outcome = sqlite_write(&mut taken, &write).await;
+            let outcome = sqlite_write(&mut taken, &write, false).await;
             writer.wrote.store(true, Ordering::Relaxed);
             let (changes, appended) = match outcome {
                 Ok(done) => done,
@@ -153,44 +386,18 @@ pub(super) async fn commit(
             held.conn = Some(taken);
             (changes, appended)
         }
-        AppPool::Postgres(p) => {
-            macro_rules! query {
-                () => {
-                    sqlx::query_as_with(
-                        write.postgres,
-                        sqlx::Postgres::arguments(&write.args).map_err(refusal)?,
-                    )
-                };
+        Scope::Alone(AppPool::Postgres(p)) => postgres_write(&*p, &write).await?,
+        Scope::Within(txn) => {
+            let done = match txn.connection().map_err(refusal)? {
+                TxnConnection::Postgres(c) => postgres_write(c, &write).await?,
+                TxnConnection::Sqlite(c) => sqlite_write(c, &write, true)
+                    .await
+                    .map_err(|failed| failed.error)?,
+            };
+            if let Some(appended) = done.1 {
+                txn.note(appended);
             }
-            let mut last: Option<(String, i64)> = None;
-            let mut track = |user: &str, event_id: i64| {
-                if last.as_ref().is_none_or(|(_, id)| *id < event_id) {
-                    last = Some((user.to_owned(), event_id));
-                }
-            };
-            let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
-                let rows: Vec<LoggedRow<DeletedRow>> =
-                    query!().fetch_all(p).await.map_err(refusal)?;
-                rows.into_iter()
-                    .map(|r| {
-                        track(&r.row.user_id, r.event_id);
-                        deleted(r.row)
-                    })
-                    .collect()
-            } else {
-                let rows: Vec<LoggedRow<TaskRow>> = query!().fetch_all(p).await.map_err(refusal)?;
-                rows.into_iter()
-                    .map(|r| {
-                        track(&r.row.user_id, r.event_id);
-                        Task::try_from(r.row).map(|task| write.kind.task_change(task))
-                    })
-                    .collect::<Result<_, _>>()?
-            };
-            let appended = last.map(|(user_id, last_id)| Appended {
-                user_id,
-                last_id: Some(last_id),
-            });
-            (changes, appended)
+            return Ok(done.0);
         }
     };
     if let Some(appended) = appended {
@@ -199,22 +406,78 @@ pub(super) async fn commit(
     Ok(changes)
 }
 
+/// PostgreSQL: runs the write's one statement, which writes and appends its events.
+async fn postgres_write<'e, E>(
+    executor: E,
+    write: &Write,
+) -> Result<(Vec<TaskChange>, Option<Appended>), ApiError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let args = sqlx::Postgres::arguments(&write.args).map_err(refusal)?;
+    let mut last: Option<(String, i64)> = None;
+    let mut track = |user: &str, event_id: i64| {
+        if last.as_ref().is_none_or(|(_, id)| *id < event_id) {
+            last = Some((user.to_owned(), event_id));
+        }
+    };
+    let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
+        let rows: Vec<LoggedRow<DeletedRow>> = sqlx::query_as_with(write.postgres, args)
+            .fetch_all(executor)
+            .await
+            .map_err(refusal)?;
+        rows.into_iter()
+            .map(|r| {
+                track(&r.row.user_id, r.event_id);
+                deleted(r.row)
+            })
+            .collect()
+    } else {
+        let rows: Vec<LoggedRow<TaskRow>> = sqlx::query_as_with(write.postgres, args)
+            .fetch_all(executor)
+            .await
+            .map_err(refusal)?;
+        rows.into_iter()
+            .map(|r| {
+                track(&r.row.user_id, r.event_id);
+                Task::try_from(r.row).map(|task| write.kind.task_change(task))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let appended = last.map(|(user_id, last_id)| Appended {
+        user_id,
+        last_id: Some(last_id),
+    });
+    Ok((changes, appended))
+}
+
+/// SQLite: `sql` without the `BEGIN IMMEDIATE` and `COMMIT` it carries, to run inside a
+/// transaction already open.
+fn within(sql: &'static str) -> &'static str {
+    let sql = sql.strip_prefix("BEGIN IMMEDIATE; ").unwrap_or(sql);
+    sql.strip_suffix("; COMMIT").unwrap_or(sql)
+}
+
 /// SQLite: runs the write with its events appended and commits: one round trip for a
-/// write of at most one task, two for a delete of many.
+/// write of at most one task, two for a delete of many. `inside` a transaction already
+/// open, it neither begins nor commits nor rolls back: its owner does.
 async fn sqlite_write(
     conn: &mut SqliteConnection,
     write: &Write,
+    inside: bool,
 ) -> Result<(Vec<TaskChange>, Option<Appended>), Failed> {
     let sql = match write.sqlite {
         SqliteWrite::Logged(sql) | SqliteWrite::DeleteMany(sql) => sql,
     };
+    let sql = if inside { within(sql) } else { sql };
     let changes: Vec<TaskChange> = if write.kind == WriteKind::Delete {
-        let rows: Vec<DeletedRow> = in_transaction(conn, sql, &write.args).await?;
+        let rows: Vec<DeletedRow> = in_transaction(conn, sql, &write.args, inside).await?;
         rows.into_iter().map(deleted).collect()
     } else {
-        let rows: Vec<TaskRow> = in_transaction(conn, sql, &write.args).await?;
+        let rows: Vec<TaskRow> = in_transaction(conn, sql, &write.args, inside).await?;
         match (task_changes(write.kind, rows), write.sqlite) {
             (Ok(changes), _) => changes,
+            (Err(error), _) if inside => return Err(Failed::clean(error)),
             (Err(error), SqliteWrite::DeleteMany(_)) => return Err(rolled_back(conn, error).await),
             // Committed already; the row could not be read back.
             (Err(error), SqliteWrite::Logged(_)) => return Err(Failed::clean(error)),
@@ -222,7 +485,7 @@ async fn sqlite_write(
     };
     let user_id = changes.first().map(|c| c.user_id().to_owned());
     if let SqliteWrite::Logged(_) = write.sqlite {
-        // The statement appended the event and committed; the feed reads how far.
+        // The statement appended the event (and committed); the feed reads how far.
         return Ok((
             changes,
             user_id.map(|user_id| Appended {
@@ -232,13 +495,15 @@ async fn sqlite_write(
         ));
     }
     let Some(user_id) = user_id else {
-        sqlx::query("ROLLBACK")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| Failed {
-                error: refusal(e),
-                clean: false,
-            })?;
+        if !inside {
+            sqlx::query("ROLLBACK")
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Failed {
+                    error: refusal(e),
+                    clean: false,
+                })?;
+        }
         return Ok((changes, None));
     };
     let ids = changes
@@ -250,7 +515,12 @@ async fn sqlite_write(
         .collect::<Vec<_>>()
         .join(",");
     let args = [Arg::Text(user_id.clone()), Arg::Text(format!("[{ids}]"))];
-    let last: Vec<(i64,)> = in_transaction(conn, log::APPEND_DELETES, &args).await?;
+    let append = if inside {
+        within(log::APPEND_DELETES)
+    } else {
+        log::APPEND_DELETES
+    };
+    let last: Vec<(i64,)> = in_transaction(conn, append, &args, inside).await?;
     let Some((last_id,)) = last.first().copied() else {
         return Err(Failed {
             error: ApiError::Internal(anyhow::anyhow!("appending events returned no id")),
@@ -268,11 +538,12 @@ async fn sqlite_write(
 
 /// Runs a statement inside the open write transaction and returns its rows; when it
 /// fails, the transaction is rolled back (when even that fails, the connection is not
-/// clean).
+/// clean), unless it runs `inside` a keyed write's transaction, whose owner decides.
 async fn in_transaction<T>(
     conn: &mut SqliteConnection,
     sql: &'static str,
     args: &[Arg],
+    inside: bool,
 ) -> Result<Vec<T>, Failed>
 where
     T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin,
@@ -283,6 +554,7 @@ where
         .await
     {
         Ok(rows) => Ok(rows),
+        Err(error) if inside => Err(Failed::db(error)),
         Err(error) => Err(rolled_back(conn, refusal(error)).await),
     }
 }
