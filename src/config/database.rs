@@ -81,7 +81,9 @@ impl SqliteDurability {
         match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
             None | Some("" | "full") => Ok(Self::Full),
             Some("normal") => Ok(Self::Normal),
-            Some(_) => Err(ConfigError::new("SQLITE_SYNCHRONOUS must be full or normal")),
+            Some(_) => Err(ConfigError::new(
+                "SQLITE_SYNCHRONOUS must be full or normal",
+            )),
         }
     }
 }

@@ -16,7 +16,8 @@ mod database;
 mod variables;
 
 pub use database::{
-    neon_direct_host, Backend, ConnectionsConfig, DatabaseConfig, PreparedStatements, SqliteDurability, UnknownScheme,
+    neon_direct_host, Backend, ConnectionsConfig, DatabaseConfig, PreparedStatements,
+    SqliteDurability, UnknownScheme,
 };
 use variables::{describe_figment_error, VARIABLES};
 pub use variables::{figment, figment_with_env, names as variable_names};

@@ -328,9 +328,8 @@ async fn keep_alone(db: &AppPool, user: &str, key: &str, fingerprint: &str, kept
 }
 
 /// A keyed write's work: runs in the scope it is given (the keyed write's transaction).
-pub type Work = Box<
-    dyn for<'s> FnOnce(&'s mut Scope) -> BoxFuture<'s, Result<Answer, ApiError>> + Send,
->;
+pub type Work =
+    Box<dyn for<'s> FnOnce(&'s mut Scope) -> BoxFuture<'s, Result<Answer, ApiError>> + Send>;
 
 /// Runs `work` once per `key` of `user`: without a key, just runs it, each write
 /// committing by itself (the request is not even fingerprinted); with a key, in one

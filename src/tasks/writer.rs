@@ -88,6 +88,25 @@ impl Writer {
         let _ = self.interrupt.set(interrupt);
     }
 
+    /// SQLite: the writer connection's `PRAGMA synchronous` (0 off, 1 normal, 2 full, 3
+    /// extra), for tests and diagnostics; `None` on PostgreSQL.
+    #[doc(hidden)]
+    pub async fn sqlite_synchronous(&self, db: &AppPool) -> Result<Option<i64>, sqlx::Error> {
+        let AppPool::Sqlite(pool) = db else {
+            return Ok(None);
+        };
+        let mut held = self.sqlite.lock().await;
+        let mut conn = match held.conn.take() {
+            Some(open) => open,
+            None => writer_connection(pool).await?,
+        };
+        let level = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut conn)
+            .await;
+        held.conn = Some(conn);
+        level.map(Some)
+    }
+
     fn interruption(&self, point: Point, key: &str) -> Option<Interruption> {
         self.interrupt.get().and_then(|decide| decide(point, key))
     }
@@ -213,7 +232,9 @@ macro_rules! on_scope {
                 let $c = &*pool;
                 $body
             }
-            $crate::tasks::writer::Scope::Within(txn) => $crate::tasks::writer::on_txn!(txn, |$c| $body),
+            $crate::tasks::writer::Scope::Within(txn) => {
+                $crate::tasks::writer::on_txn!(txn, |$c| $body)
+            }
         }
     };
 }
@@ -271,7 +292,7 @@ impl Txn {
     /// The connection to run a statement on; an error once the connection was cut.
     pub fn connection(&mut self) -> Result<TxnConnection<'_>, sqlx::Error> {
         match &mut self.conn {
-            TxnConn::Postgres(tx) => Ok(TxnConnection::Postgres(&mut **tx)),
+            TxnConn::Postgres(tx) => Ok(TxnConnection::Postgres(tx)),
             TxnConn::Sqlite { conn: Some(c), .. } => Ok(TxnConnection::Sqlite(c)),
             TxnConn::Sqlite { conn: None, .. } => Err(sqlx::Error::WorkerCrashed),
         }
