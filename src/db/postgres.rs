@@ -175,6 +175,9 @@ pub async fn decide(settings: &DatabaseConfig, parsed: &Parsed) -> Statements {
     }
 }
 
+/// Rounds of [`probe`] before it concludes a session of its own.
+const PROBE_ROUNDS: usize = 12;
+
 /// Whether `options` lead to a transaction-mode pooler. Two clients, A and B: A reads its
 /// server process id; B opens a transaction (holding its server) and reads its own; A
 /// reads again. A session of one's own never changes process and never shares it; behind
@@ -186,13 +189,20 @@ pub async fn probe(options: &PgConnectOptions) -> Result<bool, sqlx::Error> {
     let mut b = PgConnection::connect_with(&options).await?;
     let pid = "SELECT pg_backend_pid()";
     let mut pooled = false;
-    for _ in 0..3 {
+    // A's first server: on a session of its own, every one of A's queries runs there.
+    let mut own: Option<i32> = None;
+    // A pooler busy with other clients (instances restarting under load) can hand A the
+    // same server again several times running: only many rounds without a sign of one
+    // make a session of its own.
+    for _ in 0..PROBE_ROUNDS {
         let first: i32 = sqlx::query(pid).fetch_one(&mut a).await?.try_get(0)?;
         let mut held = b.begin().await?;
         let other: i32 = sqlx::query(pid).fetch_one(&mut *held).await?.try_get(0)?;
         let again: i32 = sqlx::query(pid).fetch_one(&mut a).await?.try_get(0)?;
         held.rollback().await?;
-        if other == first || again != first {
+        let moved = own.is_some_and(|own| own != first);
+        own = own.or(Some(first));
+        if other == first || again != first || moved {
             pooled = true;
             break;
         }
