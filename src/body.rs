@@ -36,6 +36,32 @@ pub struct JsonObject(pub Map<String, Value>);
 #[derive(Debug)]
 pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
 
+/// Rewrites a JSON body before any handler reads it (the compatibility module registers
+/// one: other names for the same fields). Given the request and the body as read (`None`:
+/// empty), it returns the body the handler sees, or the refusal to answer instead.
+pub struct BodyRewrite(
+    #[allow(clippy::type_complexity)]
+    pub  Box<
+        dyn Fn(
+                &Request<'_>,
+                Option<Map<String, Value>>,
+            ) -> Result<Option<Map<String, Value>>, ApiError>
+            + Send
+            + Sync,
+    >,
+);
+
+/// The body after the registered [`BodyRewrite`], if any.
+fn rewritten(
+    request: &Request<'_>,
+    body: Option<Map<String, Value>>,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    match request.rocket().state::<BodyRewrite>() {
+        Some(rewrite) => (rewrite.0)(request, body),
+        None => Ok(body),
+    }
+}
+
 /// The body size limit when Rocket.toml does not set `limits.json`.
 pub const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
 
@@ -87,7 +113,10 @@ impl<'r> FromData<'r> for OptionalJsonObject {
     type Error = ApiError;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
-        match read_json_object(request, data).await {
+        match read_json_object(request, data)
+            .await
+            .and_then(|object| rewritten(request, object))
+        {
             Ok(object) => DataOutcome::Success(Self(object)),
             Err(error) => fail_guard(request, error),
         }
@@ -99,7 +128,10 @@ impl<'r> FromData<'r> for JsonObject {
     type Error = ApiError;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
-        match read_json_object(request, data).await {
+        match read_json_object(request, data)
+            .await
+            .and_then(|object| rewritten(request, object))
+        {
             Ok(Some(object)) => DataOutcome::Success(Self(object)),
             Ok(None) => fail_guard(
                 request,

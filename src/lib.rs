@@ -9,6 +9,7 @@ extern crate rocket;
 pub mod accounts;
 pub mod auth;
 pub mod body;
+pub mod compat;
 pub mod config;
 pub mod cors;
 pub mod db;
@@ -38,6 +39,8 @@ pub fn rocket(figment: Figment) -> Rocket<Build> {
         .attach(telemetry::stage())
         .attach(db::stage())
         .attach(startup::stage())
+        // Before the token-scoped rewrite (auth), which it hands canonical paths.
+        .attach(compat::stage())
         .attach(accounts::stage())
         .attach(auth::stage())
         .attach(ratelimit::stage())

@@ -129,6 +129,9 @@ pub struct AppConfig {
     pub events: EventsConfig,
     /// Better Auth's email-and-password server (`BETTER_AUTH_SERVER=on`); `None`: off.
     pub accounts: Option<AccountsConfig>,
+    /// How list answers are shaped (`LIST_ENVELOPE`): `None` a bare array, else the key of
+    /// the array in `{"<key>": [...], "total": n}`.
+    pub list_envelope: Option<&'static str>,
 }
 
 /// The accounts module's settings (`BETTER_AUTH_SERVER=on`).
@@ -174,6 +177,7 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     events: RawEvents,
+    list_envelope: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -318,6 +322,7 @@ impl AppConfig {
             metrics_enabled: raw.metrics.enabled.unwrap_or(!release),
             events: EventsConfig::from_raw(raw.events)?,
             accounts,
+            list_envelope: list_envelope(raw.list_envelope.as_deref())?,
         })
     }
 
@@ -329,6 +334,19 @@ impl AppConfig {
             .chain(["ROCKET_PROFILE"])
             .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
             .collect()
+    }
+}
+
+/// `LIST_ENVELOPE`: `array` (the default) or the key a list's array goes under.
+fn list_envelope(value: Option<&str>) -> Result<Option<&'static str>, ConfigError> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "array") => Ok(None),
+        Some("tasks") => Ok(Some("tasks")),
+        Some("items") => Ok(Some("items")),
+        Some("data") => Ok(Some("data")),
+        Some(_) => Err(ConfigError::new(
+            "LIST_ENVELOPE must be array, tasks, items or data",
+        )),
     }
 }
 

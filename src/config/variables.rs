@@ -142,6 +142,7 @@ pub(super) const VARIABLES: &[Variable] = &[
         "databases.todo.prepared_statements",
         Kind::Text,
     ),
+    var("LIST_ENVELOPE", "list_envelope", Kind::Text),
     var(
         "SQLITE_SYNCHRONOUS",
         "databases.todo.sqlite_synchronous",

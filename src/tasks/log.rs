@@ -30,7 +30,9 @@ macro_rules! task_json {
             $row,
             ".description, ",
             $row,
-            ".completed, CASE ",
+            ".completed, ",
+            $row,
+            ".completed AS is_completed, CASE ",
             $row,
             ".priority WHEN 1 THEN 'low' WHEN 2 THEN 'medium' ELSE 'high' END AS priority, ",
             $row,
@@ -193,6 +195,7 @@ macro_rules! sqlite_task_json {
             "json_object('id', t.id, 'user_id', t.user_id, 'title', t.title, \
              'description', t.description, \
              'completed', json(CASE WHEN t.completed THEN 'true' ELSE 'false' END), \
+             'is_completed', json(CASE WHEN t.completed THEN 'true' ELSE 'false' END), \
              'priority', CASE t.priority WHEN 1 THEN 'low' WHEN 2 THEN 'medium' ELSE 'high' END, \
              'category', t.category, 'due_date', ",
             $crate::tasks::log::sqlite_time!("t.due_at"),

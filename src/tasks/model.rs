@@ -464,7 +464,7 @@ pub struct CompleteBody {
 /// A task as the API returns it (and as an event notification carries it back).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(example = json!({"id": 42, "user_id": "usr_8fJ2", "title": "Buy groceries",
-    "description": "Milk, eggs, bread", "completed": false, "priority": "medium", "category": "home",
+    "description": "Milk, eggs, bread", "completed": false, "is_completed": false, "priority": "medium", "category": "home",
     "due_date": "2026-12-01T17:00:00Z", "created_at": "2026-11-22T10:00:00.123456Z",
     "updated_at": "2026-11-22T10:00:00.123456Z"}))]
 pub struct Task {
@@ -479,6 +479,10 @@ pub struct Task {
     pub description: Option<String>,
     /// Completion state.
     pub completed: bool,
+    /// The same as `completed`, under the name frontends written for other backends read.
+    #[serde(default)]
+    #[schema(read_only)]
+    pub is_completed: bool,
     /// Priority.
     pub priority: Priority,
     /// Category.

@@ -69,7 +69,11 @@ impl utoipa::IntoParams for ListParams {
                 "Same as `completed`, frontend style",
                 named("StatusFilter"),
             ),
-            param("priority", "Only tasks of this priority", named("Priority")),
+            param(
+                "priority",
+                "Only tasks of this priority; given more than once, of any of them",
+                named("Priority"),
+            ),
             param(
                 "category",
                 "Only tasks of this category (exact)",
@@ -131,7 +135,6 @@ impl utoipa::IntoParams for ListParams {
 struct Single {
     completed: Option<String>,
     status: Option<String>,
-    priority: Option<String>,
     category: Option<String>,
     q: Option<String>,
     due_before: Option<String>,
@@ -215,6 +218,8 @@ pub enum SortField {
     /// accepted too.
     #[schema(rename = "due_date")]
     DueAt,
+    /// Completion: pending tasks first (ascending), newest first within each.
+    Status,
 }
 
 impl Named for SortField {
@@ -225,6 +230,7 @@ impl Named for SortField {
         ("priority", Self::Priority),
         ("due_date", Self::DueAt),
         ("due_at", Self::DueAt),
+        ("status", Self::Status),
     ];
 }
 
@@ -247,8 +253,8 @@ impl Named for SortOrder {
 pub struct ListQuery {
     /// Completion filter.
     pub completed: Option<bool>,
-    /// Priority filter.
-    pub priority: Option<Priority>,
+    /// Priority filter: any of these (none: every priority).
+    pub priorities: Vec<Priority>,
     /// Exact category filter.
     pub category: Option<String>,
     /// Case-insensitive substring of title or description, already folded.
@@ -284,7 +290,6 @@ impl ListParams {
         let this = &Single {
             completed: single(&mut errors, "completed", &self.completed),
             status: single(&mut errors, "status", &self.status),
-            priority: single(&mut errors, "priority", &self.priority),
             category: single(&mut errors, "category", &self.category),
             q: single(&mut errors, "q", &self.q),
             due_before: single(&mut errors, "due_before", &self.due_before),
@@ -315,11 +320,14 @@ impl ListParams {
                 .map(drop)
                 .ok_or_else(StatusFilter::one_of)
         });
-        check("priority", &this.priority, &|v| {
-            Priority::parse(v)
-                .map(drop)
-                .ok_or_else(|| "must be one of: low, medium, high".to_owned())
-        });
+        // Given more than once, any of the values (a multi-select).
+        for value in &self.priority {
+            check("priority", &Some(value.clone()), &|v| {
+                Priority::parse(v)
+                    .map(drop)
+                    .ok_or_else(|| "must be one of: low, medium, high".to_owned())
+            });
+        }
         check("category", &this.category, &|v| {
             if v.is_empty() || v.chars().count() > CATEGORY_MAX {
                 Err(format!("must be 1 to {CATEGORY_MAX} characters"))
@@ -370,7 +378,16 @@ impl ListParams {
             completed: text(&this.completed)
                 .and_then(|v| parse_bool(v).ok())
                 .or(by_status),
-            priority: text(&this.priority).and_then(Priority::parse),
+            priorities: {
+                let mut any: Vec<Priority> = self
+                    .priority
+                    .iter()
+                    .filter_map(|v| Priority::parse(v.trim()))
+                    .collect();
+                any.sort_by_key(|p| p.rank());
+                any.dedup();
+                any
+            },
             category: text(&this.category).map(str::to_owned),
             // An empty search box searches for nothing in particular.
             q: text(&this.q).filter(|v| !v.is_empty()).map(fold),
@@ -407,8 +424,20 @@ impl ListQuery {
         if let Some(completed) = self.completed {
             push(" AND completed = ?", Arg::Bool(completed));
         }
-        if let Some(priority) = self.priority {
-            push(" AND priority = ?", Arg::Small(priority.rank()));
+        match self.priorities.as_slice() {
+            [] => {}
+            [one] => push(" AND priority = ?", Arg::Small(one.rank())),
+            many => {
+                let last = many.len() - 1;
+                for (n, priority) in many.iter().enumerate() {
+                    let clause = match n {
+                        0 => " AND priority IN (?",
+                        n if n == last => ", ?)",
+                        _ => ", ?",
+                    };
+                    push(clause, Arg::Small(priority.rank()));
+                }
+            }
         }
         if let Some(category) = &self.category {
             push(" AND category = ?", Arg::Text(category.clone()));
@@ -456,6 +485,8 @@ impl ListQuery {
             // (due_at IS NULL) puts tasks without a due date last in both directions.
             (DueAt, false) => " ORDER BY (due_at IS NULL) ASC, due_at ASC, id ASC",
             (DueAt, true) => " ORDER BY (due_at IS NULL) ASC, due_at DESC, id DESC",
+            (Status, false) => " ORDER BY completed ASC, created_at DESC, id DESC",
+            (Status, true) => " ORDER BY completed DESC, created_at DESC, id DESC",
         }
     }
 }

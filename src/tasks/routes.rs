@@ -42,12 +42,42 @@ pub struct TaskPage {
 
 impl<'r> Responder<'r, 'static> for TaskPage {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
-        let mut response = Response::build_from(Json(self.tasks).respond_to(request)?);
+        let envelope = request
+            .rocket()
+            .state::<crate::config::AppConfig>()
+            .and_then(|config| config.list_envelope);
+        let body = match envelope {
+            None => Json(self.tasks).respond_to(request)?,
+            Some(key) => Json(Enveloped {
+                key,
+                tasks: &self.tasks,
+                total: self.total,
+            })
+            .respond_to(request)?,
+        };
+        let mut response = Response::build_from(body);
         response.raw_header("X-Total-Count", self.total.to_string());
         if let Some(link) = self.link {
             response.raw_header("Link", link);
         }
         response.ok()
+    }
+}
+
+/// A list answer as `LIST_ENVELOPE` shapes it: `{"<key>": [...], "total": n}`.
+struct Enveloped<'a> {
+    key: &'static str,
+    tasks: &'a [Task],
+    total: i64,
+}
+
+impl Serialize for Enveloped<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.key, self.tasks)?;
+        map.serialize_entry("total", &self.total)?;
+        map.end()
     }
 }
 

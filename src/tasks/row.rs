@@ -68,6 +68,7 @@ impl TryFrom<TaskRow> for Task {
             title: row.title,
             description: row.description,
             completed: row.completed,
+            is_completed: row.completed,
             priority,
             category: row.category,
             due_at: row.due_at,

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod auth;
+mod compat;
 mod concurrency;
 mod config;
 mod connections;

@@ -355,7 +355,14 @@ fn documented_limits_are_the_constants() {
     }
     assert_eq!(
         schemas["SortField"]["enum"],
-        json!(["created_at", "updated_at", "title", "priority", "due_date"])
+        json!([
+            "created_at",
+            "updated_at",
+            "title",
+            "priority",
+            "due_date",
+            "status"
+        ])
     );
     assert_eq!(schemas["Task"]["properties"]["id"]["minimum"], json!(1));
     // What `/health/ready` may say of Better Auth's session table.

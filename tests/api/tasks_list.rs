@@ -264,7 +264,7 @@ on_every_database! {
         for (query, field) in [
             ("sort=banana", "sort"), ("order=up", "order"), ("limit=0", "limit"), ("limit=1001", "limit"),
             ("limit=ten", "limit"), ("offset=-1", "offset"), ("completed=yes", "completed"),
-            ("status=done", "status"), ("priority=urgent", "priority"), ("due_before=tomorrow", "due_before"),
+            ("status=finished", "status"), ("priority=asap", "priority"), ("due_before=tomorrow", "due_before"),
             ("due_after=2026-13-01T00:00:00Z", "due_after"), ("overdue=1", "overdue"),
             ("category=", "category"), ("q=a&q=b", "q"), ("completed=true&completed=false", "completed"),
         ] {
