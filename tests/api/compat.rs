@@ -287,11 +287,10 @@ on_every_backend! {
     }
 }
 
-#[rocket::async_test]
-async fn an_unknown_list_parameter_is_logged_once_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("warn.db").display());
-    let served = Served::start(&db_url, &[("LOG_LEVEL", "warn")]).await;
+on_both_backends! {
+    async fn an_unknown_list_parameter_is_logged_once_by_name(backend) {
+    let database = TestDatabase::fresh(backend).await;
+    let served = Served::start(&database.url, &[("LOG_LEVEL", "warn")]).await;
     let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
     let http = reqwest::Client::new();
     for query in ["colour=red", "colour=blue&search=x", "size=2&colour=red"] {
@@ -327,4 +326,5 @@ async fn an_unknown_list_parameter_is_logged_once_by_name() {
         "{accepted}"
     );
     drop(served);
+    }
 }
