@@ -4,9 +4,9 @@
 //! and body guards, which gives the contract's 401 → 403 → 404/422 order.
 
 use rocket::http::uri::Origin;
+use rocket::http::{ContentType, Status};
 use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
-use rocket::serde::json::Json;
 use std::sync::Arc;
 
 use rocket::{Route, State};
@@ -46,16 +46,27 @@ impl<'r> Responder<'r, 'static> for TaskPage {
             .rocket()
             .state::<crate::config::AppConfig>()
             .and_then(|config| config.list_envelope);
-        let body = match envelope {
-            None => Json(self.tasks).respond_to(request)?,
-            Some(key) => Json(Enveloped {
-                key,
-                tasks: &self.tasks,
-                total: self.total,
-            })
-            .respond_to(request)?,
+        // Sized up front (a task is a few hundred bytes of JSON): the buffer is not grown
+        // and copied again and again as the page is written.
+        let mut json = Vec::with_capacity(64 + self.tasks.len() * 400);
+        let written = match envelope {
+            None => serde_json::to_writer(&mut json, &self.tasks),
+            Some(key) => serde_json::to_writer(
+                &mut json,
+                &Enveloped {
+                    key,
+                    tasks: &self.tasks,
+                    total: self.total,
+                },
+            ),
         };
-        let mut response = Response::build_from(body);
+        if written.is_err() {
+            return Err(Status::InternalServerError);
+        }
+        let mut response = Response::build();
+        response
+            .header(ContentType::JSON)
+            .sized_body(json.len(), std::io::Cursor::new(json));
         response.raw_header("X-Total-Count", self.total.to_string());
         if let Some(link) = self.link {
             response.raw_header("Link", link);

@@ -266,7 +266,9 @@ impl Rocket<Orbit> {
         // `writev` and no frame crosses a channel; larger ones stream as before.
         if let Some(size) = response.body().preset_size() {
             if size > 0 && size <= WHOLE_BODY_MAX {
-                let bytes = response.body_mut().to_bytes().await?;
+                // Room for the whole body and the read that finds its end: no regrowth.
+                let mut bytes = Vec::with_capacity(size + 32);
+                tokio::io::AsyncReadExt::read_to_end(response.body_mut(), &mut bytes).await?;
                 return send_headers(Either::Left(Either::Right(Full::new(Bytes::from(bytes)))));
             }
         }
