@@ -20,8 +20,11 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            // Shutdown first: a task first polled after shutdown (a busy runtime) would
+            // otherwise be as likely to start a round, beside whatever runs after it.
+            biased;
             _ = &mut shutdown => return,
+            _ = tick.tick() => {}
         }
         round().await;
     }
