@@ -211,8 +211,9 @@ async fn set_up(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
     };
     Ok(rocket
         .manage(accounts)
+        // `/api/v1/auth/…` reaches these too: the compatibility names map `/api/v1/` onto
+        // `/api/` before routing.
         .mount("/api/auth", crate::telemetry::traced(routes::routes()))
-        .mount("/api/v1/auth", crate::telemetry::traced(routes::routes()))
         .attach(AdHoc::on_liftoff("Sign-in limits' pruning", move |rocket| {
             Box::pin(async move {
                 let shutdown = rocket.shutdown();

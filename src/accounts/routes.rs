@@ -1,4 +1,4 @@
-//! Better Auth's email-and-password routes under `/api/auth` (and `/api/v1/auth`), with
+//! Better Auth's email-and-password routes under `/api/auth` (`/api/v1/auth` maps onto it), with
 //! the original design's short names and the names frontends written for FastAPI
 //! backends use. Each handler follows Better Auth's processing order: the address limit,
 //! the body, the origin check, validation, then its own work.
@@ -1595,7 +1595,7 @@ pub struct OkAnswer {
 ))]
 pub struct AccountsApi;
 
-/// Every route of the module, mounted under `/api/auth` and `/api/v1/auth`.
+/// Every route of the module, mounted under `/api/auth` (`/api/v1/auth` maps onto it).
 pub fn routes() -> Vec<Route> {
     routes![
         sign_up_email,

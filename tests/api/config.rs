@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
-use todo_api::config::{figment_with_env, AppConfig, LogFormat, DEV_SECRET};
+use todo_api::config::{figment_with_env, AppConfig, LogFormat, SqliteDurability, DEV_SECRET};
 
 const GOOD_SECRET: &str = "a-production-secret-with-more-than-32-chars";
 
@@ -546,4 +546,48 @@ fn cookie_settings_are_checked() {
             "BETTER_AUTH_COOKIE_PREFIX",
         );
     }
+}
+
+#[test]
+fn list_envelope_and_sqlite_synchronous_take_only_their_values() {
+    let db = ("DATABASE_URL", "sqlite://data/x.db");
+    let secret = ("BETTER_AUTH_SECRET", GOOD_SECRET);
+    for (value, key) in [
+        (None, None),
+        (Some("array"), None),
+        (Some("tasks"), Some("tasks")),
+        (Some("Items"), Some("items")),
+        (Some("data"), Some("data")),
+    ] {
+        let mut vars = vec![db, secret];
+        vars.extend(value.map(|v| ("LIST_ENVELOPE", v)));
+        assert_eq!(
+            load("release", &vars).unwrap().list_envelope,
+            key,
+            "{value:?}"
+        );
+    }
+    refused(
+        "release",
+        &[db, secret, ("LIST_ENVELOPE", "results")],
+        "LIST_ENVELOPE",
+    );
+    for (value, level) in [
+        (None, SqliteDurability::Full),
+        (Some("normal"), SqliteDurability::Normal),
+        (Some("FULL"), SqliteDurability::Full),
+    ] {
+        let mut vars = vec![db, secret];
+        vars.extend(value.map(|v| ("SQLITE_SYNCHRONOUS", v)));
+        assert_eq!(
+            load("release", &vars).unwrap().database.sqlite_synchronous,
+            level,
+            "{value:?}"
+        );
+    }
+    refused(
+        "release",
+        &[db, secret, ("SQLITE_SYNCHRONOUS", "off")],
+        "SQLITE_SYNCHRONOUS",
+    );
 }
