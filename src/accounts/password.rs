@@ -107,13 +107,26 @@ pub struct Hasher {
     at_once: usize,
 }
 
-/// Lowers the calling thread's priority (on Linux, niceness is per thread).
+/// Lowers the calling thread's priority (on Linux, scheduling policy and niceness are per
+/// thread): `SCHED_IDLE`, so that a request worker or a PostgreSQL backend waking up takes
+/// the core from a hash at once, and niceness as the fallback where that policy is refused.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(error) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS)
     {
-        tracing::debug!(%error, "a password hashing thread keeps the normal priority");
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+        let idle = thread_priority::set_thread_priority_and_policy(
+            thread_priority::thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        );
+        if idle.is_ok() {
+            return;
+        }
+        if let Err(error) =
+            rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS)
+        {
+            tracing::debug!(%error, "a password hashing thread keeps the normal priority");
+        }
     }
 }
 
