@@ -21,6 +21,43 @@ use crate::config::AuthConfig;
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    /// Seconds since 1970; present and a whole number in every token that passed the
+    /// validation (it requires `exp`).
+    exp: Option<u64>,
+}
+
+/// HS256 tokens already verified, with their user and expiry: the same bytes verify the
+/// same way again until they expire (the secret does not change while the service runs),
+/// so a client sending its token with every request pays for the signature check, the
+/// base64 and the JSON once. Only tokens that passed are kept, so only a holder of the
+/// secret can add one; at `VERIFIED_MAX` the map starts again empty. Tokens checked
+/// against JWKS are not kept: a key the set drops must stop verifying at once.
+#[derive(Default)]
+struct Verified {
+    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, (String, u64)>>,
+}
+
+const VERIFIED_MAX: usize = 4096;
+
+impl Verified {
+    /// The user of `token` when it was verified before and has not expired since
+    /// (jsonwebtoken's rule: expired once `exp < now - leeway`); `nbf` needs no second
+    /// look, as time only moves on from when it passed.
+    fn get(&self, token: &str, leeway: u64) -> Option<String> {
+        let tokens = self.tokens.lock().ok()?;
+        let (sub, exp) = tokens.get(token)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        (*exp >= now.saturating_sub(leeway)).then(|| sub.clone())
+    }
+
+    fn keep(&self, token: &str, sub: &str, exp: u64) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            if tokens.len() >= VERIFIED_MAX {
+                tokens.clear();
+            }
+            tokens.insert(token.into(), (sub.to_owned(), exp));
+        }
+    }
 }
 
 /// The claims the `token` command writes.
@@ -94,6 +131,7 @@ impl JwksVerifier {
 /// Verifies bearer tokens. Built once at start and managed as Rocket state.
 pub struct Verifier {
     hs256: Option<(DecodingKey, Validation)>,
+    verified: Verified,
     jwks: Option<JwksVerifier>,
     sessions: Option<std::sync::Arc<Sessions>>,
 }
@@ -135,6 +173,7 @@ impl Verifier {
         };
         Ok(Self {
             hs256,
+            verified: Verified::default(),
             jwks,
             sessions: None,
         })
@@ -170,6 +209,11 @@ impl Verifier {
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<String, Refusal> {
+        if let Some((_, validation)) = &self.hs256 {
+            if let Some(sub) = self.verified.get(token, validation.leeway) {
+                return Ok(sub);
+            }
+        }
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::from)?;
         if header.jku.is_some()
             || header.jwk.is_some()
@@ -182,19 +226,25 @@ impl Verifier {
         if !access_token_type(header.typ.as_deref()) {
             return Err(TokenError::Type.into());
         }
-        let claims = match (header.alg, &self.hs256, &self.jwks) {
-            (Algorithm::HS256, Some((key, validation)), _) => {
+        let (claims, keep) = match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some((key, validation)), _) => (
                 jsonwebtoken::decode::<Claims>(token, key, validation)
                     .map_err(TokenError::from)?
-                    .claims
-            }
+                    .claims,
+                true,
+            ),
             (alg, _, Some(jwks)) if JWKS_ALGORITHMS.contains(&alg) => {
-                jwks.verify(token, &header).await?
+                (jwks.verify(token, &header).await?, false)
             }
             _ => return Err(TokenError::Algorithm.into()),
         };
         match claims.sub {
-            Some(sub) if !sub.trim().is_empty() && !sub.contains('\0') => Ok(sub),
+            Some(sub) if !sub.trim().is_empty() && !sub.contains('\0') => {
+                if let (true, Some(exp)) = (keep, claims.exp) {
+                    self.verified.keep(token, &sub, exp);
+                }
+                Ok(sub)
+            }
             _ => Err(TokenError::Subject.into()),
         }
     }

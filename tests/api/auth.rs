@@ -140,6 +140,24 @@ on_both_databases! {
         }
     }
 
+    async fn a_token_verified_before_is_still_refused_once_it_expires(app) {
+        // The verifier keeps tokens that passed; a kept one must stop passing at its `exp`
+        // plus the leeway (30 s), exactly as one seen for the first time.
+        let token = sign(&json!({"sub": "alice", "exp": now() - 28}), TEST_SECRET, Algorithm::HS256);
+        for round in 0..2 {
+            let response = app.with_token(&token).get("/api/alice/tasks").await;
+            assert_eq!(response.status, Status::Ok, "round {round}: {}", response.text);
+        }
+        let other = app.with_token(&token).get("/api/bob/tasks").await;
+        assert_eq!(other.status, Status::Forbidden, "a kept token is still alice's only");
+        tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+        assert_401(&app.with_token(&token).get("/api/alice/tasks").await, "invalid_token", "kept, then expired");
+        // A token that differs from a kept one by its signature alone is checked afresh.
+        let mut forged = token.clone();
+        forged.push('A');
+        assert_401(&app.with_token(&forged).get("/api/alice/tasks").await, "invalid_token", "forged");
+    }
+
     async fn a_token_within_the_clock_leeway_is_accepted(app) {
         let claims = json!({"sub": "alice", "exp": now() - 10, "nbf": now() + 10, "iat": now()});
         let token = sign(&claims, TEST_SECRET, Algorithm::HS256);

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod answers;
 mod auth;
 mod compat;
 mod concurrency;

@@ -148,7 +148,9 @@ async fn hyper_service_fn(
     #[cfg(not(broken_fmt))]
     debug!("received request: {:#?}", hyp_req);
 
-    tokio::spawn(async move {
+    // todo-api patch begin: the request runs in the connection's task (see below).
+    let request = Box::pin(async move {
+    // todo-api patch end
         // We move the request next, so get the upgrade future now.
         let pending_upgrade = hyper::upgrade::on(&mut hyp_req);
 
@@ -190,8 +192,31 @@ async fn hyper_service_fn(
         }
     });
 
-    // Receive the response written to `tx` by the task above.
-    rx.await.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))
+    // todo-api patch begin: the request runs in the connection's task.
+    // Upstream spawns a task per request and awaits the response over the channel: a task
+    // cell, a wake-up of another worker and a hand-over back for every request. The request's
+    // future is polled here instead until the response is handed over; only one that goes on
+    // after that (a body streamed from the request's future) is then spawned to finish on
+    // its own. A panic that escapes is caught as the spawned task's was: the connection gets
+    // an error in place of the response.
+    let request = std::panic::AssertUnwindSafe(request).catch_unwind();
+    match futures::future::select(request, rx).await {
+        futures::future::Either::Left((finished, rx)) => {
+            if finished.is_err() {
+                error_!("A request's processing panicked.");
+            }
+            rx.await.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))
+        }
+        futures::future::Either::Right((response, request)) => {
+            tokio::spawn(async move {
+                if request.await.is_err() {
+                    error_!("A request's processing panicked.");
+                }
+            });
+            response.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e))
+        }
+    }
+    // todo-api patch end
 }
 
 impl Rocket<Orbit> {
