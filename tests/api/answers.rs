@@ -135,20 +135,31 @@ on_every_database! {
             answers.push_str(&record(request, &alice.get(request).await));
         }
         if std::env::var_os("RECORD_ANSWERS").is_some() {
-            std::fs::write(RECORDED, &answers).unwrap();
+            // Written whole and renamed into place: the other databases' cases read it
+            // meanwhile.
+            let dir = std::path::Path::new(RECORDED).parent().unwrap();
+            let mut file = tempfile::NamedTempFile::new_in(dir).unwrap();
+            std::io::Write::write_all(&mut file, answers.as_bytes()).unwrap();
+            file.persist(RECORDED).unwrap();
         }
         let recorded = std::fs::read_to_string(RECORDED).unwrap();
         if answers != recorded {
-            let first = answers
-                .lines()
-                .zip(recorded.lines())
+            // The first differing byte, with some of what surrounds it.
+            let at = answers
+                .bytes()
+                .zip(recorded.bytes())
                 .position(|(a, b)| a != b)
-                .unwrap_or(answers.lines().count().min(recorded.lines().count()));
+                .unwrap_or(answers.len().min(recorded.len()));
+            let line = answers.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            let around = |text: &str| -> String {
+                let from = at.saturating_sub(60);
+                let to = (at + 60).min(text.len());
+                String::from_utf8_lossy(&text.as_bytes()[from..to]).into_owned()
+            };
             panic!(
-                "answer differs from tests/fixtures/answers.txt at line {}:\n  now:      {:?}\n  recorded: {:?}",
-                first + 1,
-                answers.lines().nth(first),
-                recorded.lines().nth(first)
+                "answer differs from tests/fixtures/answers.txt at line {line}:\n  now:      {:?}\n  recorded: {:?}",
+                around(&answers),
+                around(&recorded)
             );
         }
     }
