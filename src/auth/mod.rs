@@ -10,6 +10,7 @@ mod jwks;
 mod refusal;
 mod scoped;
 mod sessions;
+mod verdicts;
 mod verifier;
 
 use rocket::fairing::AdHoc;

@@ -10,7 +10,6 @@
 //!   the service's own pool nor queue without end;
 //! - raw tokens are neither logged nor kept: the cache is keyed by their SHA-256.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,10 +17,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret as _;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use super::refusal::{Refusal, TokenError};
+use super::verdicts::{key_of, Verdicts};
 use crate::config::SessionsConfig;
 use crate::db::{AppPool, Backend, DatabaseConfig};
 
@@ -67,13 +67,6 @@ enum Schema {
     },
 }
 
-#[derive(Clone)]
-struct Entry {
-    /// The user, or `None` for an unknown or expired token.
-    user: Option<Arc<str>>,
-    until: Instant,
-}
-
 /// How session lookups ended since start, for `/metrics`.
 #[derive(Debug, Default)]
 struct LookupCounts {
@@ -94,7 +87,8 @@ pub struct Sessions {
     key: Option<Hmac<Sha256>>,
     cache_ttl: Duration,
     schema: Mutex<Schema>,
-    cache: Mutex<HashMap<[u8; 32], Entry>>,
+    /// The user of a token, or `None` for an unknown or expired one.
+    cache: Verdicts<Option<Arc<str>>>,
     lookups: Semaphore,
     waiting: AtomicUsize,
     counts: LookupCounts,
@@ -198,7 +192,7 @@ impl Sessions {
                     .checked_sub(RECHECK_INTERVAL)
                     .unwrap_or_else(Instant::now),
             }),
-            cache: Mutex::new(HashMap::new()),
+            cache: Verdicts::new(CACHE_CAPACITY),
             lookups: Semaphore::new(POOL_SIZE as usize),
             waiting: AtomicUsize::new(0),
             counts: LookupCounts::default(),
@@ -347,11 +341,10 @@ impl Sessions {
         if !token_shape_ok(token) {
             return Err(TokenError::Malformed.into());
         }
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(entry) = self.cached(&key) {
+        let key = key_of(token);
+        if let Some(user) = self.cache.get(&key) {
             self.counts.cached.fetch_add(1, Ordering::Relaxed);
-            return entry
-                .user
+            return user
                 .map(|u| u.to_string())
                 .ok_or(TokenError::UnknownSession.into());
         }
@@ -371,41 +364,16 @@ impl Sessions {
             Ok((user, left)) => {
                 let trust = self.cache_ttl.min(Duration::from_secs_f64(left.max(0.0)));
                 if !trust.is_zero() {
-                    self.remember(key, Some(Arc::from(user.as_str())), trust);
+                    self.cache
+                        .remember(key, Some(Arc::from(user.as_str())), trust);
                 }
                 Ok(user)
             }
             Err(reason) => {
-                self.remember(key, None, NEGATIVE_TTL);
+                self.cache.remember(key, None, NEGATIVE_TTL);
                 Err(reason.into())
             }
         }
-    }
-
-    fn cached(&self, key: &[u8; 32]) -> Option<Entry> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(key)
-            .filter(|entry| entry.until > Instant::now())
-            .cloned()
-    }
-
-    fn remember(&self, key: [u8; 32], user: Option<Arc<str>>, ttl: Duration) {
-        let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, entry| entry.until > now);
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            key,
-            Entry {
-                user,
-                until: now + ttl,
-            },
-        );
     }
 
     /// Session lookups since start by how they ended: `cached`, `database` (a session

@@ -9,6 +9,9 @@
 //! - header parameters that point at other keys (`jku`, `jwk`, `x5u`, `x5c`) or demand
 //!   extensions (`crit`) refuse the token; nothing in a token is ever fetched.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::jwks::{Jwks, JwksStatus, Lookup, JWKS_ALGORITHMS};
 use super::refusal::{Refusal, TokenError};
 use super::sessions::Sessions;
+use super::verdicts::{key_of, Verdicts};
 use crate::config::AuthConfig;
 
 #[derive(Deserialize)]
@@ -26,38 +30,22 @@ struct Claims {
     exp: Option<u64>,
 }
 
-/// HS256 tokens already verified, with their user and expiry: the same bytes verify the
-/// same way again until they expire (the secret does not change while the service runs),
-/// so a client sending its token with every request pays for the signature check, the
-/// base64 and the JSON once. Only tokens that passed are kept, so only a holder of the
-/// secret can add one; at `VERIFIED_MAX` the map starts again empty. Tokens checked
-/// against JWKS are not kept: a key the set drops must stop verifying at once.
-#[derive(Default)]
-struct Verified {
-    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, (String, u64)>>,
-}
+/// HS256 tokens already verified: the same bytes verify the same way again until they
+/// expire (the secret does not change while the service runs), so a client sending its
+/// token with every request pays for the signature check, the base64 and the JSON once.
+/// Only tokens that passed are remembered, so only a holder of the secret can add one.
+/// Tokens checked against JWKS are not: a key the set drops must stop verifying at once.
+const VERIFIED_CAPACITY: usize = 4096;
 
-const VERIFIED_MAX: usize = 4096;
-
-impl Verified {
-    /// The user of `token` when it was verified before and has not expired since
-    /// (jsonwebtoken's rule: expired once `exp < now - leeway`); `nbf` needs no second
-    /// look, as time only moves on from when it passed.
-    fn get(&self, token: &str, leeway: u64) -> Option<String> {
-        let tokens = self.tokens.lock().ok()?;
-        let (sub, exp) = tokens.get(token)?;
-        let now = jsonwebtoken::get_current_timestamp();
-        (*exp >= now.saturating_sub(leeway)).then(|| sub.clone())
-    }
-
-    fn keep(&self, token: &str, sub: &str, exp: u64) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            if tokens.len() >= VERIFIED_MAX {
-                tokens.clear();
-            }
-            tokens.insert(token.into(), (sub.to_owned(), exp));
-        }
-    }
+/// How long a token that just passed may be trusted without a second look:
+/// jsonwebtoken holds it expired once `exp < now - leeway` in whole seconds, that is from
+/// the second `exp + leeway + 1` on (`nbf` needs no second look: time only moves on).
+fn trusted_for(exp: u64, leeway: u64) -> Duration {
+    let expired_at = Duration::from_secs(exp.saturating_add(leeway).saturating_add(1));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    expired_at.saturating_sub(now)
 }
 
 /// The claims the `token` command writes.
@@ -131,9 +119,10 @@ impl JwksVerifier {
 /// Verifies bearer tokens. Built once at start and managed as Rocket state.
 pub struct Verifier {
     hs256: Option<(DecodingKey, Validation)>,
-    verified: Verified,
+    /// The user of each HS256 token verified lately (see [`VERIFIED_CAPACITY`]).
+    verified: Verdicts<Arc<str>>,
     jwks: Option<JwksVerifier>,
-    sessions: Option<std::sync::Arc<Sessions>>,
+    sessions: Option<Arc<Sessions>>,
 }
 
 impl Verifier {
@@ -173,7 +162,7 @@ impl Verifier {
         };
         Ok(Self {
             hs256,
-            verified: Verified::default(),
+            verified: Verdicts::new(VERIFIED_CAPACITY),
             jwks,
             sessions: None,
         })
@@ -181,7 +170,7 @@ impl Verifier {
 
     /// Accepts Better Auth session tokens, looked up in `sessions`.
     pub fn with_sessions(mut self, sessions: Sessions) -> Self {
-        self.sessions = Some(std::sync::Arc::new(sessions));
+        self.sessions = Some(Arc::new(sessions));
         self
     }
 
@@ -192,7 +181,7 @@ impl Verifier {
 
     /// The session store, shared, for work that outlives a request (an event stream
     /// checking its session again).
-    pub fn shared_sessions(&self) -> Option<std::sync::Arc<Sessions>> {
+    pub fn shared_sessions(&self) -> Option<Arc<Sessions>> {
         self.sessions.clone()
     }
 
@@ -209,10 +198,10 @@ impl Verifier {
     }
 
     async fn verify_jwt(&self, token: &str) -> Result<String, Refusal> {
-        if let Some((_, validation)) = &self.hs256 {
-            if let Some(sub) = self.verified.get(token, validation.leeway) {
-                return Ok(sub);
-            }
+        // Only HS256 tokens are remembered: without the shared secret there is none to find.
+        let key = self.hs256.as_ref().map(|_| key_of(token));
+        if let Some(sub) = key.as_ref().and_then(|key| self.verified.get(key)) {
+            return Ok(sub.to_string());
         }
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::from)?;
         if header.jku.is_some()
@@ -226,22 +215,23 @@ impl Verifier {
         if !access_token_type(header.typ.as_deref()) {
             return Err(TokenError::Type.into());
         }
-        let (claims, keep) = match (header.alg, &self.hs256, &self.jwks) {
-            (Algorithm::HS256, Some((key, validation)), _) => (
-                jsonwebtoken::decode::<Claims>(token, key, validation)
+        let (claims, remember) = match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some((secret, validation)), _) => {
+                let claims = jsonwebtoken::decode::<Claims>(token, secret, validation)
                     .map_err(TokenError::from)?
-                    .claims,
-                true,
-            ),
+                    .claims;
+                let trust = claims.exp.map(|exp| trusted_for(exp, validation.leeway));
+                (claims, trust)
+            }
             (alg, _, Some(jwks)) if JWKS_ALGORITHMS.contains(&alg) => {
-                (jwks.verify(token, &header).await?, false)
+                (jwks.verify(token, &header).await?, None)
             }
             _ => return Err(TokenError::Algorithm.into()),
         };
         match claims.sub {
             Some(sub) if !sub.trim().is_empty() && !sub.contains('\0') => {
-                if let (true, Some(exp)) = (keep, claims.exp) {
-                    self.verified.keep(token, &sub, exp);
+                if let (Some(key), Some(trust)) = (key, remember) {
+                    self.verified.remember(key, Arc::from(sub.as_str()), trust);
                 }
                 Ok(sub)
             }
