@@ -45,41 +45,31 @@ pub fn parse_stored(text: &str) -> Option<DateTime<Utc>> {
 
 /// Formats a timestamp as the contract's RFC 3339 UTC with a `Z` suffix and microseconds.
 pub fn format_time(at: &DateTime<Utc>) -> String {
-    let mut buffer = [0u8; TIME_LEN];
-    match write_time(at, &mut buffer) {
-        Some(text) => text.to_owned(),
-        None => at.to_rfc3339_opts(SecondsFormat::Micros, true),
-    }
+    with_time_text(at, str::to_owned)
 }
 
 /// Serializes a timestamp with [`format_time`] (`#[serde(serialize_with)]`).
 pub fn serialize_time<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut buffer = [0u8; TIME_LEN];
-    match write_time(at, &mut buffer) {
-        Some(text) => serializer.serialize_str(text),
-        None => serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Micros, true)),
-    }
+    with_time_text(at, |text| serializer.serialize_str(text))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-const TIME_LEN: usize = 27;
-
-/// [`format_time`]'s text written into `buffer` without an allocation or chrono's
-/// formatting machinery (a list page formats 60 of them), for the years 0001 to 9999 and
-/// no leap second; `None` for the rest, which chrono formats. Byte for byte chrono's
-/// `to_rfc3339_opts(SecondsFormat::Micros, true)` (a test compares the two).
-fn write_time<'b>(at: &DateTime<Utc>, buffer: &'b mut [u8; TIME_LEN]) -> Option<&'b str> {
+/// Hands [`format_time`]'s text to `use_text`. For the years 0001 to 9999 without a leap
+/// second it is written digit by digit into a buffer on the stack, with no allocation and
+/// none of chrono's formatting machinery (a list page formats 60 of them); chrono writes
+/// the rest. The two are byte for byte the same (a test compares them).
+fn with_time_text<R>(at: &DateTime<Utc>, use_text: impl FnOnce(&str) -> R) -> R {
     use chrono::{Datelike as _, Timelike as _};
     let year = at.year();
     let nanos = at.nanosecond();
     if !(1..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        return None;
+        return use_text(&at.to_rfc3339_opts(SecondsFormat::Micros, true));
     }
-    let mut put = |at: usize, value: u32, digits: usize| {
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |offset: usize, value: u32, digits: usize| {
         let mut value = value;
         for i in (0..digits).rev() {
             // A digit is below 10: the cast cannot truncate.
-            buffer[at + i] = b'0' + (value % 10) as u8;
+            text[offset + i] = b'0' + (value % 10) as u8;
             value /= 10;
         }
     };
@@ -90,18 +80,11 @@ fn write_time<'b>(at: &DateTime<Utc>, buffer: &'b mut [u8; TIME_LEN]) -> Option<
     put(14, at.minute(), 2);
     put(17, at.second(), 2);
     put(20, nanos / 1000, 6);
-    for (at, byte) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
-        buffer[at] = byte;
+    match std::str::from_utf8(&text) {
+        Ok(text) => use_text(text),
+        // Digits and the pattern's ASCII only: not reached.
+        Err(_) => use_text(&at.to_rfc3339_opts(SecondsFormat::Micros, true)),
     }
-    std::str::from_utf8(buffer).ok()
 }
 
 /// Serializes an optional timestamp with [`format_time`], `None` as `null`.
