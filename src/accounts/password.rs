@@ -94,9 +94,8 @@ fn verify_now(password: &str, stored: &str, params: &scrypt::Params) -> bool {
 /// A hash to compute, handed to a hashing thread.
 type Job = Box<dyn FnOnce(&scrypt::Params) + Send>;
 
-/// How much less the hashing threads count than the request workers for the scheduler
-/// (Linux niceness, 0 to 19): with every core busy, a flood of sign-ins takes the time the
-/// other routes leave, instead of half of it.
+/// The hashing threads' niceness (Linux, 0 to 19) where `SCHED_IDLE` is refused: with
+/// every core busy, a flood of sign-ins then takes a tenth of the time, not half of it.
 const NICENESS: i32 = 10;
 
 /// The bounded pool password hashes run on: `at_once` threads of their own, at a lower
@@ -225,6 +224,50 @@ mod tests {
 
     /// Better Auth 1.7.25's hash of `password123`, from its own server.
     const NODE_HASH: &str = "34669ef70c73d4a171be6e4e82efd806:e6f560632b1561fd9342497e8884a386df8d84e09feddc587f6ac2a9ad45b2793c35b4cb013b516190096242745114d7328a83d1e1c053c3c006bf6d92a552ad";
+
+    /// The scheduling policy and niceness of the thread that calls it (Linux).
+    #[cfg(target_os = "linux")]
+    fn own_scheduling() -> (u32, i32) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // Fields 19 (nice) and 41 (policy), counted from the state, field 3.
+        let nice = fields.get(16).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let policy = fields
+            .get(38)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(u32::MAX);
+        (policy, nice)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn hashes_run_below_the_request_workers_priority() {
+        const SCHED_OTHER: u32 = 0;
+        const SCHED_IDLE: u32 = 5;
+        let before = own_scheduling();
+        let hasher = Hasher::new(2).unwrap_or_else(|e| panic!("{e}"));
+        let (seen, heard) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let seen = seen.clone();
+            let job: Job = Box::new(move |_| {
+                let _ = seen.send(own_scheduling());
+            });
+            assert!(hasher.jobs.try_send(job).is_ok());
+        }
+        for _ in 0..2 {
+            let scheduling = heard
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                scheduling.0 == SCHED_IDLE || scheduling == (SCHED_OTHER, NICENESS),
+                "a hashing thread runs with policy and niceness {scheduling:?}"
+            );
+        }
+        assert_eq!(own_scheduling(), before, "the caller keeps its own");
+    }
 
     #[test]
     fn a_hash_made_by_better_auth_verifies_and_is_reproduced() {
