@@ -289,42 +289,42 @@ on_every_backend! {
 
 on_both_backends! {
     async fn an_unknown_list_parameter_is_logged_once_by_name(backend) {
-    let database = TestDatabase::fresh(backend).await;
-    let served = Served::start(&database.url, &[("LOG_LEVEL", "warn")]).await;
-    let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
-    let http = reqwest::Client::new();
-    for query in ["colour=red", "colour=blue&search=x", "size=2&colour=red"] {
-        let answer = http
-            .get(format!(
-                "http://127.0.0.1:{}/api/alice/tasks?{query}",
-                served.port
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            answer.status().as_u16(),
-            200,
-            "unknown names are still ignored"
+        let database = TestDatabase::fresh(backend).await;
+        let served = Served::start(&database.url, &[("LOG_LEVEL", "warn")]).await;
+        let token = todo_api::auth::mint_hs256(TEST_SECRET, "alice", 600).unwrap();
+        let http = reqwest::Client::new();
+        for query in ["colour=red", "colour=blue&search=x", "size=2&colour=red"] {
+            let answer = http
+                .get(format!(
+                    "http://127.0.0.1:{}/api/alice/tasks?{query}",
+                    served.port
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                answer.status().as_u16(),
+                200,
+                "unknown names are still ignored"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let warned: Vec<Value> = served
+            .log_lines()
+            .into_iter()
+            .filter(|line| line["level"] == "WARN" && line.get("parameter").is_some())
+            .collect();
+        let names: Vec<&str> = warned
+            .iter()
+            .map(|l| l["parameter"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["colour", "size"], "one line per name: {warned:?}");
+        let accepted = warned[0]["accepted"].as_str().unwrap();
+        assert!(
+            accepted.contains("q") && accepted.contains("search") && accepted.contains("sort_by"),
+            "{accepted}"
         );
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let warned: Vec<Value> = served
-        .log_lines()
-        .into_iter()
-        .filter(|line| line["level"] == "WARN" && line.get("parameter").is_some())
-        .collect();
-    let names: Vec<&str> = warned
-        .iter()
-        .map(|l| l["parameter"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["colour", "size"], "one line per name: {warned:?}");
-    let accepted = warned[0]["accepted"].as_str().unwrap();
-    assert!(
-        accepted.contains("q") && accepted.contains("search") && accepted.contains("sort_by"),
-        "{accepted}"
-    );
-    drop(served);
+        drop(served);
     }
 }
