@@ -59,8 +59,11 @@ pub fn serialize_time<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Resul
 /// the rest. The two are byte for byte the same (a test compares them).
 fn with_time_text<R>(at: &DateTime<Utc>, use_text: impl FnOnce(&str) -> R) -> R {
     use chrono::{Datelike as _, Timelike as _};
-    let year = at.year();
-    let nanos = at.nanosecond();
+    // Each accessor of a `DateTime` converts it to local time first; the naive UTC value's
+    // accessors read its fields.
+    let at_utc = at.naive_utc();
+    let year = at_utc.year();
+    let nanos = at_utc.nanosecond();
     if !(1..=9999).contains(&year) || nanos >= 1_000_000_000 {
         return use_text(&at.to_rfc3339_opts(SecondsFormat::Micros, true));
     }
@@ -74,11 +77,11 @@ fn with_time_text<R>(at: &DateTime<Utc>, use_text: impl FnOnce(&str) -> R) -> R 
         }
     };
     put(0, year.unsigned_abs(), 4);
-    put(5, at.month(), 2);
-    put(8, at.day(), 2);
-    put(11, at.hour(), 2);
-    put(14, at.minute(), 2);
-    put(17, at.second(), 2);
+    put(5, at_utc.month(), 2);
+    put(8, at_utc.day(), 2);
+    put(11, at_utc.hour(), 2);
+    put(14, at_utc.minute(), 2);
+    put(17, at_utc.second(), 2);
     put(20, nanos / 1000, 6);
     match std::str::from_utf8(&text) {
         Ok(text) => use_text(text),
