@@ -461,8 +461,9 @@ pub struct CompleteBody {
     pub completed: bool,
 }
 
-/// A task as the API returns it (and as an event notification carries it back).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+/// A task as the API returns it (and as an event notification carries it back). It is
+/// written through [`TaskView`], the one definition of a task's JSON.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(example = json!({"id": 42, "user_id": "usr_8fJ2", "title": "Buy groceries",
     "description": "Milk, eggs, bread", "completed": false, "is_completed": false, "priority": "medium", "category": "home",
     "due_date": "2026-12-01T17:00:00Z", "created_at": "2026-11-22T10:00:00.123456Z",
@@ -488,18 +489,55 @@ pub struct Task {
     /// Category.
     pub category: Option<String>,
     /// Due date: any offset in, UTC out, within the years 0001 to 9999 in UTC.
-    #[serde(rename = "due_date", serialize_with = "serialize_optional_time")]
+    #[serde(rename = "due_date")]
     #[schema(rename = "due_date")]
     pub due_at: Option<DateTime<Utc>>,
     /// Creation time; never changes.
-    #[serde(serialize_with = "serialize_time")]
     pub created_at: DateTime<Utc>,
     /// Time of the last change.
-    #[serde(serialize_with = "serialize_time")]
     pub updated_at: DateTime<Utc>,
     /// Bumped by every change; the ETag.
     #[serde(skip)]
     pub version: i64,
+}
+
+/// A task's JSON, with its texts borrowed: from a [`Task`], or straight from a list page's
+/// rows, which then need no owned copy of each text (`super::row::view`).
+#[derive(Serialize)]
+pub(crate) struct TaskView<'a> {
+    pub(crate) id: i64,
+    pub(crate) user_id: &'a str,
+    pub(crate) title: &'a str,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) completed: bool,
+    pub(crate) is_completed: bool,
+    pub(crate) priority: Priority,
+    pub(crate) category: Option<&'a str>,
+    #[serde(rename = "due_date", serialize_with = "serialize_optional_time")]
+    pub(crate) due_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "serialize_time")]
+    pub(crate) created_at: DateTime<Utc>,
+    #[serde(serialize_with = "serialize_time")]
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+impl Serialize for Task {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TaskView {
+            id: self.id,
+            user_id: &self.user_id,
+            title: &self.title,
+            description: self.description.as_deref(),
+            completed: self.completed,
+            is_completed: self.is_completed,
+            priority: self.priority,
+            category: self.category.as_deref(),
+            due_at: self.due_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+        .serialize(serializer)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::model::{Priority, Task};
+use super::model::{Priority, Task, TaskView};
 use crate::error::ApiError;
 
 /// A task's columns, read by position: [`super::sql::task_columns!`] come first, in that order, in every
@@ -57,13 +57,7 @@ impl TryFrom<TaskRow> for Task {
     type Error = ApiError;
 
     fn try_from(row: TaskRow) -> Result<Self, ApiError> {
-        let priority = Priority::from_rank(row.priority).ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!(
-                "task {} has an unknown priority rank {}",
-                row.id,
-                row.priority
-            ))
-        })?;
+        let priority = priority(row.id, row.priority)?;
         Ok(Task {
             id: row.id,
             user_id: row.user_id,
@@ -79,6 +73,55 @@ impl TryFrom<TaskRow> for Task {
             version: row.version,
         })
     }
+}
+
+/// A list row's task as its JSON, its texts borrowed from the row: a page is written
+/// without an owned copy of each of its texts. Read like [`TaskRow`], by position.
+pub(crate) fn view<'r, R>(row: &'r R) -> Result<TaskView<'r>, ApiError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: i64 = row.try_get_unchecked(0)?;
+    let rank: i16 = row.try_get_unchecked(5)?;
+    let completed: bool = row.try_get_unchecked(4)?;
+    Ok(TaskView {
+        id,
+        user_id: row.try_get_unchecked(1)?,
+        title: row.try_get_unchecked(2)?,
+        description: row.try_get_unchecked(3)?,
+        completed,
+        is_completed: completed,
+        priority: priority(id, rank)?,
+        category: row.try_get_unchecked(6)?,
+        due_at: row.try_get_unchecked(7)?,
+        created_at: row.try_get_unchecked(8)?,
+        updated_at: row.try_get_unchecked(9)?,
+    })
+}
+
+/// The column a list statement returns after the task's own: the total count.
+pub(crate) fn list_total<'r, R>(row: &'r R) -> Result<i64, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    row.try_get(TASK_COLUMNS)
+}
+
+/// A stored priority rank as the API's priority.
+fn priority(id: i64, rank: i16) -> Result<Priority, ApiError> {
+    Priority::from_rank(rank).ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "task {id} has an unknown priority rank {rank}"
+        ))
+    })
 }
 
 /// A task and the one column a statement returns after the task's own (a list's total

@@ -13,9 +13,9 @@ use super::etag::Precondition;
 use super::log::{
     logged_delete_one, logged_deletes, logged_one, sqlite_logged, sqlite_logged_delete,
 };
-use super::model::{NewTask, Priority, Task, TaskChanges, TaskId};
+use super::model::{NewTask, Priority, Task, TaskChanges, TaskId, TaskView};
 use super::query::{ListQuery, ListStatement};
-use super::row::{TaskRow, TaskWith};
+use super::row::{self, TaskRow};
 use super::search::fold;
 use super::sql::{
     self, begun, delete, delete_completed, insert, set_completed, update, user_arguments_for,
@@ -28,12 +28,38 @@ use crate::error::ApiError;
 use crate::time::now;
 
 /// One page of a list and the number of tasks matching its filters.
-#[derive(Debug)]
 pub struct Page {
-    /// The tasks of this page.
-    pub tasks: Vec<Task>,
+    /// The rows of this page.
+    pub rows: PageRows,
     /// Tasks matching the filters, on every page.
     pub total: i64,
+}
+
+/// A list page's rows as the backend returned them, read into JSON by
+/// [`PageRows::views`] with their texts borrowed, not copied.
+pub enum PageRows {
+    /// PostgreSQL's rows.
+    Postgres(Vec<sqlx::postgres::PgRow>),
+    /// SQLite's rows.
+    Sqlite(Vec<sqlx::sqlite::SqliteRow>),
+}
+
+impl PageRows {
+    /// Each row's task, as its JSON is written.
+    pub(crate) fn views(&self) -> Result<Vec<TaskView<'_>>, ApiError> {
+        match self {
+            Self::Postgres(rows) => rows.iter().map(row::view).collect(),
+            Self::Sqlite(rows) => rows.iter().map(row::view).collect(),
+        }
+    }
+
+    /// The total count the first row carries, if there is a row.
+    fn total(&self) -> Result<Option<i64>, sqlx::Error> {
+        match self {
+            Self::Postgres(rows) => rows.first().map(row::list_total).transpose(),
+            Self::Sqlite(rows) => rows.first().map(row::list_total).transpose(),
+        }
+    }
 }
 
 /// A page of the user's tasks matching `query`: one statement, the total counted by an
@@ -42,14 +68,26 @@ pub struct Page {
 #[tracing::instrument(level = "debug", skip_all, fields(user = %user.id()))]
 pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<Page, ApiError> {
     let statement = ListStatement::new(query, now());
-    let rows: Vec<TaskWith<i64>> = on_pool!(db, |p| sqlx::query_as_with(
-        &statement.sql,
-        user_arguments_for(p, user.id(), &statement.args)?
-    )
-    .fetch_all(p)
-    .await)?;
-    let total = match rows.first() {
-        Some(row) => row.extra,
+    let rows = match db {
+        AppPool::Postgres(p) => PageRows::Postgres(
+            sqlx::query_with(
+                &statement.sql,
+                user_arguments_for(p, user.id(), &statement.args)?,
+            )
+            .fetch_all(p)
+            .await?,
+        ),
+        AppPool::Sqlite(p) => PageRows::Sqlite(
+            sqlx::query_with(
+                &statement.sql,
+                user_arguments_for(p, user.id(), &statement.args)?,
+            )
+            .fetch_all(p)
+            .await?,
+        ),
+    };
+    let total = match rows.total()? {
+        Some(total) => total,
         None if query.offset > 0 => {
             let count_sql = statement.count_sql();
             on_pool!(db, |p| sqlx::query_scalar_with::<_, i64, _>(
@@ -61,11 +99,7 @@ pub async fn list(db: &AppPool, user: &AuthedUser, query: &ListQuery) -> Result<
         }
         None => 0,
     };
-    let tasks = rows
-        .into_iter()
-        .map(|row| Task::try_from(row.task))
-        .collect::<Result<_, _>>()?;
-    Ok(Page { tasks, total })
+    Ok(Page { rows, total })
 }
 
 /// One task of the user, or `None` (also when it belongs to someone else).
