@@ -7,14 +7,16 @@ use crate::error::ApiError;
 
 /// A task's columns, read by position: [`super::sql::task_columns!`] come first, in that order, in every
 /// statement that returns tasks. Read by name, each field of a page cost a hash lookup.
-pub(crate) struct TaskRow {
+/// Its texts are `String`s, or `&str`s borrowed from the row where a list page is written
+/// straight from its rows ([`view`]).
+pub(crate) struct TaskRow<S = String> {
     id: i64,
-    pub(super) user_id: String,
-    title: String,
-    description: Option<String>,
+    pub(super) user_id: S,
+    title: S,
+    description: Option<S>,
     completed: bool,
     priority: i16,
-    category: Option<String>,
+    category: Option<S>,
     due_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -24,14 +26,14 @@ pub(crate) struct TaskRow {
 /// The number of columns [`TaskRow`] reads; a statement's own columns follow them.
 const TASK_COLUMNS: usize = 11;
 
-impl<'r, R> sqlx::FromRow<'r, R> for TaskRow
+impl<'r, R, S> sqlx::FromRow<'r, R> for TaskRow<S>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    S: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     // Unchecked: the statements and their columns are fixed (and tested on both
@@ -76,32 +78,25 @@ impl TryFrom<TaskRow> for Task {
 }
 
 /// A list row's task as its JSON, its texts borrowed from the row: a page is written
-/// without an owned copy of each of its texts. Read like [`TaskRow`], by position.
+/// without an owned copy of each of its texts.
 pub(crate) fn view<'r, R>(row: &'r R) -> Result<TaskView<'r>, ApiError>
 where
     R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    TaskRow<&'r str>: sqlx::FromRow<'r, R>,
 {
-    let id: i64 = row.try_get_unchecked(0)?;
-    let rank: i16 = row.try_get_unchecked(5)?;
-    let completed: bool = row.try_get_unchecked(4)?;
+    let row = <TaskRow<&'r str> as sqlx::FromRow<'r, R>>::from_row(row)?;
     Ok(TaskView {
-        id,
-        user_id: row.try_get_unchecked(1)?,
-        title: row.try_get_unchecked(2)?,
-        description: row.try_get_unchecked(3)?,
-        completed,
-        is_completed: completed,
-        priority: priority(id, rank)?,
-        category: row.try_get_unchecked(6)?,
-        due_at: row.try_get_unchecked(7)?,
-        created_at: row.try_get_unchecked(8)?,
-        updated_at: row.try_get_unchecked(9)?,
+        id: row.id,
+        user_id: row.user_id,
+        title: row.title,
+        description: row.description,
+        completed: row.completed,
+        is_completed: row.completed,
+        priority: priority(row.id, row.priority)?,
+        category: row.category,
+        due_at: row.due_at,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     })
 }
 
