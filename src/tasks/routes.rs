@@ -21,7 +21,7 @@ use super::etag::{etag, IfMatch, IfMatchHeader, IfNoneMatch, Tagged};
 use super::idempotency::{self, Answer, IdempotencyKey, Work};
 use super::model::{
     parse_completion, CompleteBody, InputMode, InvalidTaskId, NewTask, Priority, Task, TaskChanges,
-    TaskId, TaskPath,
+    TaskId, TaskPath, TaskView,
 };
 use super::query::{ListParams, ListQuery, SortField, SortOrder, StatusFilter};
 use super::store;
@@ -35,8 +35,8 @@ type TaskIdParam = Result<TaskId, InvalidTaskId>;
 
 /// A list answer: the tasks, `X-Total-Count` and an RFC 8288 `Link` for next / prev.
 pub struct TaskPage {
-    /// The page's JSON array of tasks.
-    tasks: Vec<u8>,
+    /// The page's rows, written as JSON straight from them.
+    rows: store::PageRows,
     total: i64,
     link: Option<String>,
 }
@@ -47,22 +47,9 @@ impl<'r> Responder<'r, 'static> for TaskPage {
             .rocket()
             .state::<crate::config::AppConfig>()
             .and_then(|config| config.list_envelope);
-        let json = match envelope {
-            None => self.tasks,
-            // `LIST_ENVELOPE`'s shape, `{"<key>": [...], "total": n}`; the key is one of a
-            // few plain words (config), which JSON writes as they are.
-            Some(key) => {
-                let total = self.total.to_string();
-                let mut json = Vec::with_capacity(self.tasks.len() + key.len() + total.len() + 16);
-                json.extend_from_slice(b"{\"");
-                json.extend_from_slice(key.as_bytes());
-                json.extend_from_slice(b"\":");
-                json.extend_from_slice(&self.tasks);
-                json.extend_from_slice(b",\"total\":");
-                json.extend_from_slice(total.as_bytes());
-                json.push(b'}');
-                json
-            }
+        let json = match page_json(&self.rows, envelope, self.total) {
+            Ok(json) => json,
+            Err(error) => return error.respond_to(request),
         };
         let mut response = Response::build();
         response
@@ -73,6 +60,48 @@ impl<'r> Responder<'r, 'static> for TaskPage {
             response.raw_header("Link", link);
         }
         response.ok()
+    }
+}
+
+/// A page's JSON: the array of its tasks, or that array in `LIST_ENVELOPE`'s object.
+fn page_json(
+    rows: &store::PageRows,
+    envelope: Option<&'static str>,
+    total: i64,
+) -> Result<Vec<u8>, ApiError> {
+    let tasks = rows.views()?;
+    // Sized up front (a task is a few hundred bytes of JSON): the buffer is not grown and
+    // copied again and again as the page is written.
+    let mut json = Vec::with_capacity(64 + tasks.len() * 400);
+    match envelope {
+        None => serde_json::to_writer(&mut json, &tasks),
+        Some(key) => serde_json::to_writer(
+            &mut json,
+            &Enveloped {
+                key,
+                tasks: &tasks,
+                total,
+            },
+        ),
+    }
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(json)
+}
+
+/// A list answer as `LIST_ENVELOPE` shapes it: `{"<key>": [...], "total": n}`.
+struct Enveloped<'a> {
+    key: &'static str,
+    tasks: &'a [TaskView<'a>],
+    total: i64,
+}
+
+impl Serialize for Enveloped<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry(self.key, self.tasks)?;
+        map.serialize_entry("total", &self.total)?;
+        map.end()
     }
 }
 
@@ -142,14 +171,9 @@ async fn list(
 ) -> Result<TaskPage, ApiError> {
     let query = params.parse()?;
     let page = store::list(db, &user, &query).await?;
-    let tasks = page.rows.views()?;
-    // Sized up front (a task is a few hundred bytes of JSON): the buffer is not grown and
-    // copied again and again as the page is written.
-    let mut json = Vec::with_capacity(64 + tasks.len() * 400);
-    serde_json::to_writer(&mut json, &tasks).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(TaskPage {
         link: page_links(uri, &user, &query, page.total),
-        tasks: json,
+        rows: page.rows,
         total: page.total,
     })
 }
