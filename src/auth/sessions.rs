@@ -363,10 +363,8 @@ impl Sessions {
         match verdict {
             Ok((user, left)) => {
                 let trust = self.cache_ttl.min(Duration::from_secs_f64(left.max(0.0)));
-                if !trust.is_zero() {
-                    self.cache
-                        .remember(key, Some(Arc::from(user.as_str())), trust);
-                }
+                self.cache
+                    .remember(key, Some(Arc::from(user.as_str())), trust);
                 Ok(user)
             }
             Err(reason) => {

@@ -40,8 +40,12 @@ impl<V: Clone> Verdicts<V> {
             .map(|(verdict, _)| verdict.clone())
     }
 
-    /// Remembers `verdict` on `key` for `ttl` from now.
+    /// Remembers `verdict` on `key` for `ttl` from now; with no time to trust it, it is
+    /// not kept at all.
     pub(super) fn remember(&self, key: TokenKey, verdict: V, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity {
@@ -62,7 +66,10 @@ mod tests {
     fn a_verdict_lasts_its_time_and_a_full_memory_drops_the_expired_first() {
         let verdicts = Verdicts::new(2);
         verdicts.remember(key_of("a"), 1, Duration::from_secs(60));
-        verdicts.remember(key_of("gone"), 2, Duration::ZERO);
+        verdicts.remember(key_of("never"), 5, Duration::ZERO);
+        verdicts.remember(key_of("gone"), 2, Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(verdicts.get(&key_of("never")), None, "no time to trust it");
         assert_eq!(verdicts.get(&key_of("a")), Some(1));
         assert_eq!(verdicts.get(&key_of("gone")), None, "expired");
         assert_eq!(verdicts.get(&key_of("b")), None, "never seen");
