@@ -5,7 +5,13 @@
 //! them and adds what every route shares: the bearer scheme, the error responses any
 //! `/api/` call can meet, and the `X-Request-Id` / `RateLimit-*` headers.
 
+use std::io::Cursor;
+use std::sync::Arc;
+
 use rocket::fairing::AdHoc;
+use rocket::http::ContentType;
+use rocket::response::{self, Responder};
+use rocket::{Request, State};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -328,19 +334,46 @@ pub fn document() -> Document {
     doc
 }
 
+/// The document as served: serialized once at start-up. Swagger UI's own route would hold
+/// the document's tree (a few MiB of maps, in each of Rocket's copies of the route) and
+/// clone it whole for every request before serializing it.
+#[derive(Clone)]
+struct Served(Arc<[u8]>);
+
+impl<'r> Responder<'r, 'static> for Served {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        rocket::Response::build()
+            .header(ContentType::JSON)
+            .sized_body(self.0.len(), Cursor::new(self.0))
+            .ok()
+    }
+}
+
+#[rocket::get("/openapi.json")]
+fn served(document: &State<Served>) -> Served {
+    document.inner().clone()
+}
+
 /// The docs module: `/openapi.json` and Swagger UI at `/docs`.
 pub fn stage() -> AdHoc {
-    AdHoc::on_ignite("API docs", |rocket| async {
-        let ui = SwaggerUi::new("/docs/<_..>")
-            .url("/openapi.json", document())
-            // No urls in this config: the crate then routes `/openapi.json` itself, which
-            // it skips when the config names urls.
-            .config(
-                Config::default()
-                    .persist_authorization(true)
-                    .try_it_out_enabled(true)
-                    .display_request_duration(true),
-            );
-        rocket.mount("/", crate::telemetry::traced(ui))
+    AdHoc::try_on_ignite("API docs", |rocket| async {
+        let json = match serde_json::to_vec(&document()) {
+            Ok(json) => json,
+            Err(error) => {
+                tracing::error!(%error, "could not render the OpenAPI document");
+                return Err(rocket);
+            }
+        };
+        // The config names the document's url, so the crate mounts no route of its own for it.
+        let ui = SwaggerUi::new("/docs/<_..>").config(
+            Config::new(["/openapi.json"])
+                .persist_authorization(true)
+                .try_it_out_enabled(true)
+                .display_request_duration(true),
+        );
+        Ok(rocket
+            .manage(Served(json.into()))
+            .mount("/", crate::telemetry::traced(rocket::routes![served]))
+            .mount("/", crate::telemetry::traced(ui)))
     })
 }
