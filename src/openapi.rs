@@ -6,7 +6,7 @@
 //! `/api/` call can meet, and the `X-Request-Id` / `RateLimit-*` headers.
 
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rocket::fairing::AdHoc;
 use rocket::http::ContentType;
@@ -23,7 +23,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::error::{ErrorBody, ErrorCode};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -334,13 +334,18 @@ pub fn document() -> Document {
     doc
 }
 
-/// The document as served: serialized once at start-up. Swagger UI's own route would hold
-/// the document's tree (a few MiB of maps, in each of Rocket's copies of the route) and
-/// clone it whole for every request before serializing it.
-#[derive(Clone)]
-struct Served(Arc<[u8]>);
+/// The document as served: built and serialized on its first request, then answered from
+/// those bytes. Swagger UI's own route would hold the document's tree (a few MiB of maps,
+/// in each of Rocket's copies of the route) and clone it whole for every request; built
+/// at start-up, the tree's memory would stay with every instance, most of which never
+/// serve it.
+#[derive(Default)]
+struct Served(OnceLock<Arc<[u8]>>);
 
-impl<'r> Responder<'r, 'static> for Served {
+/// One answer of the document.
+struct Json(Arc<[u8]>);
+
+impl<'r> Responder<'r, 'static> for Json {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         rocket::Response::build()
             .header(ContentType::JSON)
@@ -350,20 +355,20 @@ impl<'r> Responder<'r, 'static> for Served {
 }
 
 #[rocket::get("/openapi.json")]
-fn served(document: &State<Served>) -> Served {
-    document.inner().clone()
+fn served(served: &State<Served>) -> Result<Json, ApiError> {
+    if let Some(json) = served.0.get() {
+        return Ok(Json(json.clone()));
+    }
+    let json: Arc<[u8]> = serde_json::to_vec(&document())
+        .map_err(|error| anyhow::Error::new(error).context("rendering the OpenAPI document"))?
+        .into();
+    // Two first requests at once both render it; the first to finish is kept.
+    Ok(Json(served.0.get_or_init(|| json).clone()))
 }
 
 /// The docs module: `/openapi.json` and Swagger UI at `/docs`.
 pub fn stage() -> AdHoc {
-    AdHoc::try_on_ignite("API docs", |rocket| async {
-        let json = match serde_json::to_vec(&document()) {
-            Ok(json) => json,
-            Err(error) => {
-                tracing::error!(%error, "could not render the OpenAPI document");
-                return Err(rocket);
-            }
-        };
+    AdHoc::on_ignite("API docs", |rocket| async {
         // The config names the document's url, so the crate mounts no route of its own for it.
         let ui = SwaggerUi::new("/docs/<_..>").config(
             Config::new(["/openapi.json"])
@@ -371,9 +376,9 @@ pub fn stage() -> AdHoc {
                 .try_it_out_enabled(true)
                 .display_request_duration(true),
         );
-        Ok(rocket
-            .manage(Served(json.into()))
+        rocket
+            .manage(Served::default())
             .mount("/", crate::telemetry::traced(rocket::routes![served]))
-            .mount("/", crate::telemetry::traced(ui)))
+            .mount("/", crate::telemetry::traced(ui))
     })
 }
