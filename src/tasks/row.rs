@@ -100,12 +100,13 @@ where
     })
 }
 
-/// The column a list statement returns after the task's own: the total count.
-pub(crate) fn list_total<'r, R>(row: &'r R) -> Result<i64, sqlx::Error>
+/// The one column a statement returns after the task's own (a list's total count, the
+/// overview's list number).
+pub(crate) fn after_task<'r, R, T>(row: &'r R) -> Result<T, sqlx::Error>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     row.try_get(TASK_COLUMNS)
 }
@@ -119,8 +120,7 @@ fn priority(id: i64, rank: i16) -> Result<Priority, ApiError> {
     })
 }
 
-/// A task and the one column a statement returns after the task's own (a list's total
-/// count, the overview's list number).
+/// A task and the one column a statement returns after the task's own ([`after_task`]).
 pub(crate) struct TaskWith<T> {
     pub(crate) task: TaskRow,
     pub(crate) extra: T,
@@ -136,7 +136,7 @@ where
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(Self {
             task: TaskRow::from_row(row)?,
-            extra: row.try_get(TASK_COLUMNS)?,
+            extra: after_task(row)?,
         })
     }
 }

@@ -56,8 +56,8 @@ impl PageRows {
     /// The total count the first row carries, if there is a row.
     fn total(&self) -> Result<Option<i64>, sqlx::Error> {
         match self {
-            Self::Postgres(rows) => rows.first().map(row::list_total).transpose(),
-            Self::Sqlite(rows) => rows.first().map(row::list_total).transpose(),
+            Self::Postgres(rows) => rows.first().map(row::after_task).transpose(),
+            Self::Sqlite(rows) => rows.first().map(row::after_task).transpose(),
         }
     }
 }

@@ -221,7 +221,7 @@ async fn docs_and_the_document_are_served() {
     assert_eq!(served.status, Status::Ok);
     assert_eq!(served.header("content-type"), Some("application/json"));
     assert_eq!(served.json(), document());
-    // Served from the bytes serialized at start-up: the same text on every request.
+    // Served from the bytes rendered by the first request: the same text on every request.
     let compact = serde_json::to_string(&todo_api::openapi::document()).unwrap();
     assert_eq!(served.text, compact);
     assert_eq!(app.anonymous().get("/openapi.json").await.text, compact);
